@@ -1,0 +1,33 @@
+"""Shared by the benchmarks: a checkpoint to measure, and the machine's matmul throughput."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import torch
+
+
+def base_checkpoint(path: str | None, steps: int = 600) -> Path:
+    """The given checkpoint, else the workspace's tiny base (trained once, then reused)."""
+    if path:
+        return Path(path)
+    from engine.algorithms.sft import SFTConfig, train_sft
+    from engine.workspace import checkpoints_dir, ensure_home
+
+    out = checkpoints_dir() / "base-tiny"
+    if not (out / "model.safetensors").exists():
+        ensure_home()
+        train_sft(SFTConfig(steps=steps), out)
+    return out
+
+
+def matmul_flops(size: int = 1024, seconds: float = 1.0) -> float:
+    """Dense float32 matmul FLOP/s on this machine, now (the denominator of FLOP utilisation)."""
+    a, b = torch.randn(size, size), torch.randn(size, size)
+    a @ b
+    done, start = 0, time.perf_counter()
+    while time.perf_counter() - start < seconds:
+        a @ b
+        done += 1
+    return 2 * size**3 * done / (time.perf_counter() - start)

@@ -1,0 +1,85 @@
+"""Evaluate a checkpoint on a task split: greedy maj@1, then K samples per problem for pass@k / maj@k."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+
+from engine.errors import ReasonlabError
+from engine.evaluation.metrics import curves, ks_up_to
+from engine.tasks import get_task
+
+
+@dataclass
+class EvalConfig:
+    task: str = "multistep"
+    """Task family."""
+    split: str = "test"
+    """Split to evaluate on."""
+    k: int = 96
+    """Samples per problem; pass@k and maj@k are reported for k = 1, 2, 4, ... up to this."""
+    limit: int | None = None
+    """Number of problems (None: the split's default size)."""
+    temperature: float = 1.0
+    """Sampling temperature for the k samples (maj@1 is always greedy)."""
+    top_p: float = 1.0
+    """Nucleus sampling mass."""
+    max_new_tokens: int = 96
+    """Longest completion."""
+    seed: int = 0
+    """Sampling seed (also seeds the maj@k subsets)."""
+
+    def validate(self) -> None:
+        if self.k < 1:
+            raise ReasonlabError(f"eval: k must be >= 1, got {self.k}")
+        if self.limit is not None and self.limit < 1:
+            raise ReasonlabError(f"eval: limit must be >= 1, got {self.limit}")
+        if self.temperature <= 0:
+            raise ReasonlabError(f"eval: temperature must be > 0 for sampling, got {self.temperature}")
+        if not 0 < self.top_p <= 1:
+            raise ReasonlabError(f"eval: top_p must be in (0, 1], got {self.top_p}")
+        if self.max_new_tokens < 1:
+            raise ReasonlabError(f"eval: max_new_tokens must be >= 1, got {self.max_new_tokens}")
+        task = get_task(self.task)
+        if self.split not in task.splits:
+            raise ReasonlabError(f"eval: unknown split {self.split!r} for task {self.task}; "
+                                 f"choose one of {', '.join(task.splits)}")
+
+
+def evaluate(sampler, cfg: EvalConfig) -> tuple[dict, list[dict]]:
+    """(metrics, sample rows). Metrics: `maj@1` is greedy accuracy; `pass@k`, `maj@k` for each k
+    from the K samples (`maj@1` from samples would equal `pass@1`, so the greedy one takes the key).
+    Each sample row is ready for `Store.add_samples` (sample_idx -1 is the greedy completion)."""
+    cfg.validate()
+    task = get_task(cfg.task)
+    problems = task.problems(cfg.split, cfg.limit)
+    prompts = [task.prompt(p) for p in problems]
+    start = time.time()
+    greedy = sampler.sample(prompts, n=1, temperature=0.0, max_new_tokens=cfg.max_new_tokens)
+    sampled = sampler.sample(prompts, n=cfg.k, temperature=cfg.temperature, top_p=cfg.top_p,
+                             max_new_tokens=cfg.max_new_tokens, seed=cfg.seed)
+    wall = time.time() - start
+
+    rows, answers, greedy_correct, lenient_correct = [], [], [], []
+    for p, g, samples in zip(problems, greedy, sampled):
+        problem_answers = []
+        for idx, c in [(-1, g[0])] + list(enumerate(samples)):
+            score = task.score(p, c.text)
+            rows.append({"task": cfg.task, "split": cfg.split, "problem_id": p.id, "sample_idx": idx,
+                         "text": c.text, "answer": score.answer, "correct": int(score.correct),
+                         "reward": float(score.correct), "n_tokens": len(c.token_ids), "logprob": c.logprob})
+            if idx == -1:
+                greedy_correct.append(score.correct)
+                lenient_correct.append(score.correct_lenient)
+            else:
+                problem_answers.append(score.answer)
+        answers.append(problem_answers)
+
+    metrics = curves(answers, [p.answer for p in problems], ks_up_to(cfg.k), seed=cfg.seed)
+    metrics["maj@1"] = sum(greedy_correct) / len(problems)
+    metrics["maj@1_lenient"] = sum(lenient_correct) / len(problems)
+    n_tokens = sum(r["n_tokens"] for r in rows)
+    metrics.update({"task": cfg.task, "split": cfg.split, "problems": len(problems), "k": cfg.k,
+                    "temperature": cfg.temperature, "wall_s": round(wall, 2),
+                    "tokens_per_s": round(n_tokens / max(wall, 1e-9), 1)})
+    return metrics, rows

@@ -1,0 +1,59 @@
+"""Checkpoints are plain Hugging Face directories (config.json, model.safetensors, tokenizer files).
+
+Anything that loads HF models (transformers, vLLM) reads them; reasonlab adds `reasonlab.json`
+with how the checkpoint was made (task, preset, steps), which other tools ignore.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from engine.errors import ReasonlabError
+
+META = "reasonlab.json"
+
+
+def save_checkpoint(model, tokenizer, out: str | Path, meta: dict | None = None) -> Path:
+    out = Path(out)
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        model.save_pretrained(out)  # safetensors is the default serialisation
+        tokenizer.save_pretrained(out)
+        (out / META).write_text(json.dumps(meta or {}, indent=2, sort_keys=True))
+    except OSError as e:
+        raise ReasonlabError(f"cannot write checkpoint {out}: {e.strerror or e}") from None
+    return out
+
+
+def read_meta(path: str | Path) -> dict:
+    f = Path(path) / META
+    try:
+        return json.loads(f.read_text()) if f.exists() else {}
+    except (OSError, json.JSONDecodeError):
+        return {}
+
+
+def load_checkpoint(path: str | Path, device: str = "cpu", dtype=None, trust_remote_code: bool = False):
+    """(model in eval mode, tokenizer) from a checkpoint directory, with no network access.
+
+    Every failure is a ReasonlabError naming the directory: missing, not a model, corrupt weights.
+    """
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    path = Path(path)
+    if not path.is_dir():
+        raise ReasonlabError(f"checkpoint {path} does not exist or is not a directory")
+    if not (path / "config.json").is_file():
+        raise ReasonlabError(f"checkpoint {path} has no config.json; is it a Hugging Face model directory?")
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(path, local_files_only=True, trust_remote_code=trust_remote_code)
+        model = AutoModelForCausalLM.from_pretrained(path, local_files_only=True, dtype=dtype,
+                                                     trust_remote_code=trust_remote_code)
+    except Exception as e:  # transformers raises many types (OSError, ValueError, SafetensorError...)
+        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise ReasonlabError(f"cannot load checkpoint {path}: {first}") from None
+    if tokenizer.pad_token_id is None:  # common for downloaded LMs: pad with EOS, left side
+        tokenizer.pad_token = tokenizer.eos_token
+    tokenizer.padding_side = "left"
+    return model.to(device).eval(), tokenizer

@@ -1,0 +1,28 @@
+"""Model presets: standard Llama-architecture transformers sized for a laptop CPU."""
+
+from __future__ import annotations
+
+from transformers import LlamaConfig, LlamaForCausalLM
+
+from engine.errors import ReasonlabError
+
+PRESETS = {
+    # ~1M parameters: learns the format and some arithmetic in a minute on 2 CPU cores.
+    "tiny": dict(hidden_size=128, intermediate_size=384, num_hidden_layers=4, num_attention_heads=4),
+    # ~10M parameters: a stronger base for longer runs.
+    "small": dict(hidden_size=320, intermediate_size=864, num_hidden_layers=8, num_attention_heads=8),
+}
+
+
+def new_model(preset: str, tokenizer, seed: int = 0) -> LlamaForCausalLM:
+    if preset not in PRESETS:
+        raise ReasonlabError(f"unknown preset {preset!r}; choose one of {', '.join(PRESETS)}")
+    import torch
+
+    torch.manual_seed(seed)
+    config = LlamaConfig(
+        vocab_size=len(tokenizer), max_position_embeddings=512, tie_word_embeddings=True,
+        eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id, bos_token_id=None,
+        rope_theta=10000.0, **PRESETS[preset],
+    )
+    return LlamaForCausalLM(config)

@@ -1,0 +1,38 @@
+"""The one sampling interface every backend (torch, vLLM) implements."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Protocol
+
+
+@dataclass
+class Completion:
+    token_ids: list[int]  # generated tokens, the stop token included when finish_reason == "stop"
+    text: str  # decoded without special tokens
+    logprobs: list[float]  # per generated token: log p(token) under the model's raw distribution
+    finish_reason: str  # "stop" (a stop token) or "length" (max_new_tokens reached)
+
+    @property
+    def logprob(self) -> float:
+        return float(sum(self.logprobs))
+
+
+class Sampler(Protocol):
+    def sample(self, prompts: list[str], n: int = 1, temperature: float = 1.0, top_p: float = 1.0,
+               max_new_tokens: int = 128, seed: int | None = 0) -> list[list[Completion]]:
+        """n completions for each prompt: result[i][j] is the j-th sample of prompts[i].
+
+        temperature 0 is greedy decoding. The same seed and arguments give the same completions.
+        """
+
+
+def check_sampling_args(n: int, temperature: float, top_p: float, max_new_tokens: int) -> None:
+    if n < 1:
+        raise ValueError(f"n must be >= 1, got {n}")
+    if temperature < 0:
+        raise ValueError(f"temperature must be >= 0, got {temperature}")
+    if not 0 < top_p <= 1:
+        raise ValueError(f"top_p must be in (0, 1], got {top_p}")
+    if max_new_tokens < 1:
+        raise ValueError(f"max_new_tokens must be >= 1, got {max_new_tokens}")

@@ -1,0 +1,188 @@
+"""Token-level sampler for transformers models on CPU or GPU, with a KV cache.
+
+For each batch of prompts:
+  1) prefill: the prompts, left-padded, run through the model once;
+  2) replicate: each prompt's KV cache is copied for its n samples (no prefill per sample);
+  3) decode: one token per step for every live row (temperature, top-p, logprobs);
+  4) compact: rows that have stopped are dropped from the batch, so short solutions stop costing.
+
+Llama-family models (Llama, Mistral, Qwen2/3) run through `_StaticKV`: a cache preallocated once
+per batch and a lean forward pass over the model's own modules, which avoids the per-step Python
+cost of the general `model(...)` call. Any other causal LM runs through `_HFCache`, the model's own
+forward with a `DynamicCache`. Both are checked against `model.generate` in the tests.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from transformers import DynamicCache
+from transformers.models.llama.modeling_llama import apply_rotary_pos_emb
+
+from engine.sampling.base import Completion, check_sampling_args
+
+FAST_MODEL_TYPES = {"llama", "mistral", "qwen2", "qwen3"}
+
+
+class _StaticKV:
+    """A preallocated cache of (rows, kv_heads, capacity, head_dim) per layer, and the forward pass."""
+
+    def __init__(self, model, rows: int, capacity: int):
+        cfg = model.config
+        self.body, self.head = model.model, model.lm_head
+        self.head_dim = getattr(cfg, "head_dim", None) or cfg.hidden_size // cfg.num_attention_heads
+        self.gqa = cfg.num_key_value_heads != cfg.num_attention_heads
+        p = next(model.parameters())
+        shape = (rows, cfg.num_key_value_heads, capacity, self.head_dim)
+        self.k = [torch.empty(shape, dtype=p.dtype, device=p.device) for _ in self.body.layers]
+        self.v = [torch.empty(shape, dtype=p.dtype, device=p.device) for _ in self.body.layers]
+        self.valid = torch.zeros(rows, capacity, dtype=torch.bool, device=p.device)  # (B, T) key is real
+        self.t = 0  # columns filled
+
+    def forward(self, ids: torch.Tensor, positions: torch.Tensor, real: torch.Tensor) -> torch.Tensor:
+        """ids, positions, real: (B, T) -> logits of the last position (B, V) in float32."""
+        B, T = ids.shape
+        t0, t1 = self.t, self.t + T
+        self.valid[:, t0:t1] = real
+        # (B, 1, T, t1): a query sees real keys at or before it; a pad query sees itself, so no
+        # softmax row is empty (an empty row is NaN, and NaN times a zero weight is still NaN).
+        causal = torch.ones(T, t1, dtype=torch.bool, device=ids.device).tril(t0)
+        own = torch.zeros(T, t1, dtype=torch.bool, device=ids.device)
+        own[:, t0:t1] = torch.eye(T, dtype=torch.bool, device=ids.device)
+        mask = ((self.valid[:, None, None, :t1] & causal) | own)
+        x = self.body.embed_tokens(ids)
+        cos, sin = self.body.rotary_emb(x, positions)
+        for i, layer in enumerate(self.body.layers):
+            attn = layer.self_attn
+            h = layer.input_layernorm(x)
+            q = attn.q_proj(h).view(B, T, -1, self.head_dim)
+            k = attn.k_proj(h).view(B, T, -1, self.head_dim)
+            if hasattr(attn, "q_norm"):  # Qwen3 normalises queries and keys per head
+                q, k = attn.q_norm(q), attn.k_norm(k)
+            q, k = apply_rotary_pos_emb(q.transpose(1, 2), k.transpose(1, 2), cos, sin)
+            self.k[i][:, :, t0:t1] = k
+            self.v[i][:, :, t0:t1] = attn.v_proj(h).view(B, T, -1, self.head_dim).transpose(1, 2)
+            o = F.scaled_dot_product_attention(q, self.k[i][:, :, :t1], self.v[i][:, :, :t1], attn_mask=mask,
+                                               scale=attn.scaling, enable_gqa=self.gqa)
+            x = x + attn.o_proj(o.transpose(1, 2).reshape(B, T, -1))
+            x = x + layer.mlp(layer.post_attention_layernorm(x))
+        self.t = t1
+        return self.head(self.body.norm(x[:, -1])).float()
+
+    def rows(self, index: torch.Tensor) -> None:
+        """Keep (and repeat) the rows in `index`, copying only the filled columns."""
+        for cache in (self.k, self.v):
+            for i, old in enumerate(cache):
+                new = old.new_empty((len(index), *old.shape[1:]))
+                new[:, :, : self.t] = old[index, :, : self.t]
+                cache[i] = new
+        self.valid = self.valid[index]
+
+
+class _HFCache:
+    """Any causal LM through its own forward and a DynamicCache."""
+
+    def __init__(self, model, rows: int, capacity: int):
+        self.model, self.cache, self.mask = model, DynamicCache(config=model.config), None
+
+    def forward(self, ids: torch.Tensor, positions: torch.Tensor, real: torch.Tensor) -> torch.Tensor:
+        self.mask = real.long() if self.mask is None else torch.cat([self.mask, real.long()], dim=1)
+        out = self.model(input_ids=ids, attention_mask=self.mask, position_ids=positions, cache=self.cache,
+                         use_cache=True, logits_to_keep=1)
+        return out.logits[:, -1].float()
+
+    def rows(self, index: torch.Tensor) -> None:
+        self.mask = self.mask[index]
+        for layer in self.cache.layers:  # DynamicLayer holds keys/values as (B, H, T, D)
+            layer.keys, layer.values = layer.keys[index], layer.values[index]
+
+
+class TorchSampler:
+    """`sample()` for a transformers causal LM. `batch_size` bounds the rows decoded together."""
+
+    def __init__(self, model, tokenizer, batch_size: int = 512, fast: bool | None = None):
+        self.model, self.tokenizer, self.batch_size = model.eval(), tokenizer, batch_size
+        self.device = next(model.parameters()).device
+        if fast is None:
+            fast = model.config.model_type in FAST_MODEL_TYPES
+        self.engine = _StaticKV if fast else _HFCache
+        stop = model.generation_config.eos_token_id if model.generation_config else None
+        stop = stop if isinstance(stop, list) else [stop]
+        self.stop_ids = sorted({i for i in [*stop, tokenizer.eos_token_id] if i is not None})
+        self.max_positions = getattr(model.config, "max_position_embeddings", None)
+
+    @torch.inference_mode()
+    def sample(self, prompts: list[str], n: int = 1, temperature: float = 1.0, top_p: float = 1.0,
+               max_new_tokens: int = 128, seed: int | None = 0) -> list[list[Completion]]:
+        check_sampling_args(n, temperature, top_p, max_new_tokens)
+        gen = torch.Generator(device=self.device)
+        gen.manual_seed(seed if seed is not None else torch.seed())
+        out: list[list[Completion]] = [[] for _ in prompts]
+        # Whole prompts share a batch when n fits; a prompt with n > batch_size is split in chunks.
+        per_batch = max(1, self.batch_size // n)
+        chunk = min(n, self.batch_size)
+        for start in range(0, len(prompts), per_batch):
+            idx = list(range(start, min(start + per_batch, len(prompts))))
+            for done in range(0, n, chunk):
+                m = min(chunk, n - done)
+                results = self._batch([prompts[i] for i in idx], m, temperature, top_p, max_new_tokens, gen)
+                for i, comps in zip(idx, results):
+                    out[i].extend(comps)
+        return out
+
+    def _batch(self, prompts, n, temperature, top_p, max_new_tokens, gen) -> list[list[Completion]]:
+        enc = self.tokenizer(prompts, return_tensors="pt", padding=True, add_special_tokens=False)
+        ids, real = enc["input_ids"].to(self.device), enc["attention_mask"].to(self.device).bool()
+        if self.max_positions:
+            max_new_tokens = max(1, min(max_new_tokens, self.max_positions - ids.shape[1]))
+        positions = (real.long().cumsum(-1) - 1).clamp(min=0)
+        # 1) prefill every prompt once
+        kv = self.engine(self.model, len(prompts), ids.shape[1] + max_new_tokens)
+        logits = kv.forward(ids, positions, real)
+        # 2) replicate the cache for n samples per prompt: row r is sample r % n of prompt r // n
+        rep = torch.arange(len(prompts), device=self.device).repeat_interleave(n)
+        kv.rows(rep)
+        logits, pos = logits[rep], positions[rep, -1] + 1
+        rows = len(rep)
+        alive = torch.arange(rows, device=self.device)  # original row of each live row
+        token_buf = torch.zeros(rows, max_new_tokens, dtype=torch.long, device=self.device)
+        logp_buf = torch.zeros(rows, max_new_tokens, dtype=torch.float32, device=self.device)
+        length = torch.full((rows,), max_new_tokens, dtype=torch.long, device=self.device)
+        stopped = torch.zeros(rows, dtype=torch.bool, device=self.device)
+        stop = torch.tensor(self.stop_ids, device=self.device)
+        # 3) decode
+        for step in range(max_new_tokens):
+            token = self._choose(logits, temperature, top_p, gen)
+            token_buf[alive, step] = token
+            logp_buf[alive, step] = torch.log_softmax(logits, dim=-1).gather(1, token[:, None])[:, 0]
+            ended = torch.isin(token, stop)
+            length[alive[ended]] = step + 1
+            stopped[alive[ended]] = True
+            keep = (~ended).nonzero()[:, 0]
+            if len(keep) == 0 or step == max_new_tokens - 1:
+                break
+            # 4) compact: drop rows that stopped
+            if len(keep) < len(alive):
+                kv.rows(keep)
+                alive, token, pos = alive[keep], token[keep], pos[keep]
+            logits = kv.forward(token[:, None], pos[:, None], torch.ones_like(token[:, None], dtype=torch.bool))
+            pos = pos + 1
+        lengths = length.tolist()
+        tokens = [row[:k] for row, k in zip(token_buf.tolist(), lengths)]
+        logps = [row[:k] for row, k in zip(logp_buf.tolist(), lengths)]
+        texts = self.tokenizer.batch_decode(tokens, skip_special_tokens=True)
+        comps = [Completion(t, s, lp, "stop" if st else "length")
+                 for t, s, lp, st in zip(tokens, texts, logps, stopped.tolist())]
+        return [comps[i * n:(i + 1) * n] for i in range(len(prompts))]
+
+    @staticmethod
+    def _choose(logits: torch.Tensor, temperature: float, top_p: float, gen: torch.Generator) -> torch.Tensor:
+        if temperature == 0:
+            return logits.argmax(dim=-1)
+        probs = torch.softmax(logits / temperature, dim=-1)
+        if top_p < 1.0:  # nucleus: keep the smallest set of tokens whose mass reaches top_p
+            sorted_p, order = probs.sort(dim=-1, descending=True)
+            drop = sorted_p.cumsum(-1) - sorted_p >= top_p
+            sorted_p = sorted_p.masked_fill(drop, 0.0)
+            probs = torch.zeros_like(probs).scatter(1, order, sorted_p)
+        return torch.multinomial(probs, 1, generator=gen)[:, 0]

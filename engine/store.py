@@ -1,0 +1,378 @@
+"""The run store: one SQLite file holding runs, metrics, checkpoints, problems and samples.
+
+Training jobs write it from background processes while the dashboard reads it, so the file is in
+WAL mode (readers never block the writer, nor it them) and every write is a short `BEGIN
+IMMEDIATE` transaction (a writer waits for the lock up front, up to 30 s, instead of failing
+halfway with "database is locked").
+
+One `Store` per process: a connection must not cross a fork, so a child opens its own. Within a
+process a `Store` may be shared between threads; a lock serialises use of its one connection.
+
+Schema changes are migrations: append a SQL script to MIGRATIONS and never edit a shipped one.
+`PRAGMA user_version` records how many have been applied.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import threading
+import time
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from engine import workspace
+from engine.errors import ReasonlabError
+
+# MIGRATIONS[i] brings schema version i to i + 1. Times are unix seconds (REAL); JSON is TEXT.
+MIGRATIONS: list[str] = [
+    """
+    CREATE TABLE runs (
+        id INTEGER PRIMARY KEY,
+        name TEXT,
+        algo TEXT NOT NULL,
+        config TEXT NOT NULL,
+        status TEXT NOT NULL,
+        created_at REAL NOT NULL,
+        started_at REAL, finished_at REAL, heartbeat_at REAL,
+        step INTEGER NOT NULL DEFAULT 0, total INTEGER, pid INTEGER,
+        error TEXT, traceback TEXT,
+        parent_checkpoint TEXT  -- path of the checkpoint training started from
+    );
+    CREATE TABLE metrics (
+        run_id INTEGER NOT NULL REFERENCES runs(id) ON DELETE CASCADE,
+        step INTEGER NOT NULL,
+        name TEXT NOT NULL,
+        value REAL, samples_seen INTEGER, wall_time REAL
+    );
+    CREATE INDEX metrics_run_name_step ON metrics(run_id, name, step);
+    CREATE TABLE checkpoints (
+        id INTEGER PRIMARY KEY,
+        run_id INTEGER NOT NULL REFERENCES runs(id) ON DELETE CASCADE,
+        step INTEGER NOT NULL,
+        path TEXT NOT NULL,
+        created_at REAL NOT NULL,
+        metrics TEXT
+    );
+    CREATE INDEX checkpoints_run_step ON checkpoints(run_id, step);
+    CREATE TABLE problems (
+        task TEXT NOT NULL, split TEXT NOT NULL, problem_id TEXT NOT NULL,
+        question TEXT NOT NULL, answer TEXT NOT NULL,
+        reference TEXT,  -- a reference solution, for dense rewards
+        PRIMARY KEY (task, split, problem_id)
+    );
+    CREATE TABLE samples (
+        id INTEGER PRIMARY KEY,
+        run_id INTEGER NOT NULL REFERENCES runs(id) ON DELETE CASCADE,
+        checkpoint_id INTEGER REFERENCES checkpoints(id) ON DELETE CASCADE,
+        step INTEGER NOT NULL,
+        kind TEXT NOT NULL,  -- 'rollout' (training) or 'eval'
+        task TEXT NOT NULL, split TEXT NOT NULL, problem_id TEXT NOT NULL,
+        sample_idx INTEGER NOT NULL,  -- which of the K samples drawn for this problem
+        text TEXT NOT NULL,
+        answer TEXT,  -- extracted final answer, NULL when none was found
+        correct INTEGER, reward REAL, n_tokens INTEGER,
+        logprob REAL,  -- sum of token log-probabilities
+        created_at REAL NOT NULL
+    );
+    CREATE INDEX samples_run_step ON samples(run_id, step);
+    CREATE INDEX samples_checkpoint_problem ON samples(checkpoint_id, problem_id);
+    CREATE INDEX samples_run_problem ON samples(run_id, problem_id);
+    """,
+]
+
+RUN_STATUSES = ("queued", "running", "finished", "failed", "cancelled", "interrupted")
+SAMPLE_KINDS = ("rollout", "eval")
+# Columns update_run may set; id, algo and created_at are fixed at creation.
+RUN_UPDATABLE = {"name", "config", "status", "started_at", "finished_at", "heartbeat_at", "step",
+                 "total", "pid", "error", "traceback", "parent_checkpoint"}
+SAMPLE_REQUIRED = {"run_id", "step", "kind", "task", "split", "problem_id", "sample_idx", "text"}
+SAMPLE_OPTIONAL = {"checkpoint_id": None, "answer": None, "correct": None, "reward": None,
+                   "n_tokens": None, "logprob": None, "created_at": None}
+
+# Training code hands over numpy scalars; sqlite3 binds only Python int/float.
+for _t in (np.int8, np.int16, np.int32, np.int64, np.uint8, np.uint16, np.uint32, np.uint64, np.bool_):
+    sqlite3.register_adapter(_t, int)
+for _t in (np.float16, np.float32):  # np.float64 is a float already
+    sqlite3.register_adapter(_t, float)
+
+
+def _statements(script: str) -> Iterator[str]:
+    """Split a script into statements (sqlite3.complete_statement knows about quotes and triggers)."""
+    buf = ""
+    for line in script.splitlines(keepends=True):
+        buf += line
+        if sqlite3.complete_statement(buf):
+            yield buf.strip()
+            buf = ""
+    if buf.strip():
+        raise ValueError(f"incomplete SQL statement in migration: {buf.strip()[:80]}")
+
+
+def migrate(conn: sqlite3.Connection, target: int | None = None) -> int:
+    """Bring the database to schema version `target` (default: the newest); returns the version.
+
+    All pending migrations run in one transaction, so a failure leaves the old version intact, and
+    the version is re-read under the write lock, so two processes opening a new store at once
+    migrate it once. `conn` must not be inside a transaction.
+    """
+    latest = len(MIGRATIONS)
+    target = latest if target is None else target
+    if not 0 <= target <= latest:
+        raise ValueError(f"schema version {target} does not exist (0..{latest})")
+
+    def check(version: int) -> None:
+        if version > latest:
+            path = conn.execute("PRAGMA database_list").fetchone()[2]
+            raise ReasonlabError(f"store {path} has schema version {version}, this reasonlab knows "
+                                 f"up to {latest}; upgrade reasonlab")
+
+    version = conn.execute("PRAGMA user_version").fetchone()[0]
+    check(version)
+    if version >= target:  # the common case takes no write lock
+        return version
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        version = conn.execute("PRAGMA user_version").fetchone()[0]
+        check(version)
+        for script in MIGRATIONS[version:target]:
+            for statement in _statements(script):
+                conn.execute(statement)
+        if version < target:
+            conn.execute(f"PRAGMA user_version = {int(target)}")  # pragmas take no parameters
+        conn.execute("COMMIT")
+    except BaseException:
+        if conn.in_transaction:
+            conn.execute("ROLLBACK")
+        raise
+    return max(version, target)
+
+
+def _json(value) -> str | None:
+    # default=str: Paths and similar in configs are stored as their text rather than refused.
+    return None if value is None else json.dumps(value, default=str)
+
+
+def _unjson(text: str | None):
+    return None if text is None else json.loads(text)
+
+
+class Store:
+    """A connection to the run store; use as a context manager or call close()."""
+
+    def __init__(self, path: str | Path | None = None):
+        if path is None:
+            workspace.ensure_home()
+            path = workspace.store_path()
+        self.path = Path(path)
+        self._lock = threading.Lock()
+        self._conn = None
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            # isolation_level=None: we issue BEGIN/COMMIT ourselves (see _write).
+            self._conn = sqlite3.connect(self.path, timeout=30, isolation_level=None,
+                                         check_same_thread=False)
+            self._conn.execute("PRAGMA busy_timeout = 30000")
+            mode = self._conn.execute("PRAGMA journal_mode = WAL").fetchone()[0]
+            if mode.lower() != "wal":
+                raise sqlite3.OperationalError(f"could not switch to WAL mode (got {mode})")
+            self._conn.execute("PRAGMA synchronous = NORMAL")  # safe with WAL; a crash loses at most the last commits
+            self._conn.execute("PRAGMA foreign_keys = ON")
+            migrate(self._conn)
+        except (OSError, sqlite3.Error) as e:
+            self.close()
+            reason = e.strerror if isinstance(e, OSError) and e.strerror else str(e)
+            raise ReasonlabError(f"cannot open store {self.path}: {reason}") from None
+        except BaseException:
+            self.close()
+            raise
+
+    def close(self) -> None:
+        # The connection is kept, closed, so later use fails with sqlite3's "closed database".
+        with self._lock:
+            if self._conn is not None:
+                self._conn.close()
+
+    def __enter__(self) -> Store:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    @contextmanager
+    def _write(self) -> Iterator[sqlite3.Connection]:
+        """One write transaction. IMMEDIATE takes the write lock at BEGIN, where busy_timeout can
+        wait for it; a deferred transaction that reads first can fail on upgrade in WAL mode."""
+        with self._lock:
+            self._conn.execute("BEGIN IMMEDIATE")
+            try:
+                yield self._conn
+                self._conn.execute("COMMIT")
+            except BaseException:
+                if self._conn.in_transaction:
+                    self._conn.execute("ROLLBACK")
+                raise
+
+    def _query(self, sql: str, params=()) -> pd.DataFrame:
+        with self._lock:
+            return pd.read_sql_query(sql, self._conn, params=params)
+
+    def create_run(self, algo: str, config: dict, name: str | None = None, total: int | None = None,
+                   status: str = "queued", parent_checkpoint: str | Path | None = None) -> int:
+        _check_status(status)
+        with self._write() as conn:
+            cur = conn.execute(
+                "INSERT INTO runs (name, algo, config, status, created_at, total, parent_checkpoint)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?)",
+                (name, algo, _json(config), status, time.time(), total,
+                 None if parent_checkpoint is None else str(parent_checkpoint)))
+            return cur.lastrowid
+
+    def update_run(self, run_id: int, **fields) -> None:
+        """Set columns of a run, e.g. update_run(7, status="failed", error="...", finished_at=t)."""
+        if unknown := fields.keys() - RUN_UPDATABLE:
+            raise ValueError(f"cannot update run column(s) {sorted(unknown)}; allowed: {sorted(RUN_UPDATABLE)}")
+        if not fields:
+            return
+        if "status" in fields:
+            _check_status(fields["status"])
+        if "config" in fields:
+            fields["config"] = _json(fields["config"])
+        if fields.get("parent_checkpoint") is not None:
+            fields["parent_checkpoint"] = str(fields["parent_checkpoint"])
+        # Column names come from the whitelist above, never from the caller's strings.
+        assignments = ", ".join(f"{column} = :{column}" for column in fields)
+        with self._write() as conn:
+            cur = conn.execute(f"UPDATE runs SET {assignments} WHERE id = :run_id", {**fields, "run_id": run_id})
+            if cur.rowcount == 0:
+                raise ValueError(f"no run {run_id}")
+
+    def heartbeat(self, run_id: int, step: int | None = None) -> None:
+        """Mark the run alive now (jobs treat a stale heartbeat as a dead process)."""
+        fields = {"heartbeat_at": time.time()}
+        if step is not None:
+            fields["step"] = step
+        self.update_run(run_id, **fields)
+
+    def get_run(self, run_id: int) -> dict | None:
+        with self._lock:
+            cur = self._conn.execute("SELECT * FROM runs WHERE id = ?", (run_id,))
+            row = cur.fetchone()
+            columns = [d[0] for d in cur.description]
+        if row is None:
+            return None
+        run = dict(zip(columns, row))
+        run["config"] = _unjson(run["config"])
+        return run
+
+    def runs(self) -> pd.DataFrame:
+        """All runs, newest first; `config` holds dicts."""
+        df = self._query("SELECT * FROM runs ORDER BY created_at DESC, id DESC")
+        df["config"] = df["config"].map(_unjson)
+        return df
+
+    def log_metrics(self, run_id: int, step: int, metrics: dict[str, float],
+                    samples_seen: int | None = None, wall_time: float | None = None) -> None:
+        """One row per metric name, all in one transaction; wall_time defaults to now (unix s)."""
+        wall_time = time.time() if wall_time is None else wall_time
+        # float() also unwraps numpy and 0-d torch scalars.
+        rows = [(run_id, step, name, None if value is None else float(value), samples_seen, wall_time)
+                for name, value in metrics.items()]
+        with self._write() as conn:
+            conn.executemany("INSERT INTO metrics (run_id, step, name, value, samples_seen, wall_time)"
+                             " VALUES (?, ?, ?, ?, ?, ?)", rows)
+
+    def metrics(self, run_id: int, names: Iterable[str] | None = None) -> pd.DataFrame:
+        """Long format (run_id, step, name, value, samples_seen, wall_time), ordered by name, step."""
+        sql, params = "SELECT * FROM metrics WHERE run_id = ?", [run_id]
+        if names is not None:
+            names = [names] if isinstance(names, str) else list(names)
+            sql += f" AND name IN ({', '.join('?' * len(names))})"
+            params += names
+        return self._query(sql + " ORDER BY name, step, rowid", params)
+
+    def add_checkpoint(self, run_id: int, step: int, path: str | Path, metrics: dict | None = None) -> int:
+        with self._write() as conn:
+            cur = conn.execute("INSERT INTO checkpoints (run_id, step, path, created_at, metrics)"
+                               " VALUES (?, ?, ?, ?, ?)", (run_id, step, str(path), time.time(), _json(metrics)))
+            return cur.lastrowid
+
+    def update_checkpoint_metrics(self, checkpoint_id: int, metrics: dict) -> None:
+        """Merge into the checkpoint's eval metrics (evaluations of several tasks add up)."""
+        with self._write() as conn:
+            row = conn.execute("SELECT metrics FROM checkpoints WHERE id = ?", (checkpoint_id,)).fetchone()
+            if row is None:
+                raise ValueError(f"no checkpoint {checkpoint_id}")
+            merged = {**(_unjson(row[0]) or {}), **metrics}
+            conn.execute("UPDATE checkpoints SET metrics = ? WHERE id = ?", (_json(merged), checkpoint_id))
+
+    def checkpoints(self, run_id: int | None = None) -> pd.DataFrame:
+        """Checkpoints ordered by run and step; `metrics` holds dicts (or None)."""
+        sql, params = "SELECT * FROM checkpoints", []
+        if run_id is not None:
+            sql, params = sql + " WHERE run_id = ?", [run_id]
+        df = self._query(sql + " ORDER BY run_id, step, id", params)
+        df["metrics"] = df["metrics"].map(_unjson)
+        return df
+
+    def upsert_problems(self, rows: Iterable[dict]) -> None:
+        """Rows need task, split, problem_id, question, answer; reference is optional."""
+        rows = [{"reference": None, **row} for row in rows]
+        with self._write() as conn:
+            conn.executemany(
+                "INSERT INTO problems (task, split, problem_id, question, answer, reference)"
+                " VALUES (:task, :split, :problem_id, :question, :answer, :reference)"
+                " ON CONFLICT (task, split, problem_id) DO UPDATE SET question = excluded.question,"
+                " answer = excluded.answer, reference = excluded.reference", rows)
+
+    def problems(self, task: str, split: str) -> pd.DataFrame:
+        return self._query("SELECT * FROM problems WHERE task = ? AND split = ? ORDER BY problem_id",
+                           [task, split])
+
+    def add_samples(self, rows: Iterable[dict]) -> None:
+        """Insert sampled solutions in one transaction (the hot path: ~100k rows in well under a
+        second). Each row needs the SAMPLE_REQUIRED keys and may have the SAMPLE_OPTIONAL ones."""
+        now = time.time()
+        prepared = []
+        # Validate before taking the write lock, so the transaction only inserts.
+        for row in rows:
+            if unknown := row.keys() - SAMPLE_REQUIRED - SAMPLE_OPTIONAL.keys():
+                raise ValueError(f"unknown sample field(s) {sorted(unknown)}")
+            if missing := SAMPLE_REQUIRED - row.keys():
+                raise ValueError(f"sample is missing field(s) {sorted(missing)}")
+            if row["kind"] not in SAMPLE_KINDS:
+                raise ValueError(f"sample kind must be one of {SAMPLE_KINDS}, not {row['kind']!r}")
+            full = {**SAMPLE_OPTIONAL, **row}
+            if full["created_at"] is None:
+                full["created_at"] = now
+            prepared.append(full)
+        columns = [*sorted(SAMPLE_REQUIRED), *SAMPLE_OPTIONAL]
+        sql = (f"INSERT INTO samples ({', '.join(columns)})"
+               f" VALUES ({', '.join(':' + c for c in columns)})")
+        with self._write() as conn:
+            conn.executemany(sql, prepared)
+
+    def samples(self, run_id: int | None = None, checkpoint_id: int | None = None,
+                problem_id: str | None = None, step: int | None = None, kind: str | None = None,
+                limit: int | None = None) -> pd.DataFrame:
+        """Samples matching every given filter, in insertion order."""
+        filters = {"run_id": run_id, "checkpoint_id": checkpoint_id, "problem_id": problem_id,
+                   "step": step, "kind": kind}
+        given = {column: value for column, value in filters.items() if value is not None}
+        sql = "SELECT * FROM samples"
+        if given:
+            sql += " WHERE " + " AND ".join(f"{column} = :{column}" for column in given)
+        sql += " ORDER BY id"
+        if limit is not None:
+            sql += " LIMIT :limit"
+            given["limit"] = int(limit)
+        return self._query(sql, given)
+
+
+def _check_status(status: str) -> None:
+    if status not in RUN_STATUSES:
+        raise ValueError(f"run status must be one of {RUN_STATUSES}, not {status!r}")

@@ -1,0 +1,279 @@
+"""The built-in task: procedural GSM8K-style word problems with 1-5 arithmetic steps.
+
+A problem is a sum of terms (a plain count, or `count x per` containers: one product step each),
+followed by up to two "tail" operations (get more, give away, share equally, sell at a price).
+Products can be computed in any order and terms summed in any order, and `+` / `*` commute, so
+several solutions are valid and sampled solutions really branch. Solutions are GSM8K-style:
+
+    3 * 6 = 18
+    4 * 5 = 20
+    18 + 20 = 38
+    38 - 7 = 31
+    #### 31
+
+Splits: `train` and `test` (1-5 steps, small numbers; train never repeats a test question) and
+`ood` (6-8 steps, larger numbers: the analogue of SVAMP's shift). Everything is a pure function
+of (seed, split, index).
+"""
+
+from __future__ import annotations
+
+import random
+import re
+from dataclasses import dataclass
+
+from engine.errors import ReasonlabError
+from engine.tasks.base import Problem, Score
+
+STEP_RE = re.compile(r"^\s*(-?\d+)\s*([-+*/])\s*(-?\d+)\s*=\s*(-?\d+)\s*$")
+STRICT_RE = re.compile(r"####\s*(-?\d[\d,]*)")  # lm-evaluation-harness gsm8k "strict-match"
+NUMBER_RE = re.compile(r"-?\d[\d,]*")  # "flexible-extract": the last number in the text
+
+NAMES = ("Ann", "Ben", "Cleo", "Dan", "Eva", "Finn", "Gus", "Hana", "Ivy", "Jon", "Kai", "Lea",
+         "Max", "Nia", "Omar", "Pia", "Raj", "Sara", "Tom", "Uma", "Vic", "Wes", "Yara", "Zoe")
+THINGS = (("boxes", "pencils"), ("bags", "apples"), ("packs", "stickers"), ("crates", "oranges"),
+          ("jars", "cookies"), ("shelves", "books"), ("trays", "muffins"), ("baskets", "eggs"),
+          ("cartons", "marbles"), ("bowls", "cherries"))
+
+
+@dataclass(frozen=True)
+class Spec:
+    """Sizes of one split's problems."""
+
+    steps: tuple[int, int]  # inclusive range of reference steps
+    plain: tuple[int, int]  # a plain count
+    count: tuple[int, int]  # number of containers
+    per: tuple[int, int]  # items per container
+    delta: tuple[int, int]  # amounts got or given away
+    factor: tuple[int, int]  # prices and sharing divisors
+
+
+SPECS = {
+    "train": Spec(steps=(1, 5), plain=(2, 9), count=(2, 5), per=(2, 9), delta=(1, 9), factor=(2, 5)),
+    "test": Spec(steps=(1, 5), plain=(2, 9), count=(2, 5), per=(2, 9), delta=(1, 9), factor=(2, 5)),
+    "ood": Spec(steps=(6, 8), plain=(10, 30), count=(2, 9), per=(10, 20), delta=(5, 30), factor=(2, 9)),
+}
+DEFAULT_SIZE = {"train": 20000, "test": 500, "ood": 500}
+
+
+@dataclass(frozen=True)
+class Structure:
+    """The expression behind a problem: sum(terms), then the tail operations in order."""
+
+    terms: tuple[tuple[int, int | None], ...]  # (count, per) — per None for a plain count
+    tail: tuple[tuple[str, int], ...]  # (op, operand), op in + - * /
+
+
+Step = tuple[int, str, int, int]  # a op b = c
+
+
+def _apply(a: int, op: str, b: int) -> int:
+    if op == "+":
+        return a + b
+    if op == "-":
+        return a - b
+    if op == "*":
+        return a * b
+    return a // b
+
+
+def solution_steps(s: Structure, rng: random.Random | None = None) -> list[Step]:
+    """The steps of the canonical solution (rng None) or of a random valid order."""
+    order = list(range(len(s.terms)))
+    early: set[int] = set()  # products computed before the summing starts
+    if rng is None:
+        early = {i for i, (_, per) in enumerate(s.terms) if per is not None}
+    else:
+        rng.shuffle(order)
+        early = {i for i in order if s.terms[i][1] is not None and rng.random() < 0.5}
+
+    def swap(a: int, op: str, b: int) -> tuple[int, int]:
+        return (b, a) if rng is not None and op in "+*" and rng.random() < 0.5 else (a, b)
+
+    steps: list[Step] = []
+    values: dict[int, int] = {}
+
+    def product(i: int) -> None:
+        count, per = s.terms[i]
+        a, b = swap(count, "*", per)
+        steps.append((a, "*", b, count * per))
+        values[i] = count * per
+
+    for i in order:
+        if i in early:
+            product(i)
+    acc = None
+    for i in order:
+        if s.terms[i][1] is None:
+            values[i] = s.terms[i][0]
+        elif i not in values:
+            product(i)
+        if acc is None:
+            acc = values[i]
+        else:
+            a, b = swap(acc, "+", values[i])
+            steps.append((a, "+", b, acc + values[i]))
+            acc += values[i]
+    for op, x in s.tail:
+        a, b = swap(acc, op, x)
+        steps.append((a, op, b, _apply(acc, op, x)))
+        acc = _apply(acc, op, x)
+    return steps
+
+
+def format_solution(steps: list[Step]) -> str:
+    lines = [f"{a} {op} {b} = {c}" for a, op, b, c in steps]
+    return "\n".join(lines + [f"#### {steps[-1][3]}"])
+
+
+def _shapes(n_steps: int) -> list[tuple[int, int, int]]:
+    """All (terms, products, tail ops) with exactly n_steps steps."""
+    return [(t, m, k) for t in range(1, 5) for m in range(t + 1) for k in range(3 if n_steps < 6 else 4)
+            if m + (t - 1) + k == n_steps]
+
+
+def _structure(rng: random.Random, spec: Spec) -> Structure:
+    terms_n, products_n, tail_n = rng.choice(_shapes(rng.randint(*spec.steps)))
+    is_product = [True] * products_n + [False] * (terms_n - products_n)
+    rng.shuffle(is_product)
+    terms = tuple((rng.randint(*spec.count), rng.randint(*spec.per)) if p else (rng.randint(*spec.plain), None)
+                  for p in is_product)
+    acc = sum(c * (p or 1) for c, p in terms)
+    tail = []
+    for j in range(tail_n):
+        ops = ["+", "-"] if j < tail_n - 1 else ["+", "-", "*", "/"]
+        divisors = [d for d in range(spec.factor[0], spec.factor[1] + 1) if acc % d == 0]
+        if not divisors and "/" in ops:
+            ops.remove("/")
+        if acc <= spec.delta[0]:
+            ops.remove("-")
+        op = rng.choice(ops)
+        x = {"+": lambda: rng.randint(*spec.delta),
+             "-": lambda: rng.randint(spec.delta[0], min(spec.delta[1], acc - 1)),
+             "*": lambda: rng.randint(*spec.factor),
+             "/": lambda: rng.choice(divisors)}[op]()
+        tail.append((op, x))
+        acc = _apply(acc, op, x)
+    return Structure(terms, tuple(tail))
+
+
+def _question(rng: random.Random, s: Structure) -> str:
+    containers, items = rng.choice(THINGS)
+    names = rng.sample(NAMES, len(s.terms))
+    solo = len(s.terms) == 1
+    who = names[0] if solo else "They"
+    sentences = []
+    for name, (count, per) in zip(names, s.terms):
+        if per is None:
+            verb = rng.choice(["has", "picks", "brings"])
+            sentences.append(f"{name} {verb} {count} {items}.")
+        else:
+            verb = rng.choice(["has", "buys", "fills"])
+            sentences.append(f"{name} {verb} {count} {containers} with {per} {items} each.")
+    aux, subject = ("does", who) if solo else ("do", "they")
+    question = f"How many {items} {aux} {subject} have in total?"
+    for op, x in s.tail:
+        if op == "+":
+            sentences.append(f"{who} {'gets' if solo else 'get'} {x} more {items}.")
+        elif op == "-":
+            sentences.append(f"{who} {'gives' if solo else 'give'} away {x} {items}.")
+        elif op == "*":
+            sentences.append(f"Each of the {items} sells for {x} dollars.")
+            question = f"How many dollars are all the {items} worth?"
+        else:
+            sentences.append(f"{who} {'shares' if solo else 'share'} the {items} equally among {x} friends.")
+            question = f"How many {items} does each friend get?"
+    if s.tail and s.tail[-1][0] in "+-":
+        question = f"How many {items} {aux} {subject} have now?"
+    return " ".join(sentences + [question])
+
+
+def normalise_number(text: str | None) -> str | None:
+    if text is None:
+        return None
+    try:
+        return str(int(text.replace(",", "")))
+    except ValueError:
+        return None
+
+
+def extract_answer(text: str) -> tuple[str | None, str | None]:
+    """(strict, lenient): strict is the number after the first `####`, lenient the last number."""
+    strict = STRICT_RE.search(text)
+    numbers = NUMBER_RE.findall(text)
+    return (normalise_number(strict.group(1)) if strict else None,
+            normalise_number(numbers[-1]) if numbers else None)
+
+
+def parse_steps(text: str) -> tuple[list[Step], int]:
+    """The `a op b = c` steps before the final-answer line, and the count of malformed lines."""
+    steps, malformed = [], 0
+    for line in text.split("\n"):
+        if line.strip().startswith("####"):
+            break
+        m = STEP_RE.match(line)
+        if m:
+            steps.append((int(m.group(1)), m.group(2), int(m.group(3)), int(m.group(4))))
+        elif line.strip():
+            malformed += 1
+    return steps, malformed
+
+
+def step_is_valid(step: Step) -> bool:
+    a, op, b, c = step
+    if op == "/":
+        return b != 0 and a == b * c
+    return _apply(a, op, b) == c
+
+
+class MultiStep:
+    """The built-in task. `seed` picks a different, equally deterministic, family of problems."""
+
+    name = "multistep"
+    splits = tuple(SPECS)
+
+    def __init__(self, seed: int = 0):
+        self.seed = seed
+        self._test_questions: set[str] | None = None
+
+    def _problem(self, split: str, i: int) -> Problem:
+        rng = random.Random(f"multistep/{self.seed}/{split}/{i}")
+        s = _structure(rng, SPECS[split])
+        steps = solution_steps(s)
+        return Problem(id=f"{split}-{i}", question=_question(rng, s), answer=str(steps[-1][3]),
+                       reference=format_solution(steps), data=s)
+
+    def problems(self, split: str, n: int | None = None) -> list[Problem]:
+        if split not in SPECS:
+            raise ReasonlabError(f"unknown split {split!r} for task multistep; choose one of {', '.join(SPECS)}")
+        n = DEFAULT_SIZE[split] if n is None else n
+        if n < 0:
+            raise ReasonlabError(f"number of problems must be >= 0, got {n}")
+        if split != "train":
+            return [self._problem(split, i) for i in range(n)]
+        if self._test_questions is None:
+            self._test_questions = {p.question for p in self.problems("test")}
+        out, i = [], 0
+        while len(out) < n:  # skip the rare train problem that is word for word a test problem
+            p = self._problem(split, i)
+            if p.question not in self._test_questions:
+                out.append(p)
+            i += 1
+        return out
+
+    def prompt(self, problem: Problem) -> str:
+        return f"Question: {problem.question}\nAnswer:\n"
+
+    def sample_solution(self, problem: Problem, rng: random.Random) -> str:
+        return format_solution(solution_steps(problem.data, rng))
+
+    def score(self, problem: Problem, completion: str) -> Score:
+        strict, lenient = extract_answer(completion)
+        steps, malformed = parse_steps(completion)
+        valid = [s for s in steps if step_is_valid(s)]
+        reference_results = {c for _, _, _, c in solution_steps(problem.data)}
+        reached = reference_results & {c for _, _, _, c in valid}
+        return Score(answer=strict, answer_lenient=lenient, correct=strict == problem.answer,
+                     correct_lenient=lenient == problem.answer, steps_total=len(steps),
+                     steps_valid=len(valid), malformed_lines=malformed,
+                     dense=len(reached) / len(reference_results), extra={"reached": sorted(reached)})

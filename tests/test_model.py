@@ -1,0 +1,81 @@
+import json
+
+import pytest
+import torch
+from transformers import AutoModelForCausalLM, AutoTokenizer
+
+from engine.errors import ReasonlabError
+from engine.model.checkpoint import load_checkpoint, read_meta, save_checkpoint
+from engine.model.presets import new_model
+from engine.model.tokenizer import EOS, PAD, build_tokenizer, corpus
+from engine.tasks import get_task
+
+TASK = get_task("multistep")
+
+
+@pytest.fixture(scope="module")
+def tokenizer():
+    return build_tokenizer(corpus(TASK, n=1000))
+
+
+def test_tokenizer_round_trips_every_split(tokenizer):
+    for text in corpus(TASK, n=800, seed=3):
+        assert tokenizer.decode(tokenizer(text)["input_ids"]) == text
+
+
+def test_digits_are_single_tokens(tokenizer):
+    tokens = tokenizer.convert_ids_to_tokens(tokenizer("12 * 345 = 4140")["input_ids"])
+    digits = [t for t in tokens if any(ch.isdigit() for ch in t)]
+    assert digits == list("123454140")
+
+
+def test_tokenizer_is_deterministic_and_has_special_tokens(tokenizer):
+    again = build_tokenizer(corpus(TASK, n=1000))
+    assert again.get_vocab() == tokenizer.get_vocab()
+    assert tokenizer.eos_token == EOS and tokenizer.pad_token == PAD
+    assert tokenizer.eos_token_id != tokenizer.pad_token_id
+
+
+@pytest.mark.parametrize("preset,low,high", [("tiny", 0.5e6, 2e6), ("small", 5e6, 15e6)])
+def test_preset_sizes(tokenizer, preset, low, high):
+    model = new_model(preset, tokenizer)
+    assert model.config.model_type == "llama"
+    assert low < sum(p.numel() for p in model.parameters()) < high
+
+
+def test_unknown_preset(tokenizer):
+    with pytest.raises(ReasonlabError, match="unknown preset 'huge'"):
+        new_model("huge", tokenizer)
+
+
+def test_checkpoint_round_trip_through_auto_classes(tmp_path, tokenizer):
+    model = new_model("tiny", tokenizer, seed=1)
+    save_checkpoint(model, tokenizer, tmp_path / "ck", {"note": "x"})
+    files = {f.name for f in (tmp_path / "ck").iterdir()}
+    assert {"config.json", "model.safetensors", "tokenizer.json"} <= files
+    assert not any(f.endswith(".bin") for f in files)
+    loaded = AutoModelForCausalLM.from_pretrained(tmp_path / "ck", local_files_only=True)
+    tok = AutoTokenizer.from_pretrained(tmp_path / "ck", local_files_only=True)
+    text = TASK.prompt(TASK.problems("test", 1)[0])
+    ids = tok(text, return_tensors="pt")["input_ids"]
+    assert ids.tolist() == tokenizer(text, return_tensors="pt")["input_ids"].tolist()
+    with torch.no_grad():
+        assert torch.equal(model(ids).logits, loaded(ids).logits)
+    assert read_meta(tmp_path / "ck") == {"note": "x"}
+
+
+def test_load_checkpoint_errors_name_the_path(tmp_path, tokenizer):
+    with pytest.raises(ReasonlabError, match=f"{tmp_path / 'nope'} does not exist"):
+        load_checkpoint(tmp_path / "nope")
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(ReasonlabError, match="has no config.json"):
+        load_checkpoint(tmp_path / "empty")
+    ck = save_checkpoint(new_model("tiny", tokenizer), tokenizer, tmp_path / "ck")
+    weights = ck / "model.safetensors"
+    weights.write_bytes(weights.read_bytes()[:1000])  # truncated download / disk full
+    with pytest.raises(ReasonlabError, match=f"cannot load checkpoint {ck}"):
+        load_checkpoint(ck)
+    (ck / "config.json").write_text("{not json")
+    with pytest.raises(ReasonlabError, match=f"cannot load checkpoint {ck}"):
+        load_checkpoint(ck)
+    json.loads((ck / "tokenizer_config.json").read_text())  # the rest is untouched

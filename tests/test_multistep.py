@@ -1,0 +1,138 @@
+import random
+import re
+
+import pytest
+
+from engine.errors import ReasonlabError
+from engine.tasks import get_task
+from engine.tasks.multistep import MultiStep, extract_answer, parse_steps, solution_steps, step_is_valid
+
+TASK = MultiStep()
+STEP_LINE = re.compile(r"^-?\d+ [-+*/] -?\d+ = -?\d+$")
+
+
+def n_steps(problem):
+    return len(problem.reference.splitlines()) - 1
+
+
+def test_problems_are_deterministic_and_seeded():
+    assert MultiStep().problems("test", 20) == TASK.problems("test", 20)
+    assert MultiStep(seed=1).problems("test", 20) != TASK.problems("test", 20)
+    assert TASK.problems("train", 5) == TASK.problems("train", 50)[:5]
+
+
+@pytest.mark.parametrize("split,low,high", [("train", 1, 5), ("test", 1, 5), ("ood", 6, 8)])
+def test_split_step_ranges(split, low, high):
+    counts = {n_steps(p) for p in TASK.problems(split, 300)}
+    assert counts == set(range(low, high + 1))
+
+
+def test_ood_uses_larger_numbers():
+    def biggest(split):
+        return max(int(p.answer) for p in TASK.problems(split, 200))
+    assert biggest("ood") > 2 * biggest("test")
+
+
+def test_train_never_repeats_a_test_question():
+    test = {p.question for p in TASK.problems("test")}
+    assert not test & {p.question for p in TASK.problems("train", 5000)}
+
+
+def test_reference_solutions_are_gsm8k_style_and_correct():
+    for p in TASK.problems("test", 200) + TASK.problems("ood", 50):
+        *steps, final = p.reference.splitlines()
+        assert all(STEP_LINE.match(s) for s in steps)
+        assert final == f"#### {p.answer}"
+        score = TASK.score(p, p.reference)
+        assert score.correct and score.dense == 1.0 and score.steps_valid == len(steps)
+        assert score.malformed_lines == 0
+
+
+def test_random_orders_are_valid_and_really_branch():
+    rng = random.Random(0)
+    multi = [p for p in TASK.problems("test", 200) if len(p.data.terms) >= 2]
+    distinct = []
+    for p in multi:
+        texts = {TASK.sample_solution(p, rng) for _ in range(20)}
+        for t in texts:
+            s = TASK.score(p, t)
+            assert s.correct and s.steps_valid == n_steps(p)
+        distinct.append(len(texts))
+    # at least a commuted operand, unless both operands are equal (4 + 4)
+    assert sum(d >= 2 for d in distinct) >= 0.95 * len(distinct)
+    assert sum(distinct) / len(distinct) > 4
+
+
+def test_products_always_precede_their_use():
+    rng = random.Random(1)
+    for p in TASK.problems("test", 100):
+        for _ in range(5):
+            seen = set(int(x) for x in re.findall(r"\d+", p.question))
+            for a, op, b, c in solution_steps(p.data, rng):
+                assert a in seen and b in seen, (p.question, a, op, b)
+                seen.add(c)
+
+
+@pytest.mark.parametrize("text,strict,lenient", [
+    ("3 + 4 = 7\n#### 7", "7", "7"),
+    ("#### 1,234", "1234", "1234"),
+    ("#### -5", "-5", "-5"),
+    ("3 + 4 = 7", None, "7"),  # no final line: only the lenient extraction finds it
+    ("#### 12\n#### 13", "12", "13"),  # strict takes the first, lenient the last number
+    ("####", None, None),
+    ("", None, None),
+    ("the answer is #### 042", "42", "42"),
+    ("no numbers here", None, None),
+])
+def test_extract_answer(text, strict, lenient):
+    assert extract_answer(text) == (strict, lenient)
+
+
+@pytest.mark.parametrize("step,valid", [
+    ((3, "+", 4, 7), True), ((3, "+", 4, 8), False), ((2, "*", 3, 6), True), ((5, "-", 7, -2), True),
+    ((12, "/", 4, 3), True), ((9, "/", 2, 4), False), ((8, "/", 0, 1), False), ((0, "/", 0, 0), False),
+])
+def test_step_arithmetic(step, valid):
+    assert step_is_valid(step) is valid
+
+
+@pytest.mark.parametrize("text,steps,malformed", [
+    ("3 + 4 = 7\n#### 7", [(3, "+", 4, 7)], 0),
+    ("hello\n3 + 4 = 7\n#### 7", [(3, "+", 4, 7)], 1),
+    ("3 + = 7\n3 ++ 4 = 7\n", [], 2),
+    ("3+4=7\n 2 * 5 = 10 \n#### 10\n9 + 9 = 18", [(3, "+", 4, 7), (2, "*", 5, 10)], 0),  # after #### ignored
+    ("", [], 0),
+])
+def test_parse_steps(text, steps, malformed):
+    assert parse_steps(text) == (steps, malformed)
+
+
+def test_scores_of_malformed_and_partial_solutions():
+    p = next(p for p in TASK.problems("test", 100) if n_steps(p) == 3)
+    first, *_ = p.reference.splitlines()
+    cases = {
+        "": (False, 0.0),
+        "#### " + p.answer: (True, 0.0),  # right answer, no work: no step reaches anything
+        first + "\n#### 0": (False, 1 / 3),
+        first.replace(" = ", " = 1") + "\n#### 0": (False, 0.0),  # wrong arithmetic reaches nothing
+        "garbage %%% \n\n####": (False, 0.0),
+        p.reference + "\nextra": (True, 1.0),
+    }
+    for text, (correct, dense) in cases.items():
+        s = TASK.score(p, text)
+        assert s.correct is correct, text
+        assert s.dense == pytest.approx(dense), text
+
+
+def test_dense_reward_counts_reference_results():
+    p = next(p for p in TASK.problems("test", 100) if n_steps(p) == 3)
+    steps = p.reference.splitlines()[:-1]
+    for k in range(4):
+        assert TASK.score(p, "\n".join(steps[:k])).dense == pytest.approx(k / 3)
+
+
+def test_unknown_split_and_task_are_clear_errors():
+    with pytest.raises(ReasonlabError, match="unknown split 'dev'"):
+        TASK.problems("dev")
+    with pytest.raises(ReasonlabError, match="unknown task 'gsm9k'"):
+        get_task("gsm9k")

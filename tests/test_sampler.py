@@ -1,0 +1,101 @@
+import pytest
+import torch
+
+from engine.sampling.torch_sampler import TorchSampler
+from engine.tasks import get_task
+
+TASK = get_task("multistep")
+PROMPTS = [TASK.prompt(p) for p in TASK.problems("test", 12)]
+
+
+def generate_greedy(model, tokenizer, prompts, max_new_tokens):
+    """Reference: transformers' own generate, greedy, cut after the first stop token."""
+    enc = tokenizer(prompts, return_tensors="pt", padding=True, add_special_tokens=False)
+    with torch.no_grad():
+        out = model.generate(**enc, do_sample=False, max_new_tokens=max_new_tokens,
+                             pad_token_id=tokenizer.pad_token_id, eos_token_id=tokenizer.eos_token_id)
+    rows = []
+    for row in out[:, enc["input_ids"].shape[1]:].tolist():
+        if tokenizer.eos_token_id in row:
+            row = row[: row.index(tokenizer.eos_token_id) + 1]
+        rows.append(row)
+    return rows
+
+
+@pytest.mark.parametrize("fast", [True, False])
+def test_greedy_equals_generate_one_prompt_at_a_time(tiny_model, fast):
+    model, tokenizer = tiny_model
+    sampler = TorchSampler(model, tokenizer, fast=fast)
+    for prompt in PROMPTS:
+        ours = sampler.sample([prompt], n=1, temperature=0, max_new_tokens=48)[0][0].token_ids
+        assert ours == generate_greedy(model, tokenizer, [prompt], 48)[0]
+
+
+@pytest.mark.parametrize("fast", [True, False])
+def test_greedy_equals_generate_on_a_padded_batch(tiny_model, fast):
+    model, tokenizer = tiny_model
+    ours = TorchSampler(model, tokenizer, fast=fast).sample(PROMPTS, n=1, temperature=0, max_new_tokens=48)
+    assert [c[0].token_ids for c in ours] == generate_greedy(model, tokenizer, PROMPTS, 48)
+
+
+def test_lengths_vary_and_finish_reasons_are_right(tiny_model):
+    model, tokenizer = tiny_model
+    out = TorchSampler(model, tokenizer).sample(PROMPTS, n=4, temperature=1.0, max_new_tokens=40, seed=0)
+    assert [len(c) for c in out] == [4] * len(PROMPTS)
+    flat = [c for cs in out for c in cs]
+    assert len({len(c.token_ids) for c in flat}) > 3  # rows really stopped at different steps
+    for c in flat:
+        assert len(c.logprobs) == len(c.token_ids) and all(lp <= 0 for lp in c.logprobs)
+        if c.finish_reason == "stop":
+            assert c.token_ids[-1] == tokenizer.eos_token_id and tokenizer.eos_token_id not in c.token_ids[:-1]
+        else:
+            assert c.finish_reason == "length" and len(c.token_ids) == 40
+        assert c.text == tokenizer.decode(c.token_ids, skip_special_tokens=True)
+
+
+def test_logprobs_match_a_full_forward_pass(tiny_model):
+    """The cache is right if each token's logprob equals the one from recomputing the whole text."""
+    model, tokenizer = tiny_model
+    out = TorchSampler(model, tokenizer).sample(PROMPTS[:3], n=3, temperature=1.0, max_new_tokens=40, seed=1)
+    for prompt, comps in zip(PROMPTS[:3], out):
+        p_ids = tokenizer(prompt, add_special_tokens=False)["input_ids"]
+        for c in comps:
+            ids = torch.tensor([p_ids + c.token_ids])
+            with torch.no_grad():
+                logp = torch.log_softmax(model(ids).logits[0, len(p_ids) - 1:-1].float(), -1)
+            expected = logp.gather(1, torch.tensor(c.token_ids)[:, None])[:, 0]
+            assert torch.allclose(torch.tensor(c.logprobs), expected, atol=1e-4)
+
+
+def test_same_seed_same_samples_other_seed_other_samples(tiny_model):
+    model, tokenizer = tiny_model
+    sampler = TorchSampler(model, tokenizer)
+
+    def run(seed):
+        return [[c.token_ids for c in cs] for cs in sampler.sample(PROMPTS[:4], n=8, max_new_tokens=40, seed=seed)]
+    assert run(7) == run(7)
+    assert run(7) != run(8)
+
+
+def test_chunking_by_batch_size_keeps_prompt_order(tiny_model):
+    model, tokenizer = tiny_model
+    greedy = TorchSampler(model, tokenizer, batch_size=512).sample(PROMPTS, n=1, temperature=0, max_new_tokens=40)
+    small = TorchSampler(model, tokenizer, batch_size=3).sample(PROMPTS, n=5, temperature=0, max_new_tokens=40)
+    for g, s in zip(greedy, small):
+        assert len(s) == 5 and all(c.token_ids == g[0].token_ids for c in s)
+
+
+def test_tiny_top_p_is_greedy(tiny_model):
+    model, tokenizer = tiny_model
+    sampler = TorchSampler(model, tokenizer)
+    greedy = sampler.sample(PROMPTS[:4], n=1, temperature=0, max_new_tokens=40)
+    nucleus = sampler.sample(PROMPTS[:4], n=3, temperature=1.0, top_p=1e-6, max_new_tokens=40, seed=3)
+    for g, cs in zip(greedy, nucleus):
+        assert all(c.token_ids == g[0].token_ids for c in cs)
+
+
+@pytest.mark.parametrize("kwargs", [dict(n=0), dict(temperature=-1), dict(top_p=0), dict(max_new_tokens=0)])
+def test_bad_arguments(tiny_model, kwargs):
+    model, tokenizer = tiny_model
+    with pytest.raises(ValueError):
+        TorchSampler(model, tokenizer).sample(PROMPTS[:1], **kwargs)
