@@ -24,8 +24,10 @@ app: setup
 test: setup
 	$(BIN)/python -m pytest -q
 
+BENCHES := $(filter-out bench/common.py bench/__init__.py,$(wildcard bench/*.py))
+
 bench: setup
-	@for b in bench/*.py; do echo "== $$b"; $(BIN)/python $$b || exit 1; done
+	@for b in $(BENCHES); do echo "== $$b"; $(BIN)/python $$b || exit 1; done
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache

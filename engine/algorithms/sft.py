@@ -39,10 +39,16 @@ class SFTConfig:
     """AdamW weight decay."""
     train_problems: int = 20000
     """Distinct training problems drawn from."""
+    canonical: float = 0.75
+    """Share of examples in the canonical order; the rest take a random valid order, so the base
+    learns that several orders exist (and sampled solutions branch) without the order noise
+    slowing down how fast it learns to solve."""
     seed: int = 0
     """Seed of the model init, the problem order and the solution orders."""
 
     def validate(self) -> None:
+        if not 0 <= self.canonical <= 1:
+            raise ReasonlabError(f"sft config field canonical must be in [0, 1], got {self.canonical}")
         if self.preset not in PRESETS:
             raise ReasonlabError(f"unknown preset {self.preset!r}; choose one of {', '.join(PRESETS)}")
         for name in ("steps", "batch_size", "train_problems"):
@@ -77,10 +83,13 @@ def completion_batch(tokenizer, prompts: list[str], completions: list[str]) -> d
     }
 
 
-def _bucketed_batches(task, tokenizer, problems, batch_size: int, rng: random.Random, pool: int = 8) -> list[dict]:
+def _bucketed_batches(task, tokenizer, problems, cfg: SFTConfig, rng: random.Random, pool: int = 8) -> list[dict]:
     """`pool` batches whose examples were grouped by length, in random order: far less padding."""
+    batch_size = cfg.batch_size
     drawn = [problems[rng.randrange(len(problems))] for _ in range(batch_size * pool)]
-    pairs = sorted(((task.prompt(p), task.sample_solution(p, rng)) for p in drawn), key=lambda x: len(x[0]) + len(x[1]))
+    pairs = [(task.prompt(p), p.reference if rng.random() < cfg.canonical else task.sample_solution(p, rng))
+             for p in drawn]
+    pairs.sort(key=lambda x: len(x[0]) + len(x[1]))
     batches = [completion_batch(tokenizer, *zip(*pairs[i:i + batch_size])) for i in range(0, len(pairs), batch_size)]
     rng.shuffle(batches)
     return batches
@@ -102,7 +111,7 @@ def train_sft(cfg: SFTConfig, out: str | Path, progress: bool = True) -> dict:
     bar = tqdm(range(cfg.steps), desc=f"sft {cfg.preset}", disable=not progress, unit="step")
     for step in bar:
         if not pending:
-            pending = _bucketed_batches(task, tokenizer, problems, cfg.batch_size, rng)
+            pending = _bucketed_batches(task, tokenizer, problems, cfg, rng)
         inputs = pending.pop()
         for group in opt.param_groups:
             group["lr"] = lr_at(step, cfg)

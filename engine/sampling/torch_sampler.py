@@ -25,58 +25,112 @@ FAST_MODEL_TYPES = {"llama", "mistral", "qwen2", "qwen3"}
 
 
 class _StaticKV:
-    """A preallocated cache of (rows, kv_heads, capacity, head_dim) per layer, and the forward pass."""
+    """Prompt keys/values stored once per prompt, generated ones per row, in preallocated buffers.
+
+    The n samples of a prompt never copy its cache: in decode, their queries are stacked into one
+    matrix per prompt and attend to the shared prompt keys in a single GEMM (prefix-shared
+    attention), and to their own generated keys per row. Reading a replicated prompt cache for
+    every row was the memory traffic that bounded decoding speed.
+    """
 
     def __init__(self, model, rows: int, capacity: int):
         cfg = model.config
         self.body, self.head = model.model, model.lm_head
         self.head_dim = getattr(cfg, "head_dim", None) or cfg.hidden_size // cfg.num_attention_heads
+        self.kv_heads = cfg.num_key_value_heads
         self.gqa = cfg.num_key_value_heads != cfg.num_attention_heads
-        p = next(model.parameters())
-        shape = (rows, cfg.num_key_value_heads, capacity, self.head_dim)
-        self.k = [torch.empty(shape, dtype=p.dtype, device=p.device) for _ in self.body.layers]
-        self.v = [torch.empty(shape, dtype=p.dtype, device=p.device) for _ in self.body.layers]
-        self.valid = torch.zeros(rows, capacity, dtype=torch.bool, device=p.device)  # (B, T) key is real
-        self.t = 0  # columns filled
+        self.capacity = capacity
+        self.prefix = None  # per layer (keys, values) of the prompts: (P, Hkv, Lp, D)
+        self.prefix_real = None  # (P, Lp) True where the prompt position is a real token
+        self.k = self.v = None  # per layer, generated keys/values (B, Hkv, capacity - Lp, D)
+        self.group = self.slot = None  # (B,) prompt of each row, and its place among that prompt's rows
+        self.t = 0  # generated positions filled
 
     def forward(self, ids: torch.Tensor, positions: torch.Tensor, real: torch.Tensor) -> torch.Tensor:
         """ids, positions, real: (B, T) -> logits of the last position (B, V) in float32."""
-        B, T = ids.shape
-        t0, t1 = self.t, self.t + T
-        self.valid[:, t0:t1] = real
-        # (B, 1, T, t1): a query sees real keys at or before it; a pad query sees itself, so no
-        # softmax row is empty (an empty row is NaN, and NaN times a zero weight is still NaN).
-        causal = torch.ones(T, t1, dtype=torch.bool, device=ids.device).tril(t0)
-        own = torch.zeros(T, t1, dtype=torch.bool, device=ids.device)
-        own[:, t0:t1] = torch.eye(T, dtype=torch.bool, device=ids.device)
-        mask = ((self.valid[:, None, None, :t1] & causal) | own)
         x = self.body.embed_tokens(ids)
         cos, sin = self.body.rotary_emb(x, positions)
+        prefill = self.prefix is None
+        if not prefill:  # (B, 1, 1, Lp) prompt padding of each row, shared by all layers
+            self.prompt_pad = ~self.prefix_real[self.group][:, None, None, :]
+        else:
+            self.prefix, self.prefix_real = [], real
+            T = ids.shape[1]
+            # (P, 1, T, T): a query sees real keys at or before it; a pad query sees itself, so no
+            # softmax row is empty (an empty row is NaN, and NaN times a zero weight is still NaN).
+            eye = torch.eye(T, dtype=torch.bool, device=ids.device)
+            mask = (real[:, None, None, :] & torch.ones_like(eye).tril()) | eye
         for i, layer in enumerate(self.body.layers):
             attn = layer.self_attn
             h = layer.input_layernorm(x)
+            B, T = ids.shape
             q = attn.q_proj(h).view(B, T, -1, self.head_dim)
             k = attn.k_proj(h).view(B, T, -1, self.head_dim)
             if hasattr(attn, "q_norm"):  # Qwen3 normalises queries and keys per head
                 q, k = attn.q_norm(q), attn.k_norm(k)
             q, k = apply_rotary_pos_emb(q.transpose(1, 2), k.transpose(1, 2), cos, sin)
-            self.k[i][:, :, t0:t1] = k
-            self.v[i][:, :, t0:t1] = attn.v_proj(h).view(B, T, -1, self.head_dim).transpose(1, 2)
-            o = F.scaled_dot_product_attention(q, self.k[i][:, :, :t1], self.v[i][:, :, :t1], attn_mask=mask,
-                                               scale=attn.scaling, enable_gqa=self.gqa)
+            v = attn.v_proj(h).view(B, T, -1, self.head_dim).transpose(1, 2)
+            if prefill:
+                self.prefix.append((k, v))
+                o = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, scale=attn.scaling, enable_gqa=self.gqa)
+            else:
+                self.k[i][:, :, self.t] = k[:, :, 0]
+                self.v[i][:, :, self.t] = v[:, :, 0]
+                o = self._decode_attention(i, q, attn.scaling)
             x = x + attn.o_proj(o.transpose(1, 2).reshape(B, T, -1))
             x = x + layer.mlp(layer.post_attention_layernorm(x))
-        self.t = t1
+        if not prefill:
+            self.t += 1
         return self.head(self.body.norm(x[:, -1])).float()
 
+    def _per_prompt(self, rows: torch.Tensor) -> torch.Tensor:
+        """(B, Hkv, G, X) per row -> (P, Hkv, n*G, X): each prompt's rows stacked, empty slots zero."""
+        B, Hk, G, X = rows.shape
+        P, n = len(self.prefix_real), self.n
+        out = rows.new_zeros(P, n, Hk, G, X)
+        out[self.group, self.slot] = rows
+        return out.permute(0, 2, 1, 3, 4).reshape(P, Hk, n * G, X)
+
+    def _per_row(self, stacked: torch.Tensor, G: int) -> torch.Tensor:
+        """Inverse of _per_prompt: (P, Hkv, n*G, X) -> (B, Hkv, G, X)."""
+        P, Hk, _, X = stacked.shape
+        return stacked.view(P, Hk, self.n, G, X).permute(0, 2, 1, 3, 4)[self.group, self.slot]
+
+    def _decode_attention(self, i: int, q: torch.Tensor, scale: float) -> torch.Tensor:
+        """q (B, H, 1, D) -> attention output (B, H, 1, D) over prompt and generated keys."""
+        B, H, _, D = q.shape
+        G = H // self.kv_heads  # query head h uses kv head h // G
+        q = q.view(B, self.kv_heads, G, D)
+        keys, values = self.prefix[i]
+        # 1) scores against the shared prompt keys (one GEMM per prompt) and own generated keys
+        prompt_scores = self._per_row(self._per_prompt(q) @ keys.transpose(-1, -2), G)  # (B, Hkv, G, Lp)
+        prompt_scores = prompt_scores.masked_fill(self.prompt_pad, float("-inf"))
+        own_scores = q @ self.k[i][:, :, : self.t + 1].transpose(-1, -2)  # (B, Hkv, G, t)
+        # 2) one softmax over both parts
+        weights = (torch.cat([prompt_scores, own_scores], dim=-1) * scale).softmax(-1)
+        w_prompt, w_own = weights.split([prompt_scores.shape[-1], own_scores.shape[-1]], dim=-1)
+        # 3) weighted values, again the prompt part per prompt
+        out = self._per_row(self._per_prompt(w_prompt) @ values, G) + w_own @ self.v[i][:, :, : self.t + 1]
+        return out.reshape(B, H, 1, D)
+
     def rows(self, index: torch.Tensor) -> None:
-        """Keep (and repeat) the rows in `index`, copying only the filled columns."""
+        """First call: fork n rows per prompt (index = arange(P).repeat_interleave(n)).
+        Later calls: keep only the rows in `index` (generated keys copied, prompt keys untouched)."""
+        if self.group is None:
+            P = len(self.prefix_real)
+            self.n = len(index) // P
+            self.group, self.slot = index, torch.arange(len(index), device=index.device) % self.n
+            keys = self.prefix[0][0]
+            shape = (len(index), self.kv_heads, self.capacity - keys.shape[2], self.head_dim)
+            self.k = [keys.new_empty(shape) for _ in self.prefix]
+            self.v = [keys.new_empty(shape) for _ in self.prefix]
+            return
+        self.group, self.slot = self.group[index], self.slot[index]
         for cache in (self.k, self.v):
             for i, old in enumerate(cache):
                 new = old.new_empty((len(index), *old.shape[1:]))
                 new[:, :, : self.t] = old[index, :, : self.t]
                 cache[i] = new
-        self.valid = self.valid[index]
 
 
 class _HFCache:
@@ -150,21 +204,27 @@ class TorchSampler:
         length = torch.full((rows,), max_new_tokens, dtype=torch.long, device=self.device)
         stopped = torch.zeros(rows, dtype=torch.bool, device=self.device)
         stop = torch.tensor(self.stop_ids, device=self.device)
+        done = torch.zeros(rows, dtype=torch.bool, device=self.device)  # per live row: stopped already
         # 3) decode
         for step in range(max_new_tokens):
             token = self._choose(logits, temperature, top_p, gen)
-            token_buf[alive, step] = token
-            logp_buf[alive, step] = torch.log_softmax(logits, dim=-1).gather(1, token[:, None])[:, 0]
-            ended = torch.isin(token, stop)
+            logp = torch.log_softmax(logits, dim=-1).gather(1, token[:, None])[:, 0]
+            fresh = ~done
+            token_buf[alive[fresh], step] = token[fresh]
+            logp_buf[alive[fresh], step] = logp[fresh]
+            ended = fresh & torch.isin(token, stop)
             length[alive[ended]] = step + 1
             stopped[alive[ended]] = True
-            keep = (~ended).nonzero()[:, 0]
-            if len(keep) == 0 or step == max_new_tokens - 1:
+            done |= ended
+            n_done = int(done.sum())
+            if n_done == len(alive) or step == max_new_tokens - 1:
                 break
-            # 4) compact: drop rows that stopped
-            if len(keep) < len(alive):
+            # 4) compact: drop stopped rows once they are a quarter of the batch (copying the
+            # cache every time one row stops would cost more than decoding the dead rows)
+            if n_done * 4 >= len(alive):
+                keep = (~done).nonzero()[:, 0]
                 kv.rows(keep)
-                alive, token, pos = alive[keep], token[keep], pos[keep]
+                alive, token, pos, done = alive[keep], token[keep], pos[keep], done[keep]
             logits = kv.forward(token[:, None], pos[:, None], torch.ones_like(token[:, None], dtype=torch.bool))
             pos = pos + 1
         lengths = length.tolist()
@@ -185,4 +245,7 @@ class TorchSampler:
             drop = sorted_p.cumsum(-1) - sorted_p >= top_p
             sorted_p = sorted_p.masked_fill(drop, 0.0)
             probs = torch.zeros_like(probs).scatter(1, order, sorted_p)
-        return torch.multinomial(probs, 1, generator=gen)[:, 0]
+        # inverse CDF: one uniform per row (torch.multinomial draws one exponential per token)
+        u = torch.rand(probs.shape[0], 1, generator=gen, device=probs.device)
+        cdf = probs.cumsum(-1)
+        return torch.searchsorted(cdf, u * cdf[:, -1:]).clamp(max=probs.shape[-1] - 1)[:, 0]
