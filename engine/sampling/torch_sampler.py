@@ -2,7 +2,7 @@
 
 For each batch of prompts:
   1) prefill: the prompts, left-padded, run through the model once;
-  2) replicate: each prompt's KV cache is copied for its n samples (no prefill per sample);
+  2) fork: n rows per prompt, sharing its prompt cache (no prefill per sample);
   3) decode: one token per step for every live row (temperature, top-p, logprobs);
   4) compact: rows that have stopped are dropped from the batch, so short solutions stop costing.
 
@@ -33,7 +33,7 @@ class _StaticKV:
     every row was the memory traffic that bounded decoding speed.
     """
 
-    def __init__(self, model, rows: int, capacity: int):
+    def __init__(self, model, capacity: int):
         cfg = model.config
         self.body, self.head = model.model, model.lm_head
         self.head_dim = getattr(cfg, "head_dim", None) or cfg.hidden_size // cfg.num_attention_heads
@@ -44,10 +44,12 @@ class _StaticKV:
         self.prefix_real = None  # (P, Lp) True where the prompt position is a real token
         self.k = self.v = None  # per layer, generated keys/values (B, Hkv, capacity - Lp, D)
         self.group = self.slot = None  # (B,) prompt of each row, and its place among that prompt's rows
+        self.prompt_pad = None  # (B, 1, 1, Lp) True where a row's prompt position is padding
         self.t = 0  # generated positions filled
 
     def forward(self, ids: torch.Tensor, positions: torch.Tensor, real: torch.Tensor) -> torch.Tensor:
         """ids, positions, real: (B, T) -> logits of the last position (B, V) in float32."""
+        B, T = ids.shape
         x = self.body.embed_tokens(ids)
         cos, sin = self.body.rotary_emb(x, positions)
         prefill = self.prefix is None
@@ -55,7 +57,6 @@ class _StaticKV:
             self.prompt_pad = ~self.prefix_real[self.group][:, None, None, :]
         else:
             self.prefix, self.prefix_real = [], real
-            T = ids.shape[1]
             # (P, 1, T, T): a query sees real keys at or before it; a pad query sees itself, so no
             # softmax row is empty (an empty row is NaN, and NaN times a zero weight is still NaN).
             eye = torch.eye(T, dtype=torch.bool, device=ids.device)
@@ -63,7 +64,6 @@ class _StaticKV:
         for i, layer in enumerate(self.body.layers):
             attn = layer.self_attn
             h = layer.input_layernorm(x)
-            B, T = ids.shape
             q = attn.q_proj(h).view(B, T, -1, self.head_dim)
             k = attn.k_proj(h).view(B, T, -1, self.head_dim)
             if hasattr(attn, "q_norm"):  # Qwen3 normalises queries and keys per head
@@ -113,18 +113,19 @@ class _StaticKV:
         out = self._per_row(self._per_prompt(w_prompt) @ values, G) + w_own @ self.v[i][:, :, : self.t + 1]
         return out.reshape(B, H, 1, D)
 
+    def fork(self, n: int) -> None:
+        """After prefill: n rows per prompt (row r is sample r % n of prompt r // n), sharing its keys."""
+        P = len(self.prefix_real)
+        self.n = n
+        self.group = torch.arange(P, device=self.prefix_real.device).repeat_interleave(n)
+        self.slot = torch.arange(P * n, device=self.prefix_real.device) % n
+        keys = self.prefix[0][0]
+        shape = (P * n, self.kv_heads, self.capacity - keys.shape[2], self.head_dim)
+        self.k = [keys.new_empty(shape) for _ in self.prefix]
+        self.v = [keys.new_empty(shape) for _ in self.prefix]
+
     def rows(self, index: torch.Tensor) -> None:
-        """First call: fork n rows per prompt (index = arange(P).repeat_interleave(n)).
-        Later calls: keep only the rows in `index` (generated keys copied, prompt keys untouched)."""
-        if self.group is None:
-            P = len(self.prefix_real)
-            self.n = len(index) // P
-            self.group, self.slot = index, torch.arange(len(index), device=index.device) % self.n
-            keys = self.prefix[0][0]
-            shape = (len(index), self.kv_heads, self.capacity - keys.shape[2], self.head_dim)
-            self.k = [keys.new_empty(shape) for _ in self.prefix]
-            self.v = [keys.new_empty(shape) for _ in self.prefix]
-            return
+        """Keep only the rows in `index` (generated keys copied, prompt keys untouched)."""
         self.group, self.slot = self.group[index], self.slot[index]
         for cache in (self.k, self.v):
             for i, old in enumerate(cache):
@@ -136,7 +137,7 @@ class _StaticKV:
 class _HFCache:
     """Any causal LM through its own forward and a DynamicCache."""
 
-    def __init__(self, model, rows: int, capacity: int):
+    def __init__(self, model, capacity: int):
         self.model, self.cache, self.mask = model, DynamicCache(config=model.config), None
 
     def forward(self, ids: torch.Tensor, positions: torch.Tensor, real: torch.Tensor) -> torch.Tensor:
@@ -144,6 +145,10 @@ class _HFCache:
         out = self.model(input_ids=ids, attention_mask=self.mask, position_ids=positions, cache=self.cache,
                          use_cache=True, logits_to_keep=1)
         return out.logits[:, -1].float()
+
+    def fork(self, n: int) -> None:
+        """After prefill: n rows per prompt (row r is sample r % n of prompt r // n)."""
+        self.rows(torch.arange(len(self.mask), device=self.mask.device).repeat_interleave(n))
 
     def rows(self, index: torch.Tensor) -> None:
         self.mask = self.mask[index]
@@ -191,11 +196,11 @@ class TorchSampler:
             max_new_tokens = max(1, min(max_new_tokens, self.max_positions - ids.shape[1]))
         positions = (real.long().cumsum(-1) - 1).clamp(min=0)
         # 1) prefill every prompt once
-        kv = self.engine(self.model, len(prompts), ids.shape[1] + max_new_tokens)
+        kv = self.engine(self.model, ids.shape[1] + max_new_tokens)
         logits = kv.forward(ids, positions, real)
-        # 2) replicate the cache for n samples per prompt: row r is sample r % n of prompt r // n
+        # 2) fork n rows per prompt: row r is sample r % n of prompt r // n (no second prefill)
         rep = torch.arange(len(prompts), device=self.device).repeat_interleave(n)
-        kv.rows(rep)
+        kv.fork(n)
         logits, pos = logits[rep], positions[rep, -1] + 1
         rows = len(rep)
         alive = torch.arange(rows, device=self.device)  # original row of each live row
