@@ -83,13 +83,22 @@ MIGRATIONS: list[str] = [
     CREATE INDEX samples_checkpoint_problem ON samples(checkpoint_id, problem_id);
     CREATE INDEX samples_run_problem ON samples(run_id, problem_id);
     """,
+    # 2: jobs. cancel_requested is set by `reasonlab cancel` and read by the training loop at each
+    # step; progress (0..1) and phase ("round 2/4: sampling") feed progress bars and ETAs.
+    """
+    ALTER TABLE runs ADD COLUMN cancel_requested INTEGER NOT NULL DEFAULT 0;
+    ALTER TABLE runs ADD COLUMN progress REAL NOT NULL DEFAULT 0;
+    ALTER TABLE runs ADD COLUMN phase TEXT;
+    CREATE INDEX runs_status ON runs(status, id);
+    """,
 ]
 
 RUN_STATUSES = ("queued", "running", "finished", "failed", "cancelled", "interrupted")
 SAMPLE_KINDS = ("rollout", "eval")
 # Columns update_run may set; id, algo and created_at are fixed at creation.
 RUN_UPDATABLE = {"name", "config", "status", "started_at", "finished_at", "heartbeat_at", "step",
-                 "total", "pid", "error", "traceback", "parent_checkpoint"}
+                 "total", "pid", "error", "traceback", "parent_checkpoint", "cancel_requested",
+                 "progress", "phase"}
 SAMPLE_REQUIRED = {"run_id", "step", "kind", "task", "split", "problem_id", "sample_idx", "text"}
 SAMPLE_OPTIONAL = {"checkpoint_id": None, "answer": None, "correct": None, "reward": None,
                    "n_tokens": None, "logprob": None, "created_at": None}
@@ -158,7 +167,8 @@ def _json(value) -> str | None:
 
 
 def _unjson(text: str | None):
-    return None if text is None else json.loads(text)
+    # pandas reads a NULL in a text column as NaN
+    return json.loads(text) if isinstance(text, str) else None
 
 
 class Store:
@@ -318,6 +328,35 @@ class Store:
         df = self._query(sql + " ORDER BY run_id, step, id", params)
         df["metrics"] = df["metrics"].map(_unjson)
         return df
+
+    def truncate_run(self, run_id: int, after_step: int) -> None:
+        """Forget what a run logged after `after_step` (its last checkpoint): a resumed run redoes
+        those steps, so its metrics, samples and checkpoints continue without duplicates."""
+        with self._write() as conn:
+            conn.execute("DELETE FROM samples WHERE run_id = ? AND step > ?", (run_id, after_step))
+            conn.execute("DELETE FROM metrics WHERE run_id = ? AND step > ?", (run_id, after_step))
+            conn.execute("DELETE FROM checkpoints WHERE run_id = ? AND step > ?", (run_id, after_step))
+
+    def claim_run(self, run_id: int | None, pid: int, max_running: int = 1) -> dict | None:
+        """Atomically move a queued run to running for process `pid`, if the queue allows it:
+        fewer than `max_running` runs are running and no older run is still queued. `run_id` None
+        claims the oldest queued run that no waiting foreground process owns (pid NULL)."""
+        with self._write() as conn:
+            running = conn.execute("SELECT COUNT(*) FROM runs WHERE status = 'running'").fetchone()[0]
+            if running >= max_running:
+                return None
+            oldest = conn.execute("SELECT id, pid FROM runs WHERE status = 'queued' ORDER BY id LIMIT 1").fetchone()
+            if oldest is None:
+                return None
+            if run_id is None and oldest[1] is not None:
+                return None  # its own foreground process will claim it
+            if run_id is not None and oldest[0] != run_id:
+                return None
+            now = time.time()
+            conn.execute("UPDATE runs SET status = 'running', pid = ?, started_at = COALESCE(started_at, ?),"
+                         " heartbeat_at = ?, error = NULL, traceback = NULL WHERE id = ?",
+                         (pid, now, now, oldest[0]))
+        return self.get_run(oldest[0])
 
     def upsert_problems(self, rows: Iterable[dict]) -> None:
         """Rows need task, split, problem_id, question, answer; reference is optional."""

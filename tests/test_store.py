@@ -83,9 +83,10 @@ def test_older_version_is_migrated_keeping_rows(tmp_path, monkeypatch):
     monkeypatch.setattr(store_module, "MIGRATIONS", [*store_module.MIGRATIONS,
                                                      "ALTER TABLE runs ADD COLUMN note TEXT DEFAULT 'old';"])
     with Store(path) as s:
-        assert s._conn.execute("PRAGMA user_version").fetchone()[0] == 2
+        assert s._conn.execute("PRAGMA user_version").fetchone()[0] == len(store_module.MIGRATIONS)
         run = s.get_run(1)
         assert run["algo"] == "ppo" and run["config"] == {"a": 1} and run["note"] == "old"
+        assert run["cancel_requested"] == 0 and run["progress"] == 0  # migration 2 reached old rows
         assert s.metrics(1)["value"].tolist() == [0.5]
         s.create_run("ei", CONFIG)  # the migrated schema still takes new rows
         assert len(s.runs()) == 2
@@ -99,7 +100,7 @@ def test_failed_migration_leaves_old_version(tmp_path, monkeypatch):
     with pytest.raises(ReasonlabError, match=str(path)):
         Store(path)
     conn = sqlite3.connect(path)
-    assert conn.execute("PRAGMA user_version").fetchone()[0] == 1
+    assert conn.execute("PRAGMA user_version").fetchone()[0] == len(store_module.MIGRATIONS) - 1
     assert "x" not in [row[1] for row in conn.execute("PRAGMA table_info(runs)")]
     conn.close()
 

@@ -6,6 +6,7 @@ arithmetic in about a minute on 2 CPU cores, leaving RL visible room to improve.
 
 from __future__ import annotations
 
+import math
 import random
 import time
 from dataclasses import asdict, dataclass
@@ -59,11 +60,16 @@ class SFTConfig:
         get_task(self.task)  # raises on an unknown task
 
 
+def cosine_lr(step: int, total: int, peak: float, warmup: int) -> float:
+    """Linear warm-up to `peak`, then cosine decay to 10% of it at `total`."""
+    if step < warmup:
+        return peak * (step + 1) / warmup
+    progress = min(1.0, (step - warmup) / max(1, total - warmup))
+    return peak * (0.1 + 0.9 * 0.5 * (1 + math.cos(progress * math.pi)))
+
+
 def lr_at(step: int, cfg: SFTConfig) -> float:
-    if step < cfg.warmup:
-        return cfg.lr * (step + 1) / cfg.warmup
-    progress = (step - cfg.warmup) / max(1, cfg.steps - cfg.warmup)
-    return cfg.lr * (0.1 + 0.9 * 0.5 * (1 + torch.cos(torch.tensor(progress * torch.pi)).item()))
+    return cosine_lr(step, cfg.steps, cfg.lr, cfg.warmup)
 
 
 def completion_batch(tokenizer, prompts: list[str], completions: list[str]) -> dict[str, torch.Tensor]:
@@ -128,3 +134,40 @@ def train_sft(cfg: SFTConfig, out: str | Path, progress: bool = True) -> dict:
                "params": sum(p.numel() for p in model.parameters())}
     save_checkpoint(model.eval(), tokenizer, out, {"made_by": "reasonlab sft", "config": asdict(cfg), **summary})
     return summary
+
+
+def finetune(model, tokenizer, pairs: list[tuple[str, str]], steps: int, batch_size: int, lr: float,
+             seed: int, weight_decay: float = 0.01, on_step=None) -> float | None:
+    """Fine-tune `model` in place on (prompt, completion) pairs: shuffled epochs, batches grouped
+    by length, cosine schedule. `on_step(step)` returning True stops early (a cancel). Returns the
+    final smoothed loss (None when stopped before the first step)."""
+    rng = random.Random(seed)
+    model.train()
+    opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=weight_decay, betas=(0.9, 0.95))
+    order: list[tuple[str, str]] = []
+    pending: list[dict] = []
+    loss_ema = None
+    for step in range(steps):
+        if on_step is not None and on_step(step):
+            break
+        if not pending:
+            if len(order) < batch_size * 8:
+                epoch = list(pairs)
+                rng.shuffle(epoch)
+                order += epoch
+            pool, order = order[:batch_size * 8], order[batch_size * 8:]
+            pool.sort(key=lambda x: len(x[0]) + len(x[1]))
+            pending = [completion_batch(tokenizer, *zip(*pool[i:i + batch_size]))
+                       for i in range(0, len(pool), batch_size)]
+            rng.shuffle(pending)
+        inputs = pending.pop()
+        for group in opt.param_groups:
+            group["lr"] = cosine_lr(step, steps, lr, warmup=max(1, steps // 10))
+        loss = model(**{k: v.to(model.device) for k, v in inputs.items()}).loss
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        opt.step()
+        loss_ema = loss.item() if loss_ema is None else 0.9 * loss_ema + 0.1 * loss.item()
+    model.eval()
+    return loss_ema

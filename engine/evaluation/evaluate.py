@@ -28,6 +28,8 @@ class EvalConfig:
     """Longest completion."""
     seed: int = 0
     """Sampling seed (also seeds the maj@k subsets)."""
+    prompt_suffix: str = ""
+    """Appended to every prompt (RCRL checkpoints are sampled conditioned on `<|good|>`)."""
 
     def validate(self) -> None:
         if self.k < 1:
@@ -53,7 +55,7 @@ def evaluate(sampler, cfg: EvalConfig) -> tuple[dict, list[dict]]:
     cfg.validate()
     task = get_task(cfg.task)
     problems = task.problems(cfg.split, cfg.limit)
-    prompts = [task.prompt(p) for p in problems]
+    prompts = [task.prompt(p) + cfg.prompt_suffix for p in problems]
     start = time.time()
     greedy = sampler.sample(prompts, n=1, temperature=0.0, max_new_tokens=cfg.max_new_tokens)
     sampled = sampler.sample(prompts, n=cfg.k, temperature=cfg.temperature, top_p=cfg.top_p,

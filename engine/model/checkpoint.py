@@ -14,7 +14,15 @@ from engine.errors import ReasonlabError
 META = "reasonlab.json"
 
 
+def _quiet_transformers() -> None:
+    """No per-file progress bars from transformers: reasonlab shows its own progress."""
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.disable_progress_bar()
+
+
 def save_checkpoint(model, tokenizer, out: str | Path, meta: dict | None = None) -> Path:
+    _quiet_transformers()
     out = Path(out)
     try:
         out.mkdir(parents=True, exist_ok=True)
@@ -41,6 +49,7 @@ def load_checkpoint(path: str | Path, device: str = "cpu", dtype=None, trust_rem
     """
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
+    _quiet_transformers()
     path = Path(path)
     if not path.is_dir():
         raise ReasonlabError(f"checkpoint {path} does not exist or is not a directory")

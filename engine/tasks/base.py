@@ -43,5 +43,8 @@ class Task(Protocol):
     def sample_solution(self, problem: Problem, rng) -> str:
         """A reference solution in a random valid order (for SFT data)."""
 
+    def step_signature(self, completion: str) -> tuple:
+        """The solution's normalised step sequence (for deduplication and solution trees)."""
+
     def score(self, problem: Problem, completion: str) -> Score:
         """Check a completion: answer extraction, correctness, steps, dense reward."""

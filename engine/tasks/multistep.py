@@ -219,6 +219,14 @@ def parse_steps(text: str) -> tuple[list[Step], int]:
     return steps, malformed
 
 
+def step_signature(text: str) -> tuple:
+    """A solution's step sequence with + and * operands sorted (commutativity folded), so two
+    texts that differ only in spacing or operand order share one signature."""
+    steps, _ = parse_steps(text)
+    folded = tuple((min(a, b), op, max(a, b), c) if op in "+*" else (a, op, b, c) for a, op, b, c in steps)
+    return folded + (extract_answer(text)[0],)
+
+
 def step_is_valid(step: Step) -> bool:
     a, op, b, c = step
     if op == "/":
@@ -266,6 +274,9 @@ class MultiStep:
 
     def sample_solution(self, problem: Problem, rng: random.Random) -> str:
         return format_solution(solution_steps(problem.data, rng))
+
+    def step_signature(self, completion: str) -> tuple:
+        return step_signature(completion)
 
     def score(self, problem: Problem, completion: str) -> Score:
         strict, lenient = extract_answer(completion)

@@ -1,0 +1,358 @@
+"""What every training loop shares: the run context (store, progress, cancel, checkpoints with
+their evaluation, resume state), sampling + scoring of rollouts, and token-level batches.
+
+The algorithms themselves (expert_iteration, rcrl, ppo, grpo) are one loop each on top of this.
+"""
+
+from __future__ import annotations
+
+import random
+import threading
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+
+from engine.evaluation.evaluate import EvalConfig, evaluate
+from engine.model.checkpoint import load_checkpoint, save_checkpoint
+from engine.sampling.base import Completion
+from engine.sampling.torch_sampler import TorchSampler
+from engine.tasks import get_task
+from engine.tasks.base import Problem, Score
+
+STATE_FILE = "trainer_state.pt"
+
+
+class RunContext:
+    """The job around a training loop. Loops report through it and never touch the store's
+    schema; `ctx.stop_requested()` is how `reasonlab cancel` reaches them."""
+
+    def __init__(self, store, run_id: int, cfg, run_dir: Path):
+        self.store, self.run_id, self.cfg, self.run_dir = store, run_id, cfg, Path(run_dir)
+        self.task = get_task(cfg.task)
+        self.samples_seen = 0  # sampled solutions so far: the paper's sample-complexity axis
+        self.started = time.time()
+        self.meta: dict = {}  # extra checkpoint metadata, e.g. RCRL's prompt suffix
+        self.on_progress = None  # a foreground run's progress bar: on_progress(run_fields, phase)
+        self.stop_signal = threading.Event()  # set by the job's SIGTERM handler
+
+    # -- progress -------------------------------------------------------------------------------
+    def progress(self, step: int, total: int, fraction: float, phase: str) -> None:
+        """fraction: of the whole run (0..1), for the progress bar and ETA."""
+        fields = {"step": step, "total": total, "progress": min(max(fraction, 0.0), 1.0), "phase": phase}
+        self.store.update_run(self.run_id, heartbeat_at=time.time(), **fields)
+        if self.on_progress is not None:
+            self.on_progress(fields, phase)
+
+    def stop_requested(self) -> bool:
+        if self.stop_signal.is_set():
+            return True
+        run = self.store.get_run(self.run_id)
+        return bool(run and run["cancel_requested"])
+
+    def log(self, step: int, metrics: dict) -> None:
+        self.store.log_metrics(self.run_id, step, {**metrics, "time/elapsed_s": time.time() - self.started},
+                               samples_seen=self.samples_seen)
+
+    def log_rollouts(self, step: int, rollouts: list[Rollout]) -> None:
+        """Every rollout trained on, so a person can watch completions change over training."""
+        split = "train"
+        self.store.add_samples([
+            {"run_id": self.run_id, "step": step, "kind": "rollout", "task": self.cfg.task, "split": split,
+             "problem_id": r.problem.id, "sample_idx": r.sample_idx, "text": r.completion.text,
+             "answer": r.score.answer, "correct": int(r.score.correct), "reward": r.reward,
+             "n_tokens": len(r.completion.token_ids), "logprob": r.completion.logprob} for r in rollouts])
+
+    # -- checkpoints ----------------------------------------------------------------------------
+    def checkpoint_path(self, step: int) -> Path:
+        return self.run_dir / f"step-{step:05d}"
+
+    def save(self, step: int, model, tokenizer, state: dict, evaluate_now: bool = True) -> Path:
+        """Write an HF checkpoint plus the trainer state needed to resume, then evaluate it."""
+        out = self.checkpoint_path(step)
+        meta = {"made_by": f"reasonlab {self.cfg.algo}", "run_id": self.run_id, "step": step,
+                "config": asdict(self.cfg), **self.meta}
+        save_checkpoint(model, tokenizer, out, meta)
+        torch.save({"step": step, "samples_seen": self.samples_seen, "elapsed": time.time() - self.started,
+                    "rng": torch.get_rng_state(), **state}, out / STATE_FILE)
+        checkpoint_id = self.store.add_checkpoint(self.run_id, step, out)
+        if evaluate_now:
+            self.evaluate(step, checkpoint_id, model, tokenizer)
+        return out
+
+    def evaluate(self, step: int, checkpoint_id: int, model, tokenizer) -> dict:
+        """maj@1 (greedy) and pass@k / maj@k on the eval split; samples and metrics go to the store."""
+        cfg = self.cfg
+        ecfg = EvalConfig(task=cfg.task, split=cfg.eval_split, k=cfg.eval_k, limit=cfg.eval_limit,
+                          max_new_tokens=cfg.max_new_tokens, seed=cfg.seed,
+                          prompt_suffix=self.meta.get("prompt_suffix", ""))
+        was_training = model.training
+        model.eval()
+        metrics, rows = evaluate(TorchSampler(model, tokenizer, batch_size=cfg.sample_batch_size), ecfg)
+        model.train(was_training)
+        self.store.add_samples([{**row, "run_id": self.run_id, "checkpoint_id": checkpoint_id, "step": step,
+                                 "kind": "eval"} for row in rows])
+        scores = {k: v for k, v in metrics.items() if k.startswith(("maj@", "pass@"))}
+        self.store.update_checkpoint_metrics(checkpoint_id, {**scores, "split": cfg.eval_split,
+                                                             "problems": metrics["problems"]})
+        self.log(step, {f"eval/{k}": v for k, v in scores.items()})
+        return scores
+
+    def evaluate_base(self, model, tokenizer) -> None:
+        """Step 0 of every run is its base checkpoint, evaluated like the others (the 'before')."""
+        checkpoint_id = self.store.add_checkpoint(self.run_id, 0, self.cfg.base)
+        self.evaluate(0, checkpoint_id, model, tokenizer)
+
+    def resume_point(self) -> tuple[int, Path, dict] | None:
+        """(step, path, trainer state) of the last checkpoint this run saved, if any."""
+        df = self.store.checkpoints(self.run_id)
+        for _, row in df.sort_values("step", ascending=False).iterrows():
+            path = Path(row["path"])
+            if row["step"] > 0 and (path / STATE_FILE).is_file():
+                state = torch.load(path / STATE_FILE, weights_only=True)
+                return int(row["step"]), path, state
+        return None
+
+    def restore(self, state: dict) -> None:
+        self.samples_seen = int(state["samples_seen"])
+        self.started = time.time() - float(state.get("elapsed", 0.0))
+        torch.set_rng_state(state["rng"])
+
+
+# -- rollouts ---------------------------------------------------------------------------------
+
+
+@dataclass
+class Rollout:
+    problem: Problem
+    sample_idx: int  # which of the n samples of its problem
+    prompt_text: str
+    prompt_ids: list[int]
+    completion: Completion
+    score: Score
+    reward: float = 0.0
+
+
+def load_policy(path, device: str = "cpu"):
+    model, tokenizer = load_checkpoint(path, device=device)
+    return model, tokenizer
+
+
+def sample_rollouts(model, tokenizer, task, problems: list[Problem], n: int, cfg, seed: int,
+                    prompt_suffix: str = "", batch_size: int | None = None) -> list[Rollout]:
+    """n samples per problem (consecutive), each scored by the task. The model is left in eval mode."""
+    model.eval()
+    prompts = [task.prompt(p) + prompt_suffix for p in problems]
+    sampler = TorchSampler(model, tokenizer, batch_size=batch_size or cfg.sample_batch_size)
+    out = sampler.sample(prompts, n=n, temperature=cfg.temperature, top_p=cfg.top_p,
+                         max_new_tokens=cfg.max_new_tokens, seed=seed)
+    rollouts = []
+    for p, prompt, completions in zip(problems, prompts, out):
+        ids = tokenizer(prompt, add_special_tokens=False)["input_ids"]
+        for j, c in enumerate(completions):
+            rollouts.append(Rollout(p, j, prompt, ids, c, task.score(p, c.text)))
+    return rollouts
+
+
+def step_seed(seed: int, step: int, salt: int = 0) -> int:
+    """A distinct, reproducible seed per (run seed, step): a resumed run redraws the same samples."""
+    return (seed * 1_000_003 + step * 7919 + salt) % (2**31 - 1)
+
+
+def draw_problems(task, cfg, step: int, n: int) -> list[Problem]:
+    pool = _pool(task, cfg.train_problems)
+    rng = random.Random(step_seed(cfg.seed, step, salt=1))
+    return rng.sample(pool, min(n, len(pool)))
+
+
+_POOLS: dict = {}
+
+
+def _pool(task, n: int) -> list[Problem]:
+    key = (task.name, n)
+    if key not in _POOLS:
+        _POOLS[key] = task.problems("train", n)
+    return _POOLS[key]
+
+
+# -- token batches for policy-gradient updates -------------------------------------------------
+
+
+def token_batch(rollouts: list[Rollout], pad_id: int, device) -> dict[str, torch.Tensor]:
+    """Right-padded prompt + completion ids. `mask` marks the completion tokens among the
+    *targets* (input shifted by one), so logits[:, :-1] line up with it."""
+    rows = [r.prompt_ids + r.completion.token_ids for r in rollouts]
+    width = max(map(len, rows))
+    input_ids = torch.full((len(rows), width), pad_id, dtype=torch.long)
+    attention = torch.zeros((len(rows), width), dtype=torch.long)
+    mask = torch.zeros((len(rows), width - 1))
+    for i, (r, row) in enumerate(zip(rollouts, rows)):
+        input_ids[i, :len(row)] = torch.tensor(row)
+        attention[i, :len(row)] = 1
+        mask[i, len(r.prompt_ids) - 1:len(row) - 1] = 1  # targets at positions P..L-1
+    return {"input_ids": input_ids.to(device), "attention_mask": attention.to(device), "mask": mask.to(device)}
+
+
+def forward_logprobs(model, batch, with_hidden: bool = False):
+    """(B, L-1) log-probabilities of each next token, the (B, L-1, V) logits and optionally the
+    last hidden states (B, L-1, H) at the same positions."""
+    out = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"],
+                output_hidden_states=with_hidden)
+    logits = out.logits[:, :-1].float()
+    targets = batch["input_ids"][:, 1:]
+    logprobs = torch.gather(F.log_softmax(logits, dim=-1), 2, targets.unsqueeze(-1)).squeeze(-1)
+    hidden = out.hidden_states[-1][:, :-1] if with_hidden else None
+    return logprobs, logits, hidden
+
+
+def minibatches(n: int, size: int, generator: torch.Generator) -> list[torch.Tensor]:
+    order = torch.randperm(n, generator=generator)
+    return [order[i:i + size] for i in range(0, n, size)]
+
+
+def summary(rollouts: list[Rollout]) -> dict:
+    """Task accuracy, independent of the reward being optimised, and length statistics."""
+    n = max(len(rollouts), 1)
+    return {"train/accuracy": sum(r.score.correct for r in rollouts) / n,
+            "reward": sum(r.reward for r in rollouts) / n,
+            "train/completion_tokens": sum(len(r.completion.token_ids) for r in rollouts) / n,
+            "train/truncated": sum(r.completion.finish_reason == "length" for r in rollouts) / n}
+
+
+class Stats:
+    """Running means of per-minibatch statistics."""
+
+    def __init__(self):
+        self.sums: dict[str, float] = {}
+        self.counts: dict[str, int] = {}
+
+    def add(self, **values: float) -> None:
+        for k, v in values.items():
+            self.sums[k] = self.sums.get(k, 0.0) + v
+            self.counts[k] = self.counts.get(k, 0) + 1
+
+    def means(self) -> dict[str, float]:
+        return {k: self.sums[k] / self.counts[k] for k in self.sums}
+
+
+# -- rewards ------------------------------------------------------------------------------------
+
+
+def assign_rewards(rollouts: list[Rollout], reward: str, orm=None) -> None:
+    """sparse: 1 for a correct final answer; dense: share of the reference's intermediate results
+    reached (Havrilla et al.'s heuristic); orm: the reward model's probability of correctness."""
+    if reward == "sparse":
+        values = [float(r.score.correct) for r in rollouts]
+    elif reward == "dense":
+        values = [float(r.score.dense) for r in rollouts]
+    elif reward == "orm":
+        prompts = [r.prompt_text for r in rollouts]
+        values = [float(v) for v in orm.score(prompts, [r.completion.text for r in rollouts])]
+    else:
+        raise ValueError(f"unknown reward {reward!r}")
+    for r, v in zip(rollouts, values):
+        r.reward = v
+
+
+class PolicyRun:
+    """What PPO and GRPO share around their update: start or resume (policy, optimizer, extra
+    heads and controllers), the frozen reference, the reward model, rollouts with rewards, the
+    cancel check and the checkpoint schedule. The update itself stays in each algorithm's loop."""
+
+    def __init__(self, ctx: RunContext, cfg, heads: dict | None = None, stateful: dict | None = None):
+        self.ctx, self.cfg = ctx, cfg
+        self.heads = heads or {}  # extra trainable modules, e.g. PPO's value head
+        self.stateful = stateful or {}  # objects with state_dict()/load_state_dict(), e.g. a KL controller
+        self.policy, self.tokenizer = load_policy(cfg.base, cfg.device)
+        self.reference = None
+        if cfg.kl_coef > 0 or getattr(cfg, "kl_target", 0) > 0:
+            self.reference, _ = load_policy(cfg.base, cfg.device)
+            self.reference.requires_grad_(False)
+        for head in self.heads.values():
+            head.to(cfg.device)
+        params = list(self.policy.parameters()) + [p for h in self.heads.values() for p in h.parameters()]
+        self.opt = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=0.0, betas=(0.9, 0.95))
+        self.orm = None
+        self.first_step, self.last_saved = 1, 0
+        if (resume := ctx.resume_point()) is not None:
+            step, path, state = resume
+            ctx.restore(state)
+            self.policy, _ = load_policy(path, cfg.device)
+            params = list(self.policy.parameters()) + [p for h in self.heads.values() for p in h.parameters()]
+            self.opt = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=0.0, betas=(0.9, 0.95))
+            self.opt.load_state_dict(state["optimizer"])
+            for name, head in self.heads.items():
+                head.load_state_dict(state["heads"][name])
+            for name, obj in self.stateful.items():
+                obj.load_state_dict(state["stateful"][name])
+            self.first_step, self.last_saved = step + 1, step
+        else:
+            ctx.progress(0, cfg.steps, 0.0, "evaluating the base checkpoint")
+            ctx.evaluate_base(self.policy, self.tokenizer)
+        if cfg.reward == "orm":
+            self.orm = self._reward_model()
+
+    def _reward_model(self):
+        from engine.algorithms.orm import OutcomeRewardModel
+
+        if self.cfg.orm:
+            return OutcomeRewardModel.load(self.cfg.orm, device=self.cfg.device)
+        path = self.ctx.run_dir / "orm"
+        if not (path / "orm_head.safetensors").is_file():
+            train_orm_from_samples(self.ctx, self.cfg, self.policy, self.tokenizer, path)
+        return OutcomeRewardModel.load(path, device=self.cfg.device)
+
+    def rollouts(self, step: int) -> list[Rollout]:
+        """Sample n solutions for this step's problems, score them, assign rewards, store them."""
+        ctx, cfg = self.ctx, self.cfg
+        problems = draw_problems(ctx.task, cfg, step, cfg.prompts_per_step)
+        rollouts = sample_rollouts(self.policy, self.tokenizer, ctx.task, problems, cfg.n, cfg,
+                                   seed=step_seed(cfg.seed, step))
+        assign_rewards(rollouts, cfg.reward, self.orm)
+        ctx.samples_seen += len(rollouts)
+        ctx.log_rollouts(step, rollouts)
+        return rollouts
+
+    def stopping(self, last_done: int) -> bool:
+        """True when a cancel was requested; the work done so far is saved first (unevaluated)."""
+        if not self.ctx.stop_requested():
+            return False
+        if last_done > self.last_saved:
+            self._save(last_done, evaluate_now=False)
+        return True
+
+    def after_step(self, step: int) -> None:
+        cfg = self.cfg
+        self.ctx.progress(step, cfg.steps, step / cfg.steps, f"step {step}/{cfg.steps}")
+        if step % cfg.checkpoint_every == 0 or step == cfg.steps:
+            self.ctx.progress(step, cfg.steps, step / cfg.steps, f"step {step}/{cfg.steps}: evaluating")
+            self._save(step, evaluate_now=True)
+
+    def _save(self, step: int, evaluate_now: bool) -> None:
+        state = {"optimizer": self.opt.state_dict(),
+                 "heads": {k: h.state_dict() for k, h in self.heads.items()},
+                 "stateful": {k: o.state_dict() for k, o in self.stateful.items()}}
+        self.ctx.save(step, self.policy, self.tokenizer, state, evaluate_now=evaluate_now)
+        self.last_saved = step
+
+
+def train_orm_from_samples(ctx: RunContext, cfg, policy, tokenizer, out: Path, problems: int = 256, n: int = 8):
+    """reward=orm with no ORM given: label the base's own samples on training problems (stored as
+    this run's step-0 rollouts) and train an outcome reward model on them. Each problem's reference
+    solution is added as a correct example, so a weak base that solves little still gives both
+    classes."""
+    from engine.algorithms.orm import ORMConfig, train_orm
+
+    ctx.progress(0, getattr(cfg, "steps", 0), 0.0, "training the outcome reward model")
+    pool = _pool(ctx.task, cfg.train_problems)
+    rng = random.Random(step_seed(cfg.seed, 0, salt=3))
+    chosen = rng.sample(pool[len(pool) // 2:], min(problems, len(pool) // 2))  # apart from early RL steps
+    rollouts = sample_rollouts(policy, tokenizer, ctx.task, chosen, n, cfg, seed=step_seed(cfg.seed, 0, salt=4))
+    for r in rollouts:
+        r.reward = float(r.score.correct)
+    ctx.log_rollouts(0, rollouts)
+    examples = [(r.prompt_text, r.completion.text, bool(r.score.correct)) for r in rollouts]
+    examples += [(ctx.task.prompt(p), p.reference, True) for p in chosen]
+    return train_orm(cfg.base, examples, out, ORMConfig(steps=cfg.orm_steps, seed=cfg.seed))

@@ -1,0 +1,134 @@
+"""Expert Iteration (Havrilla et al. 2024, after Anthony et al. 2017): each round
+
+  1) sample K solutions per training problem from the current policy;
+  2) keep the correct ones and deduplicate them per problem (exact text, or same step sequence);
+  3) grow the dataset, D_i = R_i ∪ D_{i-1};
+  4) fine-tune on D_i, from the initial checkpoint as the paper does (or from the last policy);
+  5) evaluate the new checkpoint on the eval split.
+
+`run_rounds` is also the skeleton of return-conditioned RL (rcrl.py), which differs only in which
+samples it keeps and how it labels them.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable
+
+from engine.algorithms.common import RunContext, Rollout, draw_problems, load_policy, sample_rollouts, step_seed
+from engine.algorithms.sft import finetune
+from engine.config import EIConfig
+
+# A selection turns one round's rollouts into new training examples: (dedup key, prompt, completion).
+Selection = Callable[[RunContext, list[Rollout]], list[tuple[tuple, str, str]]]
+
+
+def keep_correct(ctx: RunContext, rollouts: list[Rollout]) -> list[tuple[tuple, str, str]]:
+    """EI's filter: correct final answers only, keyed for deduplication."""
+    return [(dedup_key(ctx, r), ctx.task.prompt(r.problem), r.completion.text)
+            for r in rollouts if r.score.correct]
+
+
+def dedup_key(ctx: RunContext, r: Rollout, label: str = "") -> tuple:
+    body = (ctx.task.step_signature(r.completion.text) if ctx.cfg.dedup == "steps"
+            else r.completion.text.strip())
+    return (r.problem.id, label, body)
+
+
+def train(ctx: RunContext, cfg: EIConfig) -> None:
+    run_rounds(ctx, cfg, keep_correct)
+
+
+def run_rounds(ctx: RunContext, cfg: EIConfig, select: Selection, sample_suffix: str = "") -> None:
+    """The round loop. `sample_suffix` is appended to prompts when sampling from a trained policy
+    (RCRL conditions on its good-return token); round 1 samples the base as it is."""
+    initial, tokenizer = load_policy(cfg.base, cfg.device)
+    initial_state = {k: v.clone() for k, v in initial.state_dict().items()}
+    policy = initial
+    dataset: dict[tuple, tuple[str, str]] = {}  # dedup key -> (prompt, completion); insertion-ordered
+    first = 1
+    if (resume := ctx.resume_point()) is not None:
+        step, path, state = resume
+        ctx.restore(state)
+        dataset = {tuple(_untuple(k)): (p, c) for k, p, c in state["dataset"]}
+        policy, _ = load_policy(path, cfg.device)
+        first = step + 1
+        ctx.meta.update(state.get("meta", {}))
+    else:
+        ctx.progress(0, cfg.rounds, 0.0, "evaluating the base checkpoint")
+        ctx.evaluate_base(policy, tokenizer)
+    if sample_suffix:  # checkpoints of this run are evaluated the way they are sampled
+        ctx.meta["prompt_suffix"] = sample_suffix
+
+    for r in range(first, cfg.rounds + 1):
+        done = (r - 1) / cfg.rounds
+
+        # 1) sample K solutions per problem, in chunks so progress shows and cancel is prompt
+        problems = draw_problems(ctx.task, cfg, r, cfg.problems_per_round)
+        suffix = sample_suffix if r > 1 else ""
+        chunk = max(1, 4 * cfg.sample_batch_size // cfg.k)
+        rollouts: list[Rollout] = []
+        t0, tokens = time.time(), 0
+        for i in range(0, len(problems), chunk):
+            if ctx.stop_requested():
+                return
+            ctx.progress(r - 1, cfg.rounds, done + 0.5 * i / len(problems) / cfg.rounds,
+                         f"round {r}/{cfg.rounds}: sampling {i}/{len(problems)} problems x {cfg.k}")
+            part = sample_rollouts(policy, tokenizer, ctx.task, problems[i:i + chunk], cfg.k, cfg,
+                                   seed=step_seed(cfg.seed, r, salt=i), prompt_suffix=suffix)
+            tokens += sum(len(x.completion.token_ids) for x in part)
+            rollouts += part
+        sample_s = time.time() - t0
+        for x in rollouts:
+            x.reward = float(x.score.correct)
+        ctx.samples_seen += len(rollouts)
+        ctx.log_rollouts(r, rollouts)
+
+        # 2) filter + deduplicate, 3) D_i = R_i ∪ D_{i-1}
+        before = len(dataset)
+        for key, prompt, completion in select(ctx, rollouts):
+            dataset.setdefault(key, (prompt, completion))
+        solved = {x.problem.id for x in rollouts if x.score.correct}
+
+        # 4) fine-tune on D_i
+        if cfg.restart:
+            policy = initial
+            policy.load_state_dict(initial_state)
+        steps = min(cfg.sft_max_steps, max(1, math.ceil(cfg.sft_epochs * len(dataset) / cfg.batch_size)))
+
+        def on_step(s: int) -> bool:
+            if s % 10 == 0:
+                ctx.progress(r - 1, cfg.rounds, done + (0.5 + 0.4 * s / steps) / cfg.rounds,
+                             f"round {r}/{cfg.rounds}: fine-tuning {s}/{steps} steps on {len(dataset)} solutions")
+                return ctx.stop_requested()
+            return False
+
+        loss = None
+        if dataset:
+            loss = finetune(policy, tokenizer, list(dataset.values()), steps, cfg.batch_size, cfg.lr,
+                            seed=step_seed(cfg.seed, r, salt=2), on_step=on_step)
+            if ctx.stop_requested():
+                return
+        ctx.log(r, {"reward": sum(x.reward for x in rollouts) / len(rollouts),
+                    "train/accuracy": sum(x.score.correct for x in rollouts) / len(rollouts),
+                    "train/solved": len(solved) / len(problems),  # pass@K on this round's problems
+                    "ei/new_solutions": len(dataset) - before, "ei/dataset": len(dataset),
+                    "ei/sft_steps": steps if dataset else 0, "sft/loss": loss,
+                    "tokens_per_s": tokens / max(sample_s, 1e-9)})
+
+        # 5) checkpoint + evaluate
+        ctx.progress(r - 1, cfg.rounds, done + 0.9 / cfg.rounds, f"round {r}/{cfg.rounds}: evaluating")
+        ctx.save(r, policy, tokenizer, {"dataset": [[list(_flat(k)), p, c] for k, (p, c) in dataset.items()],
+                                        "meta": dict(ctx.meta)})
+        ctx.progress(r, cfg.rounds, r / cfg.rounds, f"round {r}/{cfg.rounds} done")
+
+
+# Dedup keys nest a step-signature tuple; the trainer state is loaded with weights_only=True, which
+# round-trips lists but not tuples, so keys are flattened to JSON-like lists and back.
+def _flat(key):
+    return [list(_flat(x)) if isinstance(x, tuple) else x for x in key]
+
+
+def _untuple(key):
+    return tuple(_untuple(x) if isinstance(x, list) else x for x in key)

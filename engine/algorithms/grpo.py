@@ -1,0 +1,74 @@
+"""GRPO (Shao et al. 2024): no value model; each sample's advantage is its reward relative to the
+other samples of the same problem. Each iteration:
+
+  1) sample n solutions for each of `prompts_per_step` training problems;
+  2) score them (sparse, dense or ORM reward);
+  3) advantages: (r - mean of the group) / std of the group, the same for every token;
+  4) a few epochs of the clipped policy loss (+ optional k3 KL to the frozen base);
+  5) log; checkpoint and evaluate every `checkpoint_every` iterations.
+"""
+
+from __future__ import annotations
+
+import time
+
+import torch
+
+from engine.algorithms import common
+from engine.algorithms.common import RunContext, forward_logprobs, minibatches, token_batch
+from engine.algorithms.losses import group_advantages, kl_penalty, masked_mean, policy_loss
+from engine.config import GRPOConfig
+
+
+def train(ctx: RunContext, cfg: GRPOConfig) -> None:
+    run = common.PolicyRun(ctx, cfg)
+    policy, tokenizer, opt = run.policy, run.tokenizer, run.opt
+    gen = torch.Generator().manual_seed(cfg.seed)
+
+    for step in range(run.first_step, cfg.steps + 1):
+        if run.stopping(step - 1):
+            return
+        t0 = time.time()
+
+        # 1) sample, 2) score
+        rollouts = run.rollouts(step)
+        rewards = torch.tensor([r.reward for r in rollouts])
+        sample_s = time.time() - t0
+
+        # 3) group-normalised advantages, broadcast over each sample's tokens
+        adv = group_advantages(rewards, cfg.n, scale=cfg.scale_rewards).to(cfg.device)
+        batch = token_batch(rollouts, tokenizer.pad_token_id, cfg.device)
+        with torch.no_grad():
+            old_logprobs = forward_logprobs(policy, batch)[0]
+            ref_logprobs = forward_logprobs(run.reference, batch)[0] if cfg.kl_coef > 0 else None
+
+        # 4) clipped policy loss over minibatches (shuffled per step: a resumed run replays them)
+        gen.manual_seed(common.step_seed(cfg.seed, step, salt=5))
+        policy.train()
+        stats = common.Stats()
+        for _ in range(cfg.epochs):
+            for idx in minibatches(len(rollouts), cfg.minibatch_size, gen):
+                mb = {k: v[idx] for k, v in batch.items()}
+                logprobs, _, _ = forward_logprobs(policy, mb)
+                mask = mb["mask"]
+                pg_loss, clipfrac, approx_kl = policy_loss(logprobs, old_logprobs[idx],
+                                                           adv[idx, None].expand_as(logprobs), mask, cfg.clip_eps)
+                loss = pg_loss
+                if ref_logprobs is not None:
+                    kl = masked_mean(kl_penalty(logprobs, ref_logprobs[idx], "k3"), mask)
+                    loss = loss + cfg.kl_coef * kl
+                    stats.add(kl_ref=kl.item())
+                opt.zero_grad(set_to_none=True)
+                loss.backward()
+                grad_norm = torch.nn.utils.clip_grad_norm_(policy.parameters(), 1.0)
+                opt.step()
+                stats.add(policy_loss=pg_loss.item(), approx_kl=approx_kl.item(), clip_frac=clipfrac.item(),
+                          grad_norm=grad_norm.item())
+
+        # 5) log, checkpoint
+        tokens = int(batch["mask"].sum())
+        groups = rewards.view(-1, cfg.n)
+        ctx.log(step, {**common.summary(rollouts), **stats.means(),
+                       "grpo/zero_std_groups": float((groups.std(1) == 0).float().mean()),
+                       "tokens_per_s": tokens / max(sample_s, 1e-9), "time/step_s": time.time() - t0})
+        run.after_step(step)

@@ -1,0 +1,132 @@
+"""PPO (Schulman et al. 2017) as used for RLHF (Ziegler et al. 2019) and by Havrilla et al. 2024.
+Each iteration:
+
+  1) sample n solutions for each of `prompts_per_step` training problems;
+  2) score them: sparse, dense or ORM reward at the last token, optionally scaled and clipped;
+  3) per-token rewards: minus kl_coef * (log pi - log pi_ref) everywhere, plus the score at the end;
+  4) GAE(gamma, lambda) over the value head's estimates -> advantages and returns;
+  5) epochs of minibatches: clipped policy loss + clipped value loss - entropy bonus;
+  6) adapt the KL coefficient (if kl_target), log; checkpoint and evaluate every few iterations.
+
+The value head is one linear layer on the policy's last hidden state (a shared body, as in TRL).
+"""
+
+from __future__ import annotations
+
+import math
+import time
+
+import torch
+
+from engine.algorithms import common
+from engine.algorithms.common import RunContext, forward_logprobs, minibatches, token_batch
+from engine.algorithms.losses import (AdaptiveKLController, FixedKLController, entropy_from_logits, gae,
+                                      masked_mean, masked_whiten, policy_loss, value_loss)
+from engine.config import PPOConfig
+
+
+class RunningMoments:
+    """Running standard deviation of scores (for reward scaling), with a state for resume."""
+
+    def __init__(self):
+        self.n, self.mean, self.m2 = 0, 0.0, 0.0
+
+    def update(self, xs: torch.Tensor) -> None:  # Chan et al.'s parallel Welford update
+        n, mean, m2 = len(xs), xs.mean().item(), ((xs - xs.mean()) ** 2).sum().item()
+        delta, total = mean - self.mean, self.n + n
+        self.mean += delta * n / total
+        self.m2 += m2 + delta**2 * self.n * n / total
+        self.n = total
+
+    @property
+    def std(self) -> float:
+        return math.sqrt(self.m2 / self.n) if self.n > 1 else 1.0
+
+    def state_dict(self) -> dict:
+        return {"n": self.n, "mean": self.mean, "m2": self.m2}
+
+    def load_state_dict(self, d: dict) -> None:
+        self.n, self.mean, self.m2 = d["n"], d["mean"], d["m2"]
+
+
+def last_token_index(mask: torch.Tensor) -> torch.Tensor:
+    """(B,) index of each row's last completion token in a (B, T) mask."""
+    return mask.shape[1] - 1 - mask.flip(1).argmax(1)
+
+
+def train(ctx: RunContext, cfg: PPOConfig) -> None:
+    probe, _ = common.load_policy(cfg.base, "cpu")
+    value_head = torch.nn.Linear(probe.config.hidden_size, 1)
+    del probe
+    torch.nn.init.zeros_(value_head.weight)
+    torch.nn.init.zeros_(value_head.bias)
+    kl_ctl = (AdaptiveKLController(cfg.kl_coef, cfg.kl_target, cfg.kl_horizon) if cfg.kl_target > 0
+              else FixedKLController(cfg.kl_coef))
+    moments = RunningMoments()
+    run = common.PolicyRun(ctx, cfg, heads={"value_head": value_head}, stateful={"kl": kl_ctl, "rewards": moments})
+    policy, tokenizer, opt = run.policy, run.tokenizer, run.opt
+    gen = torch.Generator().manual_seed(cfg.seed)
+
+    for step in range(run.first_step, cfg.steps + 1):
+        if run.stopping(step - 1):
+            return
+        t0 = time.time()
+
+        # 1) sample, 2) score (scaled by a running std, clipped)
+        rollouts = run.rollouts(step)
+        scores = torch.tensor([r.reward for r in rollouts])
+        sample_s = time.time() - t0
+        if cfg.reward_scale:
+            moments.update(scores)
+            scores = scores / moments.std
+        if cfg.reward_clip > 0:
+            scores = scores.clamp(-cfg.reward_clip, cfg.reward_clip)
+
+        batch = token_batch(rollouts, tokenizer.pad_token_id, cfg.device)
+        mask = batch["mask"]
+        with torch.no_grad():
+            old_logprobs, _, hidden = forward_logprobs(policy, batch, with_hidden=True)
+            old_values = value_head(hidden).squeeze(-1) * mask
+            ref_logprobs = forward_logprobs(run.reference, batch)[0] if run.reference is not None else old_logprobs
+
+            # 3) per-token rewards: KL penalty on every token, the score on the last one
+            kl = (old_logprobs - ref_logprobs) * mask
+            rewards = -kl_ctl.value * kl
+            rows = torch.arange(len(rollouts))
+            rewards[rows, last_token_index(mask)] += scores.to(cfg.device)
+
+            # 4) GAE
+            advantages, returns = gae(rewards, old_values, mask, cfg.gamma, cfg.lam)
+            if cfg.whiten_advantages:
+                advantages = masked_whiten(advantages, mask)
+
+        # 5) clipped policy and value losses over minibatches (shuffled per step: resumable)
+        gen.manual_seed(common.step_seed(cfg.seed, step, salt=5))
+        policy.train()
+        stats = common.Stats()
+        for _ in range(cfg.epochs):
+            for idx in minibatches(len(rollouts), cfg.minibatch_size, gen):
+                mb = {k: v[idx] for k, v in batch.items()}
+                logprobs, logits, hidden = forward_logprobs(policy, mb, with_hidden=True)
+                values = value_head(hidden).squeeze(-1)
+                m = mb["mask"]
+                pg_loss, clipfrac, approx_kl = policy_loss(logprobs, old_logprobs[idx], advantages[idx], m, cfg.clip_eps)
+                v_loss, vf_clipfrac = value_loss(values, old_values[idx], returns[idx], m, cfg.vf_clip)
+                entropy = masked_mean(entropy_from_logits(logits), m)
+                loss = pg_loss + cfg.vf_coef * v_loss - cfg.entropy_coef * entropy
+                opt.zero_grad(set_to_none=True)
+                loss.backward()
+                grad_norm = torch.nn.utils.clip_grad_norm_(opt.param_groups[0]["params"], 1.0)
+                opt.step()
+                stats.add(policy_loss=pg_loss.item(), value_loss=v_loss.item(), approx_kl=approx_kl.item(),
+                          clip_frac=clipfrac.item(), vf_clip_frac=vf_clipfrac.item(), entropy=entropy.item(),
+                          grad_norm=grad_norm.item())
+
+        # 6) adapt the KL coefficient, log, checkpoint
+        seq_kl = kl.sum(1).mean().item()
+        kl_ctl.update(seq_kl, len(rollouts))
+        ctx.log(step, {**common.summary(rollouts), **stats.means(), "reward_mean": scores.mean().item(),
+                       "kl_ref": seq_kl, "kl_coef": kl_ctl.value,
+                       "value_mean": masked_mean(old_values, mask).item(),
+                       "tokens_per_s": int(mask.sum()) / max(sample_s, 1e-9), "time/step_s": time.time() - t0})
+        run.after_step(step)

@@ -1,0 +1,279 @@
+"""One config dataclass per training algorithm; every field documented, stored whole with each run.
+
+`make_config("ei", base=..., sets=["k=32", "rounds=2"])` builds one from the command line's
+`--set field=value` pairs and validates it, so a bad value is refused before any process starts
+with an error that names the field.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import typing
+from dataclasses import dataclass
+from pathlib import Path
+
+from engine.errors import ReasonlabError
+
+REWARDS = ("sparse", "dense", "orm")
+
+
+@dataclass
+class RunConfig:
+    """Fields every algorithm shares: what to train, how to sample, how to evaluate."""
+
+    base: str = ""
+    """Checkpoint training starts from (an HF directory, e.g. from `reasonlab sft`)."""
+    task: str = "multistep"
+    """Task family whose train split gives the problems."""
+    seed: int = 0
+    """Seed of problem order, sampling and training; the same seed replays the same run."""
+    temperature: float = 1.0
+    """Sampling temperature of training rollouts."""
+    top_p: float = 1.0
+    """Nucleus sampling mass of training rollouts."""
+    max_new_tokens: int = 96
+    """Longest sampled solution, in tokens."""
+    train_problems: int = 20000
+    """Size of the pool of training problems drawn from."""
+    eval_split: str = "test"
+    """Split evaluated at every checkpoint."""
+    eval_limit: int = 200
+    """Problems evaluated at every checkpoint."""
+    eval_k: int = 16
+    """Samples per problem at every checkpoint (pass@k, maj@k up to this k)."""
+    sample_batch_size: int = 512
+    """Rows the sampler decodes together."""
+    device: str = "cpu"
+    """Torch device: cpu or cuda."""
+
+    def validate(self) -> None:
+        from engine.tasks import get_task
+
+        _check(self, not self.base == "", "base", "is required (a checkpoint directory)")
+        if self.base:
+            base = Path(self.base)
+            _check(self, (base / "config.json").is_file(), "base",
+                   f"must be a checkpoint directory; {base} has no config.json" if base.is_dir()
+                   else f"must be a checkpoint directory; {base} does not exist")
+        try:
+            task = get_task(self.task)
+        except ReasonlabError as e:
+            raise ReasonlabError(f"{self.algo} config field task: {e}") from None
+        _check(self, self.eval_split in task.splits, "eval_split", f"must be one of {', '.join(task.splits)}")
+        _check(self, self.temperature >= 0, "temperature", "must be >= 0")
+        _check(self, 0 < self.top_p <= 1, "top_p", "must be in (0, 1]")
+        for name in ("max_new_tokens", "train_problems", "eval_limit", "eval_k", "sample_batch_size"):
+            _check(self, getattr(self, name) >= 1, name, "must be >= 1")
+
+    @property
+    def algo(self) -> str:
+        return next((a for a, c in CONFIGS.items() if c is type(self)), "run")
+
+
+@dataclass
+class EIConfig(RunConfig):
+    """Expert Iteration as in Havrilla et al. 2024: sample, keep the correct, deduplicate, fine-tune."""
+
+    rounds: int = 4
+    """Rounds of sample -> filter -> fine-tune -> evaluate."""
+    k: int = 96
+    """Solutions sampled per training problem each round."""
+    problems_per_round: int = 128
+    """Training problems sampled each round (fresh ones every round)."""
+    dedup: str = "exact"
+    """Deduplicate kept solutions per problem: `exact` text, or `steps` (same step sequence)."""
+    restart: bool = True
+    """Fine-tune each round from the initial checkpoint, as the paper does (False: continue)."""
+    sft_epochs: float = 2.0
+    """Passes over the growing dataset D_i in each round's fine-tuning."""
+    sft_max_steps: int = 400
+    """Cap on optimizer steps per round."""
+    batch_size: int = 32
+    """Solutions per optimizer step."""
+    lr: float = 1e-3
+    """Peak AdamW learning rate of each round's fine-tuning (warm-up, cosine decay)."""
+
+    def validate(self) -> None:
+        super().validate()
+        for name in ("rounds", "k", "problems_per_round", "sft_max_steps", "batch_size"):
+            _check(self, getattr(self, name) >= 1, name, "must be >= 1")
+        _check(self, self.dedup in ("exact", "steps"), "dedup", "must be exact or steps")
+        _check(self, self.sft_epochs > 0, "sft_epochs", "must be > 0")
+        _check(self, self.lr > 0, "lr", "must be > 0")
+        _check(self, not (self.temperature == 0 and self.k > 1), "temperature",
+               f"is 0 (greedy) with k={self.k}: all k samples would be the same; use temperature > 0 or k=1")
+
+
+@dataclass
+class RCRLConfig(EIConfig):
+    """Return-conditioned RL: fine-tune on every sampled solution prefixed by a return token
+    (<|good|> when correct, <|bad|> when not), then sample conditioned on <|good|>."""
+
+
+@dataclass
+class PolicyGradientConfig(RunConfig):
+    """Fields PPO and GRPO share: online steps of sample -> score -> update."""
+
+    steps: int = 60
+    """Training iterations (each: sample, score, update)."""
+    prompts_per_step: int = 32
+    """Training problems per iteration."""
+    n: int = 8
+    """Samples per problem."""
+    reward: str = "sparse"
+    """sparse: +1 for a correct final answer; dense: share of the reference's intermediate results
+    reached; orm: the outcome reward model's probability of being correct."""
+    orm: str = ""
+    """Outcome reward model directory (reward=orm); empty: train one from the base's samples first."""
+    orm_steps: int = 300
+    """Optimizer steps when training that outcome reward model."""
+    lr: float = 3e-4
+    """AdamW learning rate."""
+    epochs: int = 2
+    """Passes over each iteration's rollouts."""
+    minibatch_size: int = 64
+    """Rollouts per optimizer step."""
+    clip_eps: float = 0.2
+    """Clip range of the probability ratio."""
+    kl_coef: float = 0.02
+    """Weight of the KL penalty to the frozen base (0: none)."""
+    checkpoint_every: int = 20
+    """Iterations between checkpoints (each evaluated on eval_split); the last is always saved."""
+
+    def validate(self) -> None:
+        super().validate()
+        for name in ("steps", "prompts_per_step", "n", "epochs", "minibatch_size", "checkpoint_every", "orm_steps"):
+            _check(self, getattr(self, name) >= 1, name, "must be >= 1")
+        _check(self, self.reward in REWARDS, "reward", f"must be one of {', '.join(REWARDS)}")
+        if self.orm:
+            _check(self, (Path(self.orm) / "orm_head.safetensors").is_file(), "orm",
+                   f"must be an outcome reward model directory; {self.orm} has no orm_head.safetensors")
+        _check(self, self.lr > 0, "lr", "must be > 0")
+        _check(self, 0 < self.clip_eps < 1, "clip_eps", "must be in (0, 1)")
+        _check(self, self.kl_coef >= 0, "kl_coef", "must be >= 0")
+        _check(self, self.temperature > 0, "temperature", "must be > 0: policy-gradient methods sample")
+
+
+@dataclass
+class PPOConfig(PolicyGradientConfig):
+    """PPO (Schulman et al. 2017) with a value head, GAE and a KL penalty, as in RLHF."""
+
+    n: int = 4
+    """Samples per problem."""
+    gamma: float = 1.0
+    """Discount of GAE."""
+    lam: float = 0.95
+    """Lambda of GAE."""
+    vf_coef: float = 0.1
+    """Weight of the value loss (the value head shares the policy's body)."""
+    vf_clip: float = 0.2
+    """Clip range of value updates."""
+    kl_target: float = 0.0
+    """Target KL per sequence for the adaptive coefficient (Ziegler et al. 2019); 0 keeps kl_coef fixed."""
+    kl_horizon: int = 10000
+    """Horizon of the adaptive KL controller, in samples."""
+    reward_scale: bool = False
+    """Divide rewards by a running standard deviation."""
+    reward_clip: float = 0.0
+    """Clip (scaled) rewards to [-reward_clip, reward_clip]; 0: no clipping."""
+    entropy_coef: float = 0.0
+    """Weight of an entropy bonus."""
+    whiten_advantages: bool = True
+    """Normalise advantages over the batch."""
+
+    def validate(self) -> None:
+        super().validate()
+        _check(self, 0 <= self.gamma <= 1, "gamma", "must be in [0, 1]")
+        _check(self, 0 <= self.lam <= 1, "lam", "must be in [0, 1]")
+        for name in ("vf_coef", "vf_clip", "kl_target", "reward_clip", "entropy_coef"):
+            _check(self, getattr(self, name) >= 0, name, "must be >= 0")
+        _check(self, self.kl_horizon >= 1, "kl_horizon", "must be >= 1")
+        _check(self, not (self.kl_target > 0 and self.kl_coef == 0), "kl_coef",
+               "must be > 0 when kl_target is set: the adaptive controller scales it")
+
+
+@dataclass
+class GRPOConfig(PolicyGradientConfig):
+    """GRPO (Shao et al. 2024): advantages normalised within each problem's group, no value model."""
+
+    kl_coef: float = 0.0
+    """Weight of the k3 KL penalty to the frozen base (0: off, as in DAPO / Dr. GRPO)."""
+    scale_rewards: bool = True
+    """Divide by the group's std (GRPO); False only centres them (Dr. GRPO)."""
+
+    def validate(self) -> None:
+        super().validate()
+        _check(self, self.n >= 2, "n", "must be >= 2: advantages compare samples within a group")
+
+
+CONFIGS: dict[str, type[RunConfig]] = {"ei": EIConfig, "ppo": PPOConfig, "rcrl": RCRLConfig, "grpo": GRPOConfig}
+
+
+def _check(cfg, ok: bool, field: str, problem: str) -> None:
+    if not ok:
+        raise ReasonlabError(f"{cfg.algo} config field {field} {problem}, got {getattr(cfg, field)!r}")
+
+
+def _coerce(cls, name: str, text: str, algo: str):
+    hint = typing.get_type_hints(cls)[name]
+    try:
+        if hint is bool:
+            if text.lower() in ("1", "true", "yes", "on"):
+                return True
+            if text.lower() in ("0", "false", "no", "off"):
+                return False
+            raise ValueError
+        return hint(text) if hint in (int, float, str) else text
+    except ValueError:
+        raise ReasonlabError(f"{algo} config field {name} must be {hint.__name__}, got {text!r}") from None
+
+
+def make_config(algo: str, base: str | Path | None = None, sets: list[str] | dict | None = None,
+                validate: bool = True) -> RunConfig:
+    """Build (and validate) an algorithm's config from defaults, `base` and `field=value` overrides."""
+    if algo not in CONFIGS:
+        raise ReasonlabError(f"unknown algorithm {algo!r}; choose one of {', '.join(CONFIGS)}")
+    cls = CONFIGS[algo]
+    names = {f.name for f in dataclasses.fields(cls)}
+    values: dict = {}
+    items = sets.items() if isinstance(sets, dict) else [_split(s) for s in sets or []]
+    for name, value in items:
+        if name not in names:
+            raise ReasonlabError(f"{algo} config has no field {name!r}; fields: {', '.join(sorted(names))}")
+        values[name] = _coerce(cls, name, value, algo) if isinstance(value, str) else value
+    if base is not None:
+        values["base"] = str(base)
+    cfg = cls(**values)
+    if validate:
+        cfg.validate()
+    return cfg
+
+
+def config_from_dict(algo: str, values: dict) -> RunConfig:
+    """The config a run was stored with (unknown keys from older versions are dropped)."""
+    cls = CONFIGS[algo]
+    names = {f.name for f in dataclasses.fields(cls)}
+    return cls(**{k: v for k, v in values.items() if k in names})
+
+
+def _split(item: str) -> tuple[str, str]:
+    name, eq, value = item.partition("=")
+    if not eq or not name.strip():
+        raise ReasonlabError(f"--set expects field=value, got {item!r}")
+    return name.strip(), value.strip()
+
+
+def describe(algo: str) -> list[tuple[str, str, object]]:
+    """(field, doc, default) for every field of an algorithm's config, for help texts and the UI."""
+    import ast
+    import inspect
+
+    docs: dict[str, str] = {}
+    for klass in reversed(CONFIGS[algo].__mro__):
+        if not dataclasses.is_dataclass(klass):
+            continue
+        body = ast.parse(inspect.getsource(klass)).body[0].body
+        for node, after in zip(body, body[1:]):
+            if isinstance(node, ast.AnnAssign) and isinstance(after, ast.Expr) and isinstance(after.value, ast.Constant):
+                docs[node.target.id] = " ".join(after.value.value.split())
+    return [(f.name, docs.get(f.name, ""), f.default) for f in dataclasses.fields(CONFIGS[algo])]

@@ -1,0 +1,242 @@
+"""Training runs as background OS processes, with their state in the store.
+
+A run is a row in the store: queued -> running -> finished | failed | cancelled | interrupted.
+It trains in its own process, so it outlives the dashboard or terminal that started it:
+
+- `submit` validates the config (before any process starts) and queues the run.
+- A worker (`python -m engine.jobs`, started detached) claims queued runs oldest first, at most
+  MAX_RUNNING at a time (default 1: two trainings on 2 cores would each run far slower), and
+  trains them one after another until the queue is empty. A foreground `reasonlab train` waits
+  for its turn in the same queue and trains in its own process.
+- While it trains, a thread writes a heartbeat every HEARTBEAT_S. `reconcile` marks a running run
+  whose process has died (SIGKILL, OOM, power loss) or whose heartbeat is stale as interrupted.
+- `cancel` asks the loop to stop at its next step (it saves what it has); `resume` queues an
+  interrupted, cancelled or failed run again, and the loop continues from its last checkpoint
+  with the same config and seed, after the store forgets what was logged after that checkpoint.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import importlib
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+import traceback
+from pathlib import Path
+
+from engine import workspace
+from engine.config import RunConfig, config_from_dict
+from engine.errors import ReasonlabError
+from engine.store import Store
+
+MAX_RUNNING = int(os.environ.get("REASONLAB_MAX_RUNNING", "1"))
+HEARTBEAT_S = 5.0
+STALE_S = 60.0  # a heartbeat older than this means the process is gone (or hung)
+ALGORITHMS = {"ei": "expert_iteration", "ppo": "ppo", "rcrl": "rcrl", "grpo": "grpo"}
+FINAL = ("finished", "failed", "cancelled")
+RESUMABLE = ("interrupted", "cancelled", "failed")
+
+
+def run_dir(run_id: int) -> Path:
+    return workspace.home() / "runs" / f"{run_id:05d}"
+
+
+def total_of(cfg: RunConfig) -> int:
+    return getattr(cfg, "rounds", None) or getattr(cfg, "steps")
+
+
+def submit(store: Store, cfg: RunConfig, name: str | None = None, foreground: bool = False) -> int:
+    """Queue a run of a validated config. A foreground run is owned by this process (its pid is
+    recorded) so a worker never takes it; a detached one waits for any worker."""
+    cfg.validate()
+    run_id = store.create_run(cfg.algo, dataclasses.asdict(cfg), name=name, total=total_of(cfg),
+                              parent_checkpoint=cfg.base)
+    if foreground:
+        store.update_run(run_id, pid=os.getpid())
+    return run_id
+
+
+def pid_alive(pid: int | None) -> bool:
+    if not pid:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    try:  # a zombie (killed, not yet reaped by its parent) is dead for our purposes
+        return Path(f"/proc/{pid}/stat").read_text().split(")")[-1].split()[0] != "Z"
+    except OSError:
+        return True
+
+
+def reconcile(store: Store, spawn: bool = True) -> None:
+    """Mark runs whose process is gone as interrupted; start a worker if queued runs wait for one."""
+    now = time.time()
+    for run in run_rows(store):
+        pid = run["pid"]
+        if run["status"] == "running":
+            stale = run["heartbeat_at"] is not None and now - run["heartbeat_at"] > STALE_S
+            if not pid_alive(pid) or stale:
+                why = f"heartbeat stale for {now - run['heartbeat_at']:.0f} s" if stale else f"process {pid} died"
+                store.update_run(run["id"], status="interrupted", finished_at=now,
+                                 error=f"interrupted at step {run['step']}: {why}")
+        elif run["status"] == "queued" and pid is not None and not pid_alive(pid):
+            store.update_run(run["id"], status="interrupted", finished_at=now,
+                             error="the foreground `reasonlab train` waiting for this run exited")
+    if spawn:
+        runs = run_rows(store)
+        waiting = [r for r in runs if r["status"] == "queued" and r["pid"] is None]
+        if waiting and sum(r["status"] == "running" for r in runs) < MAX_RUNNING:
+            spawn_worker()
+
+
+def run_rows(store: Store) -> list[dict]:
+    """All runs as plain dicts, oldest first (None where the store has NULL)."""
+    df = store.runs().sort_values("id")
+    rows = df.astype(object).where(df.notna(), None).to_dict("records")
+    for r in rows:
+        for key in ("id", "pid", "step", "total", "cancel_requested"):
+            if r.get(key) is not None:
+                r[key] = int(r[key])
+    return rows
+
+
+def spawn_worker() -> int:
+    """Start a detached worker process (its own session, so it survives the caller)."""
+    logs = workspace.ensure_home() / "logs"
+    logs.mkdir(exist_ok=True)
+    log = open(logs / "worker.log", "ab")
+    proc = subprocess.Popen([sys.executable, "-m", "engine.jobs"], stdin=subprocess.DEVNULL, stdout=log,
+                            stderr=subprocess.STDOUT, start_new_session=True, close_fds=True,
+                            cwd=str(Path(__file__).resolve().parent.parent))
+    log.close()
+    return proc.pid
+
+
+def worker(store: Store) -> None:
+    """Train queued runs, oldest first, until none is left that this worker may take."""
+    while True:
+        reconcile(store, spawn=False)
+        run = store.claim_run(None, os.getpid(), MAX_RUNNING)
+        if run is None:
+            return
+        execute(store, run)
+
+
+def run_foreground(store: Store, run_id: int, on_progress=None, poll_s: float = 1.0) -> dict:
+    """Wait for this run's turn in the queue, then train it in this process. Returns the run row."""
+    while True:
+        reconcile(store, spawn=True)  # older detached runs need a worker, or we wait forever
+        run = store.claim_run(run_id, os.getpid(), MAX_RUNNING)
+        if run is not None:
+            execute(store, run, on_progress=on_progress)
+            return store.get_run(run_id)
+        current = store.get_run(run_id)
+        if current["status"] != "queued":  # cancelled while waiting
+            return current
+        if on_progress is not None:
+            on_progress(current, "waiting for earlier runs to finish")
+        time.sleep(poll_s)
+
+
+def execute(store: Store, run: dict, on_progress=None) -> str:
+    """Train one claimed run to its end; record how it ended. Returns the final status."""
+    run_id = run["id"]
+    cfg = config_from_dict(run["algo"], run["config"])
+    from engine.algorithms.common import RunContext
+
+    ctx = RunContext(store, run_id, cfg, run_dir(run_id))
+    ctx.on_progress = on_progress
+    # Resume: forget what was logged after the last checkpoint that can be resumed from (or
+    # everything, if there is none), so metrics continue without duplicates.
+    point = ctx.resume_point()
+    store.truncate_run(run_id, point[0] if point else -1)
+
+    stop = threading.Event()
+
+    def beat():
+        while not stop.wait(HEARTBEAT_S):
+            try:
+                store.heartbeat(run_id)
+            except Exception:  # a locked store for 30 s: the next beat will do
+                pass
+
+    threading.Thread(target=beat, daemon=True).start()
+    # SIGTERM (e.g. `kill PID`) stops the run like a cancel. The handler only sets a flag: it runs
+    # on the main thread, which may be holding the store's lock at that moment.
+    previous = signal.signal(signal.SIGTERM, lambda *_: ctx.stop_signal.set()) \
+        if threading.current_thread() is threading.main_thread() else None
+    fields: dict = {}
+    try:
+        importlib.import_module(f"engine.algorithms.{ALGORITHMS[run['algo']]}").train(ctx, cfg)
+        cancelled = store.get_run(run_id)["cancel_requested"] or ctx.stop_signal.is_set()
+        fields = {"status": "cancelled" if cancelled else "finished"}
+        if not cancelled:
+            fields.update(progress=1.0, phase="done")
+    except ReasonlabError as e:
+        fields = {"status": "failed", "error": str(e)}
+    except KeyboardInterrupt:
+        fields = {"status": "interrupted", "error": "interrupted by the user (Ctrl-C)"}
+    except BaseException as e:  # a crash: keep the traceback for the dashboard
+        fields = {"status": "failed", "error": f"{type(e).__name__}: {e}", "traceback": traceback.format_exc()}
+    finally:
+        stop.set()
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
+        if fields.get("status") == "cancelled":
+            fields["cancel_requested"] = 1
+        store.update_run(run_id, finished_at=time.time(), heartbeat_at=time.time(), **fields)
+    return fields["status"]
+
+
+def cancel(store: Store, run_id: int) -> str:
+    """Cancel a queued run at once, or ask a running one to stop at its next step."""
+    run = _get(store, run_id)
+    if run["status"] == "queued" or run["status"] == "interrupted":
+        store.update_run(run_id, status="cancelled", cancel_requested=1, finished_at=time.time())
+        return f"run {run_id} cancelled"
+    if run["status"] == "running":
+        store.update_run(run_id, cancel_requested=1)
+        return f"run {run_id} will stop at its next step (it keeps what it has done)"
+    raise ReasonlabError(f"run {run_id} is {run['status']}; only queued or running runs can be cancelled")
+
+
+def resume(store: Store, run_id: int, foreground: bool = False) -> None:
+    """Queue an interrupted, cancelled or failed run again; it continues from its last checkpoint."""
+    reconcile(store, spawn=False)
+    run = _get(store, run_id)
+    if run["status"] not in RESUMABLE:
+        raise ReasonlabError(f"run {run_id} is {run['status']}; only {', '.join(RESUMABLE)} runs can be resumed")
+    config_from_dict(run["algo"], run["config"]).validate()  # e.g. its base was deleted since
+    store.update_run(run_id, status="queued", cancel_requested=0, error=None, traceback=None, finished_at=None,
+                     pid=os.getpid() if foreground else None)
+
+
+def _get(store: Store, run_id: int) -> dict:
+    run = store.get_run(run_id)
+    if run is None:
+        raise ReasonlabError(f"no run {run_id} in {store.path}")
+    return run
+
+
+def eta_s(run: dict, now: float | None = None) -> float | None:
+    """Seconds left, from the share done so far and the time it took (None until there is a share)."""
+    if run["status"] != "running" or not run["started_at"] or not run["progress"]:
+        return None
+    elapsed = (now or time.time()) - run["started_at"]
+    return elapsed * (1 - run["progress"]) / run["progress"]
+
+
+if __name__ == "__main__":
+    try:
+        with Store() as s:
+            worker(s)
+    except ReasonlabError as e:
+        print(f"reasonlab worker: error: {e}", file=sys.stderr)
+        sys.exit(2)

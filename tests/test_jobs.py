@@ -1,0 +1,111 @@
+"""The job layer in-process: queue claims, dead-process detection, crash records, cancel/resume rules."""
+
+import os
+import subprocess
+import sys
+import time
+
+import pytest
+
+from engine import jobs
+from engine.config import make_config
+from engine.errors import ReasonlabError
+from engine.store import Store
+
+
+@pytest.fixture
+def store(workspace):
+    with Store() as s:
+        yield s
+
+
+def queue(store, n, foreground_pid=None):
+    ids = [store.create_run("grpo", {"base": "x"}) for _ in range(n)]
+    if foreground_pid is not None:
+        store.update_run(ids[-1], pid=foreground_pid)
+    return ids
+
+
+def test_claims_take_the_oldest_queued_run_one_at_a_time(store):
+    a, b, c = queue(store, 3)
+    assert store.claim_run(None, pid=111)["id"] == a
+    assert store.claim_run(None, pid=222) is None  # one running already
+    assert store.claim_run(None, pid=222, max_running=2)["id"] == b
+    store.update_run(a, status="finished")
+    store.update_run(b, status="finished")
+    claimed = store.claim_run(None, pid=333)
+    assert claimed["id"] == c and claimed["status"] == "running" and claimed["pid"] == 333
+
+
+def test_a_foreground_run_is_claimed_only_by_its_owner_and_only_in_turn(store):
+    a, b = queue(store, 2, foreground_pid=4242)  # b belongs to a waiting `reasonlab train`
+    assert store.claim_run(b, pid=4242) is None  # a is older
+    assert store.claim_run(None, pid=1)["id"] == a
+    store.update_run(a, status="finished")
+    assert store.claim_run(None, pid=1) is None  # a worker never takes a foreground run
+    assert store.claim_run(b, pid=4242)["id"] == b
+
+
+def test_dead_or_silent_processes_are_marked_interrupted(store):
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    a, b, c, d = queue(store, 4)
+    store.update_run(a, status="running", pid=dead.pid, heartbeat_at=time.time())
+    store.update_run(b, status="running", pid=os.getpid(), heartbeat_at=time.time() - jobs.STALE_S - 5)
+    store.update_run(c, status="running", pid=os.getpid(), heartbeat_at=time.time())
+    store.update_run(d, pid=dead.pid)  # a foreground run whose terminal was closed while it waited
+    jobs.reconcile(store, spawn=False)
+    assert store.get_run(a)["status"] == "interrupted" and f"process {dead.pid} died" in store.get_run(a)["error"]
+    assert store.get_run(b)["status"] == "interrupted" and "heartbeat stale" in store.get_run(b)["error"]
+    assert store.get_run(c)["status"] == "running"
+    assert store.get_run(d)["status"] == "interrupted"
+
+
+def test_a_crash_records_its_error_and_traceback(store, tiny_checkpoint, monkeypatch):
+    from engine.algorithms import grpo
+
+    def boom(ctx, cfg):
+        raise RuntimeError("boom at step 3")
+
+    monkeypatch.setattr(grpo, "train", boom)
+    run_id = jobs.submit(store, make_config("grpo", base=tiny_checkpoint))
+    assert jobs.execute(store, store.claim_run(None, os.getpid())) == "failed"
+    run = store.get_run(run_id)
+    assert run["error"] == "RuntimeError: boom at step 3"
+    assert "Traceback" in run["traceback"] and "boom" in run["traceback"]
+    assert run["finished_at"] is not None
+
+
+def test_cancel_and_resume_rules(store, tiny_checkpoint):
+    run_id = jobs.submit(store, make_config("ei", base=tiny_checkpoint))
+    assert "cancelled" in jobs.cancel(store, run_id)  # queued: cancelled at once
+    assert store.get_run(run_id)["status"] == "cancelled"
+    with pytest.raises(ReasonlabError, match="only queued or running"):
+        jobs.cancel(store, run_id)
+    jobs.resume(store, run_id)
+    run = store.get_run(run_id)
+    assert run["status"] == "queued" and run["cancel_requested"] == 0 and run["pid"] is None
+    with pytest.raises(ReasonlabError, match="only interrupted, cancelled, failed"):
+        jobs.resume(store, run_id)
+    with pytest.raises(ReasonlabError, match="no run 404"):
+        jobs.cancel(store, 404)
+
+
+def test_resume_revalidates_the_stored_config(store, tmp_path, tiny_checkpoint):
+    import shutil
+
+    base = tmp_path / "base"
+    shutil.copytree(tiny_checkpoint, base)
+    run_id = jobs.submit(store, make_config("grpo", base=base))
+    jobs.cancel(store, run_id)
+    shutil.rmtree(base)
+    with pytest.raises(ReasonlabError, match=f"grpo config field base.*{base}"):
+        jobs.resume(store, run_id)
+
+
+def test_eta_from_progress():
+    now = 1000.0
+    run = {"status": "running", "started_at": now - 30, "progress": 0.25}
+    assert jobs.eta_s(run, now) == pytest.approx(90.0)
+    assert jobs.eta_s({**run, "progress": 0.0}, now) is None
+    assert jobs.eta_s({**run, "status": "finished"}, now) is None

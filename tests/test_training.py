@@ -1,0 +1,172 @@
+"""Training runs through the CLI as a user starts them: a tiny-budget run of every algorithm,
+configs refused before any process starts, cancel, SIGKILL then resume, and queue order."""
+
+import json
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+
+import pytest
+
+from engine.store import Store
+from tests.test_cli import assert_one_line_error, reasonlab
+
+# Tiny budgets: short completions, a handful of problems, small evaluations.
+SMALL = ["max_new_tokens=24", "eval_limit=3", "eval_k=2", "train_problems=64", "sample_batch_size=64"]
+BUDGETS = {
+    "ei": ["rounds=2", "k=3", "problems_per_round=4", "sft_max_steps=3", "batch_size=4"],
+    "rcrl": ["rounds=1", "k=3", "problems_per_round=4", "sft_max_steps=3", "batch_size=4"],
+    "ppo": ["steps=2", "prompts_per_step=3", "n=2", "minibatch_size=4", "checkpoint_every=1"],
+    "grpo": ["steps=2", "prompts_per_step=3", "n=2", "minibatch_size=4", "checkpoint_every=1"],
+}
+
+
+def sets(*items):
+    return [x for item in items for x in ("--set", item)]
+
+
+def train(algo, base, *extra, detach=False):
+    args = ["train", "--algo", algo, "--base", base, "--quiet", *sets(*SMALL, *BUDGETS[algo]), *sets(*extra)]
+    return reasonlab(*args, *(["--detach"] if detach else []))
+
+
+def wait_for(condition, timeout=300, what="condition"):
+    """Poll the store until `condition()` is truthy (a wait on state, not a fixed sleep)."""
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        if value := condition():
+            return value
+        time.sleep(0.2)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+def run_row(run_id):
+    with Store() as s:
+        return s.get_run(run_id)
+
+
+@pytest.mark.parametrize("algo", ["ei", "rcrl", "ppo", "grpo"])
+def test_tiny_run_of_each_algorithm(algo, tiny_checkpoint):
+    result = train(algo, tiny_checkpoint)
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.strip().splitlines()
+    assert lines[0] == "run 1"  # the contract: the first stdout line names the run
+    summary = json.loads(lines[-1])
+    assert summary["status"] == "finished" and summary["algo"] == algo
+
+    with Store() as s:
+        steps = s.checkpoints(1)["step"].tolist()
+        total = summary["total"]
+        assert steps == list(range(total + 1))  # the base (step 0), then every round / step
+        for _, ck in s.checkpoints(1).iterrows():
+            assert 0 <= ck["metrics"]["maj@1"] <= 1 and 0 <= ck["metrics"]["pass@2"] <= 1
+        metrics = s.metrics(1)
+        names = set(metrics["name"])
+        assert {"reward", "train/accuracy", "tokens_per_s", "time/elapsed_s", "eval/maj@1", "eval/pass@2"} <= names
+        if algo == "ppo":
+            assert {"policy_loss", "value_loss", "approx_kl", "clip_frac", "entropy", "reward_mean"} <= names
+        seen = metrics[metrics["name"] == "reward"].sort_values("step")["samples_seen"].tolist()
+        per_step = 4 * 3 if algo in ("ei", "rcrl") else 3 * 2
+        assert seen == [per_step * (i + 1) for i in range(total)]  # the sample-complexity axis
+        rollouts = s.samples(run_id=1, kind="rollout")
+        assert len(rollouts) == per_step * total and set(rollouts["step"]) == set(range(1, total + 1))
+        evals = s.samples(run_id=1, kind="eval")
+        assert len(evals) == (total + 1) * 3 * (2 + 1)  # every checkpoint: 3 problems x (greedy + k)
+    last = summary["checkpoints"][-1]["path"]
+    from transformers import AutoModelForCausalLM
+
+    AutoModelForCausalLM.from_pretrained(last, local_files_only=True)  # a plain HF checkpoint
+    if algo == "rcrl":
+        assert json.load(open(os.path.join(last, "reasonlab.json")))["prompt_suffix"] == "<|good|>"
+
+
+@pytest.mark.parametrize("extra, fragments", [
+    (["k=0"], ["ei config field k", "must be >= 1"]),
+    (["temperature=0"], ["ei config field temperature", "greedy"]),
+    (["rounds=two"], ["ei config field rounds must be int", "'two'"]),
+    (["no_such=1"], ["ei config has no field 'no_such'"]),
+    (["dedup=fuzzy"], ["ei config field dedup"]),
+])
+def test_bad_configs_are_refused_before_any_process(extra, fragments, tiny_checkpoint):
+    assert_one_line_error(train("ei", tiny_checkpoint, *extra, detach=True), *fragments)
+    assert json.loads(reasonlab("runs", "--json").stdout) == []  # nothing was queued
+
+
+def test_bad_reward_and_missing_base_are_refused(tmp_path, tiny_checkpoint):
+    assert_one_line_error(train("ppo", tiny_checkpoint, "reward=accuracy"), "ppo config field reward", "sparse")
+    assert_one_line_error(train("grpo", tiny_checkpoint, "n=1"), "grpo config field n")
+    missing = tmp_path / "nowhere"
+    assert_one_line_error(train("ei", missing), "ei config field base", str(missing), "does not exist")
+    assert json.loads(reasonlab("runs", "--json").stdout) == []
+
+
+def test_cancel_stops_a_detached_run_and_keeps_its_work(tiny_checkpoint):
+    result = train("grpo", tiny_checkpoint, "steps=200", "checkpoint_every=50", detach=True)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "run 1"
+    # Wait until it has done two steps, then cancel.
+    wait_for(lambda: (run_row(1) or {}).get("step", 0) >= 2, what="two training steps")
+    cancel = reasonlab("cancel", "1")
+    assert cancel.returncode == 0 and "next step" in cancel.stdout
+    run = wait_for(lambda: (r := run_row(1))["status"] != "running" and r, what="the run to stop")
+    assert run["status"] == "cancelled" and run["step"] < 200
+    with Store() as s:
+        steps = s.checkpoints(1)["step"].tolist()
+        assert steps[0] == 0 and steps[-1] >= 2  # the work up to the cancel was saved
+        assert len(s.samples(run_id=1, kind="rollout")) >= 2 * 3 * 2
+    listed = json.loads(reasonlab("runs", "--json").stdout)
+    assert listed[0]["id"] == 1 and listed[0]["status"] == "cancelled"
+    assert_one_line_error(reasonlab("cancel", "1"), "run 1 is cancelled")
+    assert_one_line_error(reasonlab("cancel", "99"), "no run 99")
+
+
+def test_sigkill_is_detected_and_resume_continues_to_the_same_result(tiny_checkpoint, workspace):
+    budget = ["steps=5", "checkpoint_every=2"]
+    args = [sys.executable, "-m", "engine.cli", "train", "--algo", "grpo", "--base", str(tiny_checkpoint), "--quiet",
+            *sets(*SMALL, *BUDGETS["grpo"], *budget)]
+    proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    wait_for(lambda: run_row(1) and 2 in _checkpoint_steps(1), what="the step-2 checkpoint")
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+
+    listed = json.loads(reasonlab("runs", "--json").stdout)
+    assert listed[0]["status"] == "interrupted" and "died" in listed[0]["error"]
+    resumed = reasonlab("resume", "1", "--quiet")
+    assert resumed.returncode == 0, resumed.stderr
+    assert json.loads(resumed.stdout.strip().splitlines()[-1])["status"] == "finished"
+
+    # The same run, uninterrupted, in another workspace: resume must land on the same place.
+    clean = reasonlab(*args[3:], env={"REASONLAB_HOME": str(workspace.parent / "clean")})
+    assert clean.returncode == 0, clean.stderr
+
+    with Store() as s:
+        reward = s.metrics(1, ["reward"])
+        assert reward["step"].tolist() == [1, 2, 3, 4, 5]  # continuing, no duplicates
+        assert s.checkpoints(1)["step"].tolist() == [0, 2, 4, 5]
+        rollouts = s.samples(run_id=1, kind="rollout")
+        assert rollouts.groupby("step").size().tolist() == [6] * 5
+    conn = sqlite3.connect(workspace / "store.sqlite")
+    assert conn.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+    conn.close()
+    with Store(workspace.parent / "clean" / "store.sqlite") as s:
+        clean_rollouts = s.samples(run_id=1, kind="rollout")
+        assert clean_rollouts["text"].tolist() == rollouts["text"].tolist()
+
+
+def _checkpoint_steps(run_id):
+    with Store() as s:
+        return s.checkpoints(run_id)["step"].tolist()
+
+
+def test_queue_runs_one_at_a_time_in_order(tiny_checkpoint):
+    for _ in range(3):
+        result = train("grpo", tiny_checkpoint, "steps=1", detach=True)
+        assert result.returncode == 0, result.stderr
+    wait_for(lambda: all(run_row(i)["status"] == "finished" for i in (1, 2, 3)), what="three queued runs")
+    runs = [run_row(i) for i in (1, 2, 3)]
+    assert runs[0]["started_at"] < runs[1]["started_at"] < runs[2]["started_at"]
+    for earlier, later in zip(runs, runs[1:]):
+        assert earlier["finished_at"] <= later["started_at"]  # never two at once
