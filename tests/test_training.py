@@ -48,9 +48,13 @@ def run_row(run_id):
         return s.get_run(run_id)
 
 
-@pytest.mark.parametrize("algo", ["ei", "rcrl", "ppo", "grpo"])
-def test_tiny_run_of_each_algorithm(algo, tiny_checkpoint):
-    result = train(algo, tiny_checkpoint)
+@pytest.mark.parametrize("algo, extra", [
+    ("ei", []), ("rcrl", []), ("ppo", []), ("grpo", ["kl_coef=0.05"]),
+    ("ppo", ["reward=dense", "kl_target=1.0", "reward_scale=true", "reward_clip=3"]),
+    ("ppo", ["reward=orm", "orm_steps=3"]),
+])
+def test_tiny_run_of_each_algorithm(algo, extra, tiny_checkpoint):
+    result = train(algo, tiny_checkpoint, *extra)
     assert result.returncode == 0, result.stderr
     lines = result.stdout.strip().splitlines()
     assert lines[0] == "run 1"  # the contract: the first stdout line names the run
@@ -68,10 +72,17 @@ def test_tiny_run_of_each_algorithm(algo, tiny_checkpoint):
         assert {"reward", "train/accuracy", "tokens_per_s", "time/elapsed_s", "eval/maj@1", "eval/pass@2"} <= names
         if algo == "ppo":
             assert {"policy_loss", "value_loss", "approx_kl", "clip_frac", "entropy", "reward_mean"} <= names
+        if "kl_target=1.0" in extra:  # the adaptive controller moved the coefficient
+            assert len(set(metrics[metrics["name"] == "kl_coef"]["value"].round(8))) == 2
+        rollouts = s.samples(run_id=1, kind="rollout")
+        if "reward=orm" in extra:  # the ORM was trained on the base's labelled samples (step 0)
+            assert (rollouts["step"] == 0).sum() > 0
+            rewards = rollouts[rollouts["step"] > 0]["reward"]
+            assert ((rewards > 0) & (rewards < 1)).all()  # probabilities, not 0/1 labels
+            rollouts = rollouts[rollouts["step"] > 0]
         seen = metrics[metrics["name"] == "reward"].sort_values("step")["samples_seen"].tolist()
         per_step = 4 * 3 if algo in ("ei", "rcrl") else 3 * 2
         assert seen == [per_step * (i + 1) for i in range(total)]  # the sample-complexity axis
-        rollouts = s.samples(run_id=1, kind="rollout")
         assert len(rollouts) == per_step * total and set(rollouts["step"]) == set(range(1, total + 1))
         evals = s.samples(run_id=1, kind="eval")
         assert len(evals) == (total + 1) * 3 * (2 + 1)  # every checkpoint: 3 problems x (greedy + k)
@@ -170,3 +181,17 @@ def test_queue_runs_one_at_a_time_in_order(tiny_checkpoint):
     assert runs[0]["started_at"] < runs[1]["started_at"] < runs[2]["started_at"]
     for earlier, later in zip(runs, runs[1:]):
         assert earlier["finished_at"] <= later["started_at"]  # never two at once
+
+
+def test_sigterm_stops_a_foreground_run_like_a_cancel(tiny_checkpoint):
+    args = [sys.executable, "-m", "engine.cli", "train", "--algo", "grpo", "--base", str(tiny_checkpoint), "--quiet",
+            *sets(*SMALL, *BUDGETS["grpo"], "steps=200", "checkpoint_every=100")]
+    proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    wait_for(lambda: (run_row(1) or {}).get("step", 0) >= 1, what="a training step")
+    proc.send_signal(signal.SIGTERM)
+    out, err = proc.communicate(timeout=300)
+    assert proc.returncode == 0, err
+    assert json.loads(out.strip().splitlines()[-1])["status"] == "cancelled"
+    run = run_row(1)
+    assert run["status"] == "cancelled" and run["cancel_requested"] == 1
+    assert _checkpoint_steps(1)[-1] == run["step"]  # the steps done were saved before stopping
