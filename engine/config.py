@@ -127,8 +127,9 @@ class PolicyGradientConfig(RunConfig):
     """Outcome reward model directory (reward=orm); empty: train one from the base's samples first."""
     orm_steps: int = 300
     """Optimizer steps when training that outcome reward model."""
-    lr: float = 3e-4
-    """AdamW learning rate."""
+    lr: float = 3e-5
+    """AdamW learning rate (3e-4 drifts the tiny model ~2 nats/sequence from its base in a few
+    steps and GRPO collapses; see bench/learning.py)."""
     epochs: int = 2
     """Passes over each iteration's rollouts."""
     minibatch_size: int = 64
