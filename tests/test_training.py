@@ -195,3 +195,15 @@ def test_sigterm_stops_a_foreground_run_like_a_cancel(tiny_checkpoint):
     run = run_row(1)
     assert run["status"] == "cancelled" and run["cancel_requested"] == 1
     assert _checkpoint_steps(1)[-1] == run["step"]  # the steps done were saved before stopping
+
+
+def test_quickstart_uses_the_workspace_base_and_runs_expert_iteration(tiny_checkpoint, workspace):
+    import shutil
+
+    shutil.copytree(tiny_checkpoint, workspace / "checkpoints" / "base-tiny")  # skip the 2-minute SFT
+    result = reasonlab("quickstart", "--quiet", *sets(*SMALL, "rounds=1", "k=2", "problems_per_round=3",
+                                                      "sft_max_steps=2", "batch_size=2"))
+    assert result.returncode == 0, result.stderr
+    summary = json.loads(result.stdout.strip().splitlines()[-1])
+    assert summary["algo"] == "ei" and summary["name"] == "quickstart" and summary["status"] == "finished"
+    assert summary["checkpoints"][0]["path"] == str(workspace / "checkpoints" / "base-tiny")
