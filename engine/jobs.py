@@ -37,7 +37,6 @@ MAX_RUNNING = int(os.environ.get("REASONLAB_MAX_RUNNING", "1"))
 HEARTBEAT_S = 5.0
 STALE_S = 60.0  # a heartbeat older than this means the process is gone (or hung)
 ALGORITHMS = {"ei": "expert_iteration", "ppo": "ppo", "rcrl": "rcrl", "grpo": "grpo"}
-FINAL = ("finished", "failed", "cancelled")
 RESUMABLE = ("interrupted", "cancelled", "failed")
 
 

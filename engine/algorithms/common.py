@@ -135,11 +135,6 @@ class Rollout:
     reward: float = 0.0
 
 
-def load_policy(path, device: str = "cpu"):
-    model, tokenizer = load_checkpoint(path, device=device)
-    return model, tokenizer
-
-
 def sample_rollouts(model, tokenizer, task, problems: list[Problem], n: int, cfg, seed: int,
                     prompt_suffix: str = "", batch_size: int | None = None) -> list[Rollout]:
     """n samples per problem (consecutive), each scored by the task. The model is left in eval mode."""
@@ -265,10 +260,10 @@ class PolicyRun:
         self.ctx, self.cfg = ctx, cfg
         self.heads = heads or {}  # extra trainable modules, e.g. PPO's value head
         self.stateful = stateful or {}  # objects with state_dict()/load_state_dict(), e.g. a KL controller
-        self.policy, self.tokenizer = load_policy(cfg.base, cfg.device)
+        self.policy, self.tokenizer = load_checkpoint(cfg.base, device=cfg.device)
         self.reference = None
         if cfg.kl_coef > 0 or getattr(cfg, "kl_target", 0) > 0:
-            self.reference, _ = load_policy(cfg.base, cfg.device)
+            self.reference, _ = load_checkpoint(cfg.base, device=cfg.device)
             self.reference.requires_grad_(False)
         for head in self.heads.values():
             head.to(cfg.device)
@@ -279,7 +274,7 @@ class PolicyRun:
         if (resume := ctx.resume_point()) is not None:
             step, path, state = resume
             ctx.restore(state)
-            self.policy, _ = load_policy(path, cfg.device)
+            self.policy, _ = load_checkpoint(path, device=cfg.device)
             params = list(self.policy.parameters()) + [p for h in self.heads.values() for p in h.parameters()]
             self.opt = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=0.0, betas=(0.9, 0.95))
             self.opt.load_state_dict(state["optimizer"])
@@ -303,6 +298,17 @@ class PolicyRun:
         if not (path / "orm_head.safetensors").is_file():
             train_orm_from_samples(self.ctx, self.cfg, self.policy, self.tokenizer, path)
         return OutcomeRewardModel.load(path, device=self.cfg.device)
+
+    def iterations(self):
+        """(step, rollouts) for each remaining step: the cancel check, then sampled and scored
+        rollouts. `step_started` times the whole step; `sample_s` the sampling part."""
+        for step in range(self.first_step, self.cfg.steps + 1):
+            if self.stopping(step - 1):
+                return
+            self.step_started = time.time()
+            rollouts = self.rollouts(step)
+            self.sample_s = time.time() - self.step_started
+            yield step, rollouts
 
     def rollouts(self, step: int) -> list[Rollout]:
         """Sample n solutions for this step's problems, score them, assign rewards, store them."""

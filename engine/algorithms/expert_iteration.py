@@ -16,9 +16,10 @@ import math
 import time
 from collections.abc import Callable
 
-from engine.algorithms.common import RunContext, Rollout, draw_problems, load_policy, sample_rollouts, step_seed
+from engine.algorithms.common import RunContext, Rollout, draw_problems, sample_rollouts, step_seed
 from engine.algorithms.sft import finetune
 from engine.config import EIConfig
+from engine.model.checkpoint import load_checkpoint
 
 # A selection turns one round's rollouts into new training examples: (dedup key, prompt, completion).
 Selection = Callable[[RunContext, list[Rollout]], list[tuple[tuple, str, str]]]
@@ -43,7 +44,7 @@ def train(ctx: RunContext, cfg: EIConfig) -> None:
 def run_rounds(ctx: RunContext, cfg: EIConfig, select: Selection, sample_suffix: str = "") -> None:
     """The round loop. `sample_suffix` is appended to prompts when sampling from a trained policy
     (RCRL conditions on its good-return token); round 1 samples the base as it is."""
-    initial, tokenizer = load_policy(cfg.base, cfg.device)
+    initial, tokenizer = load_checkpoint(cfg.base, device=cfg.device)
     initial_state = {k: v.clone() for k, v in initial.state_dict().items()}
     policy = initial
     dataset: dict[tuple, tuple[str, str]] = {}  # dedup key -> (prompt, completion); insertion-ordered
@@ -51,8 +52,8 @@ def run_rounds(ctx: RunContext, cfg: EIConfig, select: Selection, sample_suffix:
     if (resume := ctx.resume_point()) is not None:
         step, path, state = resume
         ctx.restore(state)
-        dataset = {tuple(_untuple(k)): (p, c) for k, p, c in state["dataset"]}
-        policy, _ = load_policy(path, cfg.device)
+        dataset = {k: (p, c) for k, p, c in state["dataset"]}
+        policy, _ = load_checkpoint(path, device=cfg.device)
         first = step + 1
         ctx.meta.update(state.get("meta", {}))
     else:
@@ -119,16 +120,6 @@ def run_rounds(ctx: RunContext, cfg: EIConfig, select: Selection, sample_suffix:
 
         # 5) checkpoint + evaluate
         ctx.progress(r - 1, cfg.rounds, done + 0.9 / cfg.rounds, f"round {r}/{cfg.rounds}: evaluating")
-        ctx.save(r, policy, tokenizer, {"dataset": [[list(_flat(k)), p, c] for k, (p, c) in dataset.items()],
+        ctx.save(r, policy, tokenizer, {"dataset": [(k, p, c) for k, (p, c) in dataset.items()],
                                         "meta": dict(ctx.meta)})
         ctx.progress(r, cfg.rounds, r / cfg.rounds, f"round {r}/{cfg.rounds} done")
-
-
-# Dedup keys nest a step-signature tuple; the trainer state is loaded with weights_only=True, which
-# round-trips lists but not tuples, so keys are flattened to JSON-like lists and back.
-def _flat(key):
-    return [list(_flat(x)) if isinstance(x, tuple) else x for x in key]
-
-
-def _untuple(key):
-    return tuple(_untuple(x) if isinstance(x, list) else x for x in key)

@@ -25,15 +25,9 @@ def train(ctx: RunContext, cfg: GRPOConfig) -> None:
     policy, tokenizer, opt = run.policy, run.tokenizer, run.opt
     gen = torch.Generator().manual_seed(cfg.seed)
 
-    for step in range(run.first_step, cfg.steps + 1):
-        if run.stopping(step - 1):
-            return
-        t0 = time.time()
-
-        # 1) sample, 2) score
-        rollouts = run.rollouts(step)
+    # 1) sample, 2) score (the cancel check and sampling live in run.iterations)
+    for step, rollouts in run.iterations():
         rewards = torch.tensor([r.reward for r in rollouts])
-        sample_s = time.time() - t0
 
         # 3) group-normalised advantages, broadcast over each sample's tokens
         adv = group_advantages(rewards, cfg.n, scale=cfg.scale_rewards).to(cfg.device)
@@ -70,5 +64,5 @@ def train(ctx: RunContext, cfg: GRPOConfig) -> None:
         groups = rewards.view(-1, cfg.n)
         ctx.log(step, {**common.summary(rollouts), **stats.means(),
                        "grpo/zero_std_groups": float((groups.std(1) == 0).float().mean()),
-                       "tokens_per_s": tokens / max(sample_s, 1e-9), "time/step_s": time.time() - t0})
+                       "tokens_per_s": tokens / max(run.sample_s, 1e-9), "time/step_s": time.time() - run.step_started})
         run.after_step(step)

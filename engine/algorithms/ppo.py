@@ -17,6 +17,7 @@ import math
 import time
 
 import torch
+from transformers import AutoConfig
 
 from engine.algorithms import common
 from engine.algorithms.common import RunContext, forward_logprobs, minibatches, token_batch
@@ -55,9 +56,8 @@ def last_token_index(mask: torch.Tensor) -> torch.Tensor:
 
 
 def train(ctx: RunContext, cfg: PPOConfig) -> None:
-    probe, _ = common.load_policy(cfg.base, "cpu")
-    value_head = torch.nn.Linear(probe.config.hidden_size, 1)
-    del probe
+    hidden = AutoConfig.from_pretrained(cfg.base, local_files_only=True).hidden_size
+    value_head = torch.nn.Linear(hidden, 1)
     torch.nn.init.zeros_(value_head.weight)
     torch.nn.init.zeros_(value_head.bias)
     kl_ctl = (AdaptiveKLController(cfg.kl_coef, cfg.kl_target, cfg.kl_horizon) if cfg.kl_target > 0
@@ -67,15 +67,9 @@ def train(ctx: RunContext, cfg: PPOConfig) -> None:
     policy, tokenizer, opt = run.policy, run.tokenizer, run.opt
     gen = torch.Generator().manual_seed(cfg.seed)
 
-    for step in range(run.first_step, cfg.steps + 1):
-        if run.stopping(step - 1):
-            return
-        t0 = time.time()
-
-        # 1) sample, 2) score (scaled by a running std, clipped)
-        rollouts = run.rollouts(step)
+    # 1) sample, 2) score (scaled by a running std, clipped); run.iterations checks for a cancel
+    for step, rollouts in run.iterations():
         scores = torch.tensor([r.reward for r in rollouts])
-        sample_s = time.time() - t0
         if cfg.reward_scale:
             moments.update(scores)
             scores = scores / moments.std
@@ -128,5 +122,6 @@ def train(ctx: RunContext, cfg: PPOConfig) -> None:
         ctx.log(step, {**common.summary(rollouts), **stats.means(), "reward_mean": scores.mean().item(),
                        "kl_ref": seq_kl, "kl_coef": kl_ctl.value,
                        "value_mean": masked_mean(old_values, mask).item(),
-                       "tokens_per_s": int(mask.sum()) / max(sample_s, 1e-9), "time/step_s": time.time() - t0})
+                       "tokens_per_s": int(mask.sum()) / max(run.sample_s, 1e-9),
+                       "time/step_s": time.time() - run.step_started})
         run.after_step(step)
