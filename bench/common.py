@@ -8,7 +8,7 @@ from pathlib import Path
 import torch
 
 
-def base_checkpoint(path: str | None, steps: int = 600) -> Path:
+def base_checkpoint(path: str | None) -> Path:
     """The given checkpoint, else the workspace's tiny base (trained once, then reused)."""
     if path:
         return Path(path)
@@ -18,7 +18,7 @@ def base_checkpoint(path: str | None, steps: int = 600) -> Path:
     out = checkpoints_dir() / "base-tiny"
     if not (out / "model.safetensors").exists():
         ensure_home()
-        train_sft(SFTConfig(steps=steps), out)
+        train_sft(SFTConfig(), out)
     return out
 
 

@@ -25,9 +25,11 @@ EVAL = ["eval_limit=300", "eval_k=16"]
 
 def settings(algo: str, budget: int) -> list[str]:
     """Each algorithm's shape for a budget of sampled solutions (the paper's x-axis)."""
-    if algo == "ei":  # 3 rounds of 512 problems x K
-        k = max(1, budget // (3 * 512))
-        return ["rounds=3", "problems_per_round=512", f"k={k}"]
+    if algo == "ei":  # the quickstart's recipe: 3 rounds of 1024 problems x K
+        from engine.cli import QUICKSTART_EI
+
+        k = max(1, budget // (3 * 1024))
+        return [*[s for s in QUICKSTART_EI if not s.startswith("k=")], f"k={k}"]
     if algo == "ppo":  # 64 problems x 4 samples per iteration
         return [f"steps={max(1, budget // 256)}", "prompts_per_step=64", "n=4", f"checkpoint_every={max(1, budget // 256)}"]
     if algo == "grpo":  # 32 problems x 8 samples per iteration
@@ -66,7 +68,7 @@ def main() -> None:
     p = argparse.ArgumentParser()
     p.add_argument("--base")
     p.add_argument("--algos", default="ei,ppo,grpo")
-    p.add_argument("--budget", type=int, default=24576, help="sampled solutions per algorithm")
+    p.add_argument("--budget", type=int, default=49152, help="sampled solutions per algorithm")
     p.add_argument("--set", action="append", default=[], metavar="ALGO:FIELD=VALUE",
                    help="extra config for one algorithm, e.g. ei:restart=false")
     args = p.parse_args()

@@ -19,7 +19,7 @@ def _sft(args) -> None:
     if args.preset not in PRESETS:  # before anything slow
         raise ReasonlabError(f"unknown preset {args.preset!r}; choose one of {', '.join(PRESETS)}")
     cfg = SFTConfig(task=args.task, preset=args.preset, seed=args.seed)
-    for field in ("steps", "batch_size", "lr"):
+    for field in ("steps", "batch_size", "lr", "carry_slips", "stops_short"):
         if getattr(args, field) is not None:
             setattr(cfg, field, getattr(args, field))
     cfg.validate()
@@ -145,15 +145,17 @@ def _quickstart(args) -> None:
     ensure_home()
     base = checkpoints_dir() / "base-tiny"
     if not (base / "model.safetensors").is_file():
-        print(f"building the weak base model in {base} (about two minutes)", file=sys.stderr, flush=True)
+        print(f"building the weak base model in {base} (a few minutes)", file=sys.stderr, flush=True)
         train_sft(SFTConfig(), base, progress=not args.quiet)
     args.algo, args.base, args.name = "ei", str(base), "quickstart"
     args.set = [*QUICKSTART_EI, *(args.set or [])]
     _train(args)
 
 
-# Expert iteration sized to show a clear gain in a few minutes on 2 CPU cores (see bench/learning.py).
-QUICKSTART_EI = ["rounds=3", "k=16", "problems_per_round=512"]
+# Expert iteration sized to show a clear gain in a few minutes on 2 CPU cores (bench/learning.py):
+# wide rounds (many problems, K=16), continuing from the last policy at a gentle learning rate.
+QUICKSTART_EI = ["rounds=3", "k=16", "problems_per_round=1024", "restart=false", "dedup=steps",
+                 "sft_epochs=3", "lr=3e-4"]
 
 
 def _check_writable(out: Path) -> None:
@@ -173,9 +175,13 @@ def parser() -> argparse.ArgumentParser:
     s.add_argument("--preset", default="tiny", help="model size: tiny (~1M params) or small (~10M)")
     s.add_argument("--out", help="checkpoint directory (default: $REASONLAB_HOME/checkpoints/base-PRESET)")
     s.add_argument("--task", default="multistep")
-    s.add_argument("--steps", type=int, help="optimizer steps (default 600: a deliberately weak base)")
+    s.add_argument("--steps", type=int, help="optimizer steps (default 2000)")
     s.add_argument("--batch-size", type=int)
     s.add_argument("--lr", type=float)
+    s.add_argument("--carry-slips", type=float,
+                   help="share of carries the teacher forgets (default 0.7: a habit RL can remove; 0: none)")
+    s.add_argument("--stops-short", type=float,
+                   help="share of solutions the teacher ends one step early (default 0.9; 0: none)")
     s.add_argument("--seed", type=int, default=0)
     s.add_argument("--quiet", action="store_true", help="no progress bar")
     s.set_defaults(run=_sft)

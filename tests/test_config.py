@@ -22,3 +22,11 @@ def test_set_values_take_the_field_type(tiny_checkpoint):
         make_config("ppo", base=tiny_checkpoint, sets=["lr"])
     with pytest.raises(ReasonlabError, match="unknown algorithm 'dpo'"):
         make_config("dpo", base=tiny_checkpoint)
+
+
+def test_sft_carry_slips_are_checked():
+    from engine.algorithms.sft import SFTConfig
+
+    with pytest.raises(ReasonlabError, match="carry_slips"):
+        SFTConfig(carry_slips=1.5).validate()
+    SFTConfig(carry_slips=0.0).validate()

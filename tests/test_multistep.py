@@ -136,3 +136,57 @@ def test_unknown_split_and_task_are_clear_errors():
         TASK.problems("dev")
     with pytest.raises(ReasonlabError, match="unknown task 'gsm9k'"):
         get_task("gsm9k")
+
+
+def _carries(steps):
+    return [(a, b, c) for a, op, b, c in steps if op == "+" and a % 10 + b % 10 >= 10]
+
+
+def test_a_teacher_that_always_forgets_carries_writes_them_wrong_and_carries_the_error_on():
+    from engine.tasks.multistep import forgets_carries
+
+    problems = [p for p in TASK.problems("test", 200) if _carries(solution_steps(p.data))]
+    assert len(problems) > 50
+    for p in problems:
+        steps = solution_steps(p.data, None, forgets_carries(1.0, random.Random(0)))
+        assert all(c == a + b - 10 for a, b, c in _carries(steps))
+        # every other step is right given what was written before it, and the chain is kept
+        for a, op, b, c in steps:
+            if not (op == "+" and a % 10 + b % 10 >= 10):
+                assert step_is_valid((a, op, b, c)) or op == "/"
+        assert TASK.score(p, TASK.teacher_solution(p, random.Random(0), True, 1.0)).correct is False
+
+
+def test_a_teacher_without_slips_writes_the_reference_and_valid_orders():
+    rng = random.Random(0)
+    for p in TASK.problems("test", 100):
+        assert TASK.teacher_solution(p, rng, True, 0.0) == p.reference
+        assert TASK.score(p, TASK.teacher_solution(p, rng, False, 0.0)).correct
+
+
+def test_carry_slip_rate_is_the_share_of_carries_forgotten():
+    from engine.tasks.multistep import forgets_carries
+
+    rng, forgot, total = random.Random(0), 0, 0
+    write = forgets_carries(0.7, rng)
+    for a in range(10, 60):
+        for b in range(1, 40):
+            if a % 10 + b % 10 >= 10:
+                total += 1
+                forgot += write(a, "+", b) == a + b - 10
+            else:
+                assert write(a, "+", b) == a + b
+            assert write(a, "*", b) == a * b
+    assert 0.65 < forgot / total < 0.75
+
+
+def test_a_teacher_that_stops_short_answers_the_quantity_before_the_last_operation():
+    rng = random.Random(0)
+    for p in TASK.problems("test", 100):
+        text = TASK.teacher_solution(p, rng, True, 0.0, stops_short=1.0)
+        reference = p.reference.splitlines()
+        if p.data.tail and len(reference) > 2:  # at least two steps: drop the last one
+            assert text.splitlines()[:-1] == reference[:-2]
+            assert TASK.score(p, text).correct is False
+        else:
+            assert text == p.reference

@@ -1,7 +1,11 @@
 """Supervised fine-tuning: train a base model from scratch on a task's reference solutions.
 
-The default (`tiny`, 600 steps) is deliberately weak: it learns the solution format and some
-arithmetic in about a minute on 2 CPU cores, leaving RL visible room to improve.
+The default base (`tiny`, 2000 steps, a few minutes on 2 CPU cores) is weak the way real SFT
+models are weak where RL helps: it imitates an imperfect teacher who forgets carries and answers
+one step early, so greedy decoding follows those habits while sampling still finds correct
+solutions (maj@1 ~0.22, pass@16 ~0.46 on the test split). Expert iteration, keeping only correct
+samples, trains the habits away. With `carry_slips=0 stops_short=0` it learns from clean data
+(maj@1 ~0.54 at the same steps): the ceiling of what removing the habits can give.
 """
 
 from __future__ import annotations
@@ -28,8 +32,8 @@ class SFTConfig:
     """Task whose train split provides the problems."""
     preset: str = "tiny"
     """Model size: tiny (~1M parameters) or small (~10M)."""
-    steps: int = 600
-    """Optimizer steps; few on purpose, so the base stays weak."""
+    steps: int = 2000
+    """Optimizer steps: enough for the tiny model to learn the arithmetic (and the habits)."""
     batch_size: int = 32
     """Problems per step (each with a freshly drawn valid solution order)."""
     lr: float = 3e-3
@@ -44,6 +48,15 @@ class SFTConfig:
     """Share of examples in the canonical order; the rest take a random valid order, so the base
     learns that several orders exist (and sampled solutions branch) without the order noise
     slowing down how fast it learns to solve."""
+    carry_slips: float = 0.7
+    """Share of the additions needing a carry in which the teacher forgets it (17 + 25 = 32), the
+    commonest procedural bug of school arithmetic (Brown & Burton 1978). The base learns the habit
+    and follows it when decoding greedily, though it also saw the right carries: a gap that RL
+    with a correctness check can close. 0: no such slips. Built-in task only."""
+    stops_short: float = 0.9
+    """Share of the problems ending with a get / give / share / sell operation in which the
+    teacher answers one step early (the quantity before it): a second habit, in the plan rather
+    than the arithmetic. 0: never. Built-in task only."""
     seed: int = 0
     """Seed of the model init, the problem order and the solution orders."""
 
@@ -55,6 +68,13 @@ class SFTConfig:
         for name in ("steps", "batch_size", "train_problems"):
             if getattr(self, name) < 1:
                 raise ReasonlabError(f"sft config field {name} must be >= 1, got {getattr(self, name)}")
+        for name in ("carry_slips", "stops_short"):
+            value = getattr(self, name)
+            if not 0 <= value <= 1:
+                raise ReasonlabError(f"sft config field {name} must be in [0, 1], got {value}")
+            if value and not hasattr(get_task(self.task), "teacher_solution"):
+                raise ReasonlabError(f"sft config field {name} applies to the built-in task only; "
+                                     f"set it to 0 for task {self.task}")
         if not self.lr > 0:
             raise ReasonlabError(f"sft config field lr must be > 0, got {self.lr}")
         get_task(self.task)  # raises on an unknown task
@@ -93,16 +113,21 @@ def _bucketed_batches(task, tokenizer, problems, cfg: SFTConfig, rng: random.Ran
     """`pool` batches whose examples were grouped by length, in random order: far less padding."""
     batch_size = cfg.batch_size
     drawn = [problems[rng.randrange(len(problems))] for _ in range(batch_size * pool)]
-    pairs = [(task.prompt(p), p.reference if rng.random() < cfg.canonical else task.sample_solution(p, rng))
-             for p in drawn]
+
+    def teacher(p, canonical: bool) -> str:
+        if cfg.carry_slips or cfg.stops_short:
+            return task.teacher_solution(p, rng, canonical, cfg.carry_slips, cfg.stops_short)
+        return p.reference if canonical else task.sample_solution(p, rng)
+    pairs = [(task.prompt(p), teacher(p, rng.random() < cfg.canonical)) for p in drawn]
     pairs.sort(key=lambda x: len(x[0]) + len(x[1]))
     batches = [completion_batch(tokenizer, *zip(*pairs[i:i + batch_size])) for i in range(0, len(pairs), batch_size)]
     rng.shuffle(batches)
     return batches
 
 
-def train_sft(cfg: SFTConfig, out: str | Path, progress: bool = True) -> dict:
-    """Train a model from scratch and write it to `out` as an HF checkpoint. Returns a summary."""
+def train_sft(cfg: SFTConfig, out: str | Path, progress: bool = True, on_step=None) -> dict:
+    """Train a model from scratch and write it to `out` as an HF checkpoint. Returns a summary.
+    `on_step(steps_done, steps)` is called after every optimizer step (e.g. the dashboard's bar)."""
     cfg.validate()
     start = time.time()
     task = get_task(cfg.task)
@@ -129,6 +154,8 @@ def train_sft(cfg: SFTConfig, out: str | Path, progress: bool = True) -> dict:
         tokens += int(inputs["attention_mask"].sum())
         loss_ema = loss.item() if loss_ema is None else 0.95 * loss_ema + 0.05 * loss.item()
         bar.set_postfix(loss=f"{loss_ema:.3f}")
+        if on_step is not None:
+            on_step(step + 1, cfg.steps)
     wall = time.time() - start
     summary = {"loss": loss_ema, "wall_s": round(wall, 1), "tokens": tokens,
                "params": sum(p.numel() for p in model.parameters())}

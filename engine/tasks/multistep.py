@@ -77,8 +77,11 @@ def _apply(a: int, op: str, b: int) -> int:
     return a // b
 
 
-def solution_steps(s: Structure, rng: random.Random | None = None) -> list[Step]:
-    """The steps of the canonical solution (rng None) or of a random valid order."""
+def solution_steps(s: Structure, rng: random.Random | None = None, write=None) -> list[Step]:
+    """The steps of the canonical solution (rng None) or of a random valid order. `write(a, op, b)`
+    is the arithmetic of whoever writes the solution (exact by default): a writer with a
+    procedural bug writes a wrong result, and every later step carries the wrong value on."""
+    write = write or _apply
     order = list(range(len(s.terms)))
     early: set[int] = set()  # products computed before the summing starts
     if rng is None:
@@ -96,8 +99,8 @@ def solution_steps(s: Structure, rng: random.Random | None = None) -> list[Step]
     def product(i: int) -> None:
         count, per = s.terms[i]
         a, b = swap(count, "*", per)
-        steps.append((a, "*", b, count * per))
-        values[i] = count * per
+        values[i] = write(a, "*", b)
+        steps.append((a, "*", b, values[i]))
 
     for i in order:
         if i in early:
@@ -112,13 +115,24 @@ def solution_steps(s: Structure, rng: random.Random | None = None) -> list[Step]
             acc = values[i]
         else:
             a, b = swap(acc, "+", values[i])
-            steps.append((a, "+", b, acc + values[i]))
-            acc += values[i]
+            acc = write(a, "+", b)
+            steps.append((a, "+", b, acc))
     for op, x in s.tail:
         a, b = swap(acc, op, x)
-        steps.append((a, op, b, _apply(acc, op, x)))
-        acc = _apply(acc, op, x)
+        acc = write(a, op, b)
+        steps.append((a, op, b, acc))
     return steps
+
+
+def forgets_carries(rate: float, rng: random.Random):
+    """A writer with the commonest procedural bug of school arithmetic (Brown & Burton 1978,
+    "Diagnostic models for procedural bugs in basic mathematical skills"): in `rate` of the
+    additions whose ones digits carry, it forgets the carry (17 + 25 = 32)."""
+    def write(a: int, op: str, b: int) -> int:
+        if op == "+" and a % 10 + b % 10 >= 10 and rng.random() < rate:
+            return a + b - 10
+        return _apply(a, op, b)
+    return write
 
 
 def format_solution(steps: list[Step]) -> str:
@@ -274,6 +288,18 @@ class MultiStep:
 
     def sample_solution(self, problem: Problem, rng: random.Random) -> str:
         return format_solution(solution_steps(problem.data, rng))
+
+    def teacher_solution(self, problem: Problem, rng: random.Random, canonical: bool, carry_slips: float = 0.0,
+                         stops_short: float = 0.0) -> str:
+        """A solution as an imperfect teacher writes it: canonical or a random valid order,
+        forgetting the carry in `carry_slips` of the additions that need one, and, in
+        `stops_short` of the problems that end with a get / give / share / sell operation,
+        answering one step early (the quantity before that operation)."""
+        write = forgets_carries(carry_slips, rng) if carry_slips else None
+        steps = solution_steps(problem.data, None if canonical else rng, write)
+        if stops_short and problem.data.tail and len(steps) > 1 and rng.random() < stops_short:
+            steps = steps[:-1]
+        return format_solution(steps)
 
     def step_signature(self, completion: str) -> tuple:
         return step_signature(completion)
