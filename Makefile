@@ -5,7 +5,7 @@ BIN     := $(VENV)/bin
 STAMP   := $(VENV)/.installed
 TORCH   := torch==2.13.0
 
-.PHONY: setup app test bench clean
+.PHONY: setup app test browser bench clean
 
 setup: $(STAMP)
 
@@ -21,8 +21,19 @@ $(STAMP): pyproject.toml
 app: setup
 	$(BIN)/streamlit run app.py
 
-test: setup
+test: setup browser
 	$(BIN)/python -m pytest -q
+
+# The browser tests drive Debian's chromium through Playwright (Playwright's own browser download
+# needs the network). Installed here when missing and we are root; otherwise those tests skip
+# (under CI they fail instead).
+browser:
+	@if [ ! -x /usr/bin/chromium ] && [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+		echo "installing chromium for the browser tests (apt-get, log in /tmp/reasonlab-apt.log)"; \
+		( DEBIAN_FRONTEND=noninteractive apt-get update -qq && \
+		  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium ) >/tmp/reasonlab-apt.log 2>&1 \
+		  || { tail -20 /tmp/reasonlab-apt.log; exit 1; }; \
+	fi
 
 BENCHES := $(filter-out bench/common.py bench/__init__.py,$(wildcard bench/*.py))
 

@@ -1,17 +1,108 @@
-"""Home: what reasonlab is and what is in this workspace."""
+"""Home: on an empty workspace, a one-click quickstart; otherwise an overview of runs and checkpoints."""
 
 import streamlit as st
 
-from engine.workspace import checkpoints_dir, home
+from engine import dashboard, quickstart, workspace
+from engine.errors import ReasonlabError
+
+HOME = str(workspace.home())
+
+
+@st.cache_data(ttl=2, show_spinner=False)
+def load_runs(home):
+    return dashboard.runs_table(dashboard.store_at(home))
+
+
+@st.cache_data(ttl=2, show_spinner=False)
+def load_checkpoints(home):
+    return dashboard.checkpoints_table(dashboard.store_at(home))
+
+
+RUN_COLUMNS = {
+    "id": st.column_config.NumberColumn("run", format="%d"),
+    "progress": st.column_config.ProgressColumn("progress", min_value=0.0, max_value=1.0, format="percent"),
+    "maj@1": st.column_config.NumberColumn("maj@1", format="%.3f", help="greedy accuracy of the newest checkpoint"),
+}
+
+
+@st.fragment(run_every=1)
+def quickstart_progress():
+    """The base model's SFT steps, then the hand-over to expert iteration."""
+    state = quickstart.status() or {"phase": "failed", "error": "the quickstart's status file disappeared"}
+    if state["phase"] in ("starting", "building"):
+        done, total = state.get("step") or 0, state.get("steps") or 0
+        text = (f"Building the weak base model: step {done} of {total}" if total
+                else "Starting (loading PyTorch)…")
+        st.progress(done / total if total else 0.0, text=text)
+    elif state["phase"] == "launching":
+        st.progress(1.0, text="Base model built; queuing expert iteration…")
+    else:
+        st.rerun()  # launched or failed: the whole page shows what happened
+
+
+@st.fragment(run_every=3)
+def live_runs_table():
+    st.dataframe(load_runs(HOME), hide_index=True, column_config=RUN_COLUMNS)
+
 
 st.title("reasonlab")
-st.write("An interactive lab for RL fine-tuning of language models on math reasoning.")
-st.caption(f"Workspace: {home()}")
+st.write("Fine-tune a small language model on math word problems with reinforcement learning, watch it "
+         "learn, and look inside what it writes: solution trees, pass@k, diversity, checkpoint against checkpoint.")
+st.caption(f"Workspace: {HOME}")
 
-found = sorted(p.name for p in checkpoints_dir().glob("*") if (p / "config.json").exists()) if checkpoints_dir().exists() else []
-if found:
-    st.subheader("Checkpoints")
-    st.dataframe({"checkpoint": found}, hide_index=True)
-else:
-    st.info("No checkpoints yet. Build the tiny base model with `reasonlab sft --preset tiny` "
-            "(about a minute on a laptop CPU); launching runs from here comes next.")
+try:
+    runs = load_runs(HOME)
+    state = quickstart.status()
+    if state and state["phase"] in quickstart.WORKING:
+        st.subheader("Quickstart")
+        quickstart_progress()
+    elif runs.empty:
+        st.subheader("Start here")
+        st.write("One click builds a deliberately weak base model from scratch (about two minutes on a laptop CPU), "
+                 "then runs three rounds of Expert Iteration on it: sample solutions, keep the correct ones, "
+                 "fine-tune, evaluate. It keeps running if you close this tab.")
+        if state and state["phase"] == "failed":
+            st.error(f"The last quickstart failed: {state['error']}")
+        if dashboard.base_checkpoints():
+            st.caption("The base models below are already here; the quickstart reuses base-tiny if it is one of them.")
+        if st.button("Start the quickstart", type="primary", icon=":material/play_arrow:"):
+            quickstart.start()
+            st.rerun()
+        st.page_link("pages/launch.py", label="Or choose the algorithm and its settings yourself",
+                     icon=":material/rocket_launch:")
+
+    if not runs.empty:
+        if state and state["phase"] == "launched" and state.get("run_id") in set(runs["id"]):
+            st.page_link("pages/runs.py", label=f"Follow the quickstart's run {state['run_id']}",
+                         icon=":material/monitoring:", query_params={"run": state["run_id"]})
+        checkpoints = load_checkpoints(HOME)
+        active = runs["status"].isin(dashboard.ACTIVE)
+        c1, c2, c3, c4 = st.columns(4)
+        c1.metric("Runs", len(runs))
+        c2.metric("Training or queued", int(active.sum()))
+        c3.metric("Finished", int((runs["status"] == "finished").sum()))
+        c4.metric("Evaluated checkpoints", int(checkpoints["evaluated"].sum()))
+        st.subheader("Runs")
+        if active.any():
+            live_runs_table()
+        else:
+            st.dataframe(runs, hide_index=True, column_config=RUN_COLUMNS)
+        st.page_link("pages/runs.py", label="Open a run: live progress, curves, log, cancel and resume",
+                     icon=":material/monitoring:")
+        st.subheader("Checkpoints")
+        st.dataframe(checkpoints[checkpoints["evaluated"]][["label", "maj@1", "pass@1", "pass@K", "path"]],
+                     hide_index=True)
+        cols = st.columns(4)
+        cols[0].page_link("pages/solutions.py", label="Solution trees", icon=":material/account_tree:")
+        cols[1].page_link("pages/pass_at_k.py", label="pass@k curves", icon=":material/show_chart:")
+        cols[2].page_link("pages/diversity.py", label="Diversity", icon=":material/scatter_plot:")
+        cols[3].page_link("pages/compare.py", label="Compare checkpoints", icon=":material/compare:")
+
+    bases = dashboard.base_checkpoints()
+    st.subheader("Base models")
+    if bases:
+        st.dataframe({"checkpoint": [p.name for p in bases], "path": [str(p) for p in bases]}, hide_index=True)
+    else:
+        st.info("No base model yet: the quickstart builds one, or run `reasonlab sft --preset tiny` in a terminal.")
+except ReasonlabError as e:
+    st.error(str(e))

@@ -1,0 +1,180 @@
+"""Solution trees: one problem's samples merged into a prefix tree of reasoning steps.
+
+A node is a step; its children are the next steps that samples took after it; the root stands for
+the problem (every sample passes through it). Two samples share a node while their step
+sequences agree. Per node: how many samples pass through it, the fraction of those whose final
+answer is correct, their mean log-probability, a few example texts and the sample indices.
+
+The output is a flat DataFrame that plotly's icicle / sunburst take as it is
+(`ids="id", parents="parent", names="label", values="count", branchvalues="total"`): a node's
+count is at least the sum of its children's, since a sample may stop at any node.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+
+import numpy as np
+import pandas as pd
+
+from engine.tasks.multistep import normalise_number, parse_steps
+
+Splitter = Callable[[str], list[str]]
+COLUMNS = ["id", "parent", "label", "depth", "count", "frac_correct", "mean_logprob", "examples", "samples"]
+
+
+def multistep_steps(text: str) -> list[str]:
+    """The built-in task's steps: each line up to the `#### N` line, which is the leaf step.
+    `a op b = c` lines are normalised as in step_signature (spacing, and + / * operands sorted:
+    `6*3 = 18` and `3 * 6 = 18` are one step); other non-empty lines are kept as they are, so a
+    malformed solution shows where it went off the rails."""
+    out = []
+    for line in text.split("\n"):
+        stripped = line.strip()
+        if stripped.startswith("####"):
+            answer = normalise_number(stripped[4:].strip())
+            out.append(f"#### {answer if answer is not None else stripped[4:].strip()}")
+            break
+        (steps, _) = parse_steps(line)
+        if steps:
+            a, op, b, c = steps[0]
+            if op in "+*":
+                a, b = min(a, b), max(a, b)
+            out.append(f"{a} {op} {b} = {c}")
+        elif stripped:
+            out.append(stripped)
+    return out
+
+
+def line_steps(text: str) -> list[str]:
+    """Free text, one step per non-empty line (whitespace-stripped)."""
+    return [line.strip() for line in text.split("\n") if line.strip()]
+
+
+SENTENCE_END = re.compile(r"(?<=[.!?])\s+|\n+")
+
+
+def sentence_steps(text: str) -> list[str]:
+    """Free text, one step per sentence (split after . ! ? and at line breaks)."""
+    return [s.strip() for s in SENTENCE_END.split(text) if s.strip()]
+
+
+SPLITTERS: dict[str, Splitter] = {"multistep": multistep_steps, "lines": line_steps, "sentences": sentence_steps}
+
+
+def solution_tree(samples: pd.DataFrame, splitter: str | Splitter = "multistep", min_count: int = 1,
+                  max_examples: int = 3, greedy: bool = False, root_label: str = "problem") -> pd.DataFrame:
+    """The prefix tree of one problem's samples (columns text, correct; logprob and sample_idx
+    when present) as one row per node, in depth-first order with frequent branches first:
+
+        id, parent   str; the root's parent is "" (plotly's convention)
+        label        the step (the root: root_label)
+        depth        0 at the root
+        count        samples through the node
+        frac_correct fraction of them whose final answer is correct
+        mean_logprob their mean total log-probability (NaN when none is stored): samples store
+                     one log-probability per solution, not per step
+        examples     up to max_examples distinct full texts of samples through the node
+        samples      their sample_idx values, all of them
+
+    splitter: "multistep" (the built-in task's normalised steps), "lines", "sentences" or any
+    function text -> list of step strings. Nodes with count < min_count are pruned together with
+    their subtrees. The greedy row (sample_idx -1) is left out unless greedy=True.
+    """
+    if isinstance(splitter, str) and splitter not in SPLITTERS:
+        raise ValueError(f"solution_tree: unknown splitter {splitter!r}; choose one of {', '.join(SPLITTERS)}")
+    split = SPLITTERS[splitter] if isinstance(splitter, str) else splitter
+    if min_count < 1:
+        raise ValueError(f"solution_tree: min_count must be >= 1, got {min_count}")
+    if "problem_id" in samples.columns and samples["problem_id"].nunique() > 1:
+        raise ValueError(f"solution_tree: expected the samples of one problem, got "
+                         f"{samples['problem_id'].nunique()} problems")
+    if "sample_idx" in samples.columns:
+        if not greedy:
+            samples = samples[samples["sample_idx"] >= 0]
+        indices = samples["sample_idx"].astype(int).tolist()
+    else:
+        indices = list(range(len(samples)))
+    texts = samples["text"].tolist()
+    correct = (samples["correct"].fillna(0) == 1).tolist() if "correct" in samples.columns else [False] * len(texts)
+    logprobs = samples["logprob"].astype(float).tolist() if "logprob" in samples.columns else [np.nan] * len(texts)
+
+    # 1) walk every sample down the tree, creating nodes as paths diverge
+    parent, label, depth = [-1], [root_label], [0]
+    count, n_correct, lp_sum, lp_n = [0], [0], [0.0], [0]
+    examples: list[list[str]] = [[]]
+    members: list[list[int]] = [[]]
+    child_of: dict[tuple[int, str], int] = {}
+
+    def visit(node: int, text: str, ok: bool, lp: float, idx: int) -> None:
+        count[node] += 1
+        n_correct[node] += ok
+        if lp == lp:  # not NaN
+            lp_sum[node] += lp
+            lp_n[node] += 1
+        if len(examples[node]) < max_examples and text not in examples[node]:
+            examples[node].append(text)
+        members[node].append(idx)
+
+    for text, ok, lp, idx in zip(texts, correct, logprobs, indices):
+        node = 0
+        visit(node, text, ok, lp, idx)
+        for step in split(text):
+            child = child_of.get((node, step))
+            if child is None:
+                child = child_of[(node, step)] = len(parent)
+                parent.append(node)
+                label.append(step)
+                depth.append(depth[node] + 1)
+                count.append(0)
+                n_correct.append(0)
+                lp_sum.append(0.0)
+                lp_n.append(0)
+                examples.append([])
+                members.append([])
+            node = child
+            visit(node, text, ok, lp, idx)
+
+    # 2) prune (a kept node's parent has a count at least as large, so the tree stays connected)
+    # and order depth-first, frequent children first
+    kids: dict[int, list[int]] = {}
+    for node in range(1, len(parent)):
+        if count[node] >= min_count:
+            kids.setdefault(parent[node], []).append(node)
+    order, stack = [], [0]
+    while stack:
+        node = stack.pop()
+        order.append(node)
+        stack.extend(sorted(kids.get(node, []), key=lambda c: (count[c], -c)))  # popped most frequent first
+    with np.errstate(invalid="ignore", divide="ignore"):
+        frac = np.array(n_correct, float) / np.array(count, float)
+        mean_lp = np.array(lp_sum) / np.array(lp_n, float)
+    return pd.DataFrame({
+        "id": [str(n) for n in order],
+        "parent": ["" if parent[n] < 0 else str(parent[n]) for n in order],
+        "label": [label[n] for n in order],
+        "depth": [depth[n] for n in order],
+        "count": [count[n] for n in order],
+        "frac_correct": frac[order] if order else [],
+        "mean_logprob": mean_lp[order] if order else [],
+        "examples": [examples[n] for n in order],
+        "samples": [members[n] for n in order],
+    }, columns=COLUMNS)
+
+
+def tree_layout(nodes: pd.DataFrame) -> pd.DataFrame:
+    """x, y positions for a node-link drawing of a `solution_tree`: y = depth (root at 0), leaves
+    spread at x = 0, 1, 2, ... in the table's depth-first order, and each inner node centred over
+    its first and last child. Returns the nodes with x and y columns added."""
+    ids = nodes["id"].tolist()
+    kids: dict[str, list[str]] = {}
+    for node, parent in zip(ids, nodes["parent"]):
+        if parent:
+            kids.setdefault(parent, []).append(node)
+    leaves = [node for node in ids if node not in kids]
+    x = {node: float(i) for i, node in enumerate(leaves)}
+    for node in reversed(ids):  # children come after their parent in depth-first order
+        if node in kids:
+            x[node] = (x[kids[node][0]] + x[kids[node][-1]]) / 2
+    return nodes.assign(x=[x[n] for n in ids], y=nodes["depth"].astype(float))

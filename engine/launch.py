@@ -1,0 +1,103 @@
+"""The Launch page's logic: a form's fields from an algorithm's documented config, size presets,
+validation that names the field at fault, and queueing the run in the background.
+
+    fields("ppo")                       -> [Field(name, doc, default, kind, choices, shared), ...]
+    check("ppo", base, {"n": 1, ...})   -> Checked(cfg or None, field at fault, message)
+    launch(store, checked.cfg)          -> run id (queued; a worker process trains it)
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+from dataclasses import dataclass
+
+from engine import jobs
+from engine.cli import QUICKSTART_EI
+from engine.config import CONFIGS, REWARDS, RunConfig, describe, make_config
+from engine.errors import ReasonlabError
+
+# Chosen above the generic fields: what to train and on which problems.
+TOP_FIELDS = ("base", "task", "eval_split")
+CHOICES = {"reward": REWARDS, "dedup": ("exact", "steps"), "device": ("cpu", "cuda")}
+ALGORITHMS = {"ei": "Expert Iteration", "ppo": "PPO", "rcrl": "Return-conditioned RL", "grpo": "GRPO"}
+
+# Size presets: overrides applied on top of the config defaults. "smoke test" is the budget of
+# the training tests (seconds on a laptop: it checks the pipeline, it does not learn).
+_SMOKE_SHARED = {"max_new_tokens": 24, "eval_limit": 3, "eval_k": 2, "train_problems": 64, "sample_batch_size": 64}
+_SMOKE_ROUNDS = {"rounds": 2, "k": 3, "problems_per_round": 4, "sft_max_steps": 3, "batch_size": 4}
+_SMOKE_STEPS = {"steps": 2, "prompts_per_step": 3, "n": 2, "minibatch_size": 4, "checkpoint_every": 1}
+_QUICK_ROUNDS = dict(item.split("=", 1) for item in QUICKSTART_EI)  # the quickstart's expert iteration
+_QUICK_STEPS = {"steps": 30, "prompts_per_step": 32, "checkpoint_every": 10}
+SIZES = {
+    "defaults": {algo: {} for algo in CONFIGS},
+    "quick": {"ei": _QUICK_ROUNDS, "rcrl": _QUICK_ROUNDS, "ppo": _QUICK_STEPS, "grpo": _QUICK_STEPS},
+    "smoke test": {"ei": {**_SMOKE_SHARED, **_SMOKE_ROUNDS}, "rcrl": {**_SMOKE_SHARED, **_SMOKE_ROUNDS, "rounds": 1},
+                   "ppo": {**_SMOKE_SHARED, **_SMOKE_STEPS}, "grpo": {**_SMOKE_SHARED, **_SMOKE_STEPS}},
+}
+SIZE_HELP = ("defaults: the documented defaults (the paper's recipe at laptop scale: tens of minutes); "
+             "quick: a few minutes on 2 CPU cores; smoke test: seconds, checks the pipeline, learns nothing")
+
+
+@dataclass
+class Field:
+    name: str
+    doc: str  # the config field's docstring: the form's help text
+    default: object  # after the size preset
+    kind: str  # "bool" | "int" | "float" | "str" | "choice"
+    choices: tuple = ()
+    shared: bool = False  # a field every algorithm has (sampling, evaluation), not the algorithm's own
+
+
+def fields(algo: str, size: str = "defaults") -> list[Field]:
+    """The form of an algorithm: its own fields first, then the shared ones; base, task and
+    eval_split are left to the page's top controls."""
+    if algo not in CONFIGS:
+        raise ReasonlabError(f"unknown algorithm {algo!r}; choose one of {', '.join(CONFIGS)}")
+    hints = {f.name: f.type for f in dataclasses.fields(CONFIGS[algo])}
+    shared = {f.name for f in dataclasses.fields(RunConfig)}
+    preset = SIZES[size][algo]
+    out = []
+    for name, doc, default in describe(algo):
+        if name in TOP_FIELDS:
+            continue
+        hint = hints[name] if isinstance(hints[name], str) else hints[name].__name__
+        kind = "choice" if name in CHOICES else hint
+        value = _typed(hint, preset[name]) if name in preset else default
+        out.append(Field(name, doc, value, kind, CHOICES.get(name, ()), name in shared))
+    return sorted(out, key=lambda f: f.shared)  # stable: the algorithm's fields keep their order
+
+
+def _typed(hint: str, value):
+    """A preset value (text in QUICKSTART_EI) as the field's type, for the form's widgets."""
+    if not isinstance(value, str) or hint == "str":
+        return value
+    if hint == "bool":
+        return value.lower() in ("1", "true", "yes", "on")
+    return {"int": int, "float": float}[hint](value)
+
+
+@dataclass
+class Checked:
+    cfg: RunConfig | None  # None when invalid
+    field: str | None = None  # the field at fault ("" when the message names none)
+    message: str = ""
+
+
+FIELD_IN_MESSAGE = re.compile(r"config (?:field|has no field) '?(\w+)'?")
+
+
+def check(algo: str, base: str, values: dict) -> Checked:
+    """Build and validate a config from the form's values (text for float fields, as typed)."""
+    try:
+        return Checked(make_config(algo, base=base, sets=values))
+    except ReasonlabError as e:
+        found = FIELD_IN_MESSAGE.search(str(e))
+        return Checked(None, found.group(1) if found else "", str(e))
+
+
+def launch(store, cfg: RunConfig, name: str | None = None) -> int:
+    """Queue a validated config as a background run and start a worker (`train --detach`)."""
+    run_id = jobs.submit(store, cfg, name=name or None, foreground=False)
+    jobs.spawn_worker()
+    return run_id

@@ -1,0 +1,130 @@
+"""The dashboard's one-click start: build the weak base model (if absent), then queue expert
+iteration on it, in a background process that outlives the browser tab that started it.
+
+    start()   spawns `python -m engine.quickstart` and returns at once
+    status()  what it is doing, from $REASONLAB_HOME/quickstart.json:
+              {"phase": "starting" | "building" | "launching" | "launched" | "failed",
+               "step": 120, "steps": 600, "run_id": 1, "error": None, "pid": ..., "started_at": ...}
+
+The EI run it queues is an ordinary run (`reasonlab quickstart` runs the same recipe in the
+terminal): the Runs page follows it like any other.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from engine import jobs, workspace
+from engine.errors import ReasonlabError
+
+STATUS_FILE = "quickstart.json"
+BASE_NAME = "base-tiny"
+WORKING = ("starting", "building", "launching")
+
+
+def status_path() -> Path:
+    return workspace.home() / STATUS_FILE
+
+
+def base_path() -> Path:
+    return workspace.checkpoints_dir() / BASE_NAME
+
+
+def status() -> dict | None:
+    """The quickstart's state, or None if none was started in this workspace. A quickstart
+    whose process died while working is reported failed."""
+    try:
+        state = json.loads(status_path().read_text())
+    except (OSError, ValueError):
+        return None
+    if state.get("phase") in WORKING and not jobs.pid_alive(state.get("pid")):
+        state.update(phase="failed", error="the quickstart process exited unexpectedly; "
+                                           f"see {workspace.home() / 'logs' / 'quickstart.log'}")
+    return state
+
+
+def running() -> bool:
+    state = status()
+    return bool(state and state["phase"] in WORKING)
+
+
+def _write(**state) -> None:
+    path = status_path()
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(state))
+    tmp.replace(path)  # atomic: a reader never sees half a file
+
+
+def start(sft_steps: int | None = None, sets: list[str] | None = None) -> dict:
+    """Spawn the quickstart process; returns its first status. sft_steps and sets override the
+    base's SFT steps and the EI config (tests use tiny ones)."""
+    if running():
+        raise ReasonlabError("a quickstart is already running in this workspace")
+    logs = workspace.ensure_home() / "logs"
+    logs.mkdir(exist_ok=True)
+    args = [sys.executable, "-m", "engine.quickstart"]
+    if sft_steps is not None:
+        args += ["--sft-steps", str(sft_steps)]
+    for item in sets or []:
+        args += ["--set", item]
+    with open(logs / "quickstart.log", "ab") as log:
+        proc = subprocess.Popen(args, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
+                                start_new_session=True, close_fds=True,
+                                cwd=str(Path(__file__).resolve().parent.parent))
+    # The child's first write comes after it has imported torch (seconds later).
+    _write(phase="starting", pid=proc.pid, started_at=time.time(), step=0, steps=sft_steps, run_id=None, error=None)
+    return status()
+
+
+def main(argv: list[str] | None = None) -> int:
+    from engine.algorithms.sft import SFTConfig, train_sft
+    from engine.cli import QUICKSTART_EI
+    from engine.config import make_config
+    from engine.store import Store
+
+    ap = argparse.ArgumentParser(prog="python -m engine.quickstart")
+    ap.add_argument("--sft-steps", type=int)
+    ap.add_argument("--set", action="append", default=[])
+    args = ap.parse_args(argv)
+    state = {"pid": os.getpid(), "started_at": time.time(), "step": 0, "steps": None, "run_id": None, "error": None}
+    try:
+        base = base_path()
+        if not (base / "model.safetensors").is_file():
+            cfg = SFTConfig()
+            if args.sft_steps:
+                cfg.steps = args.sft_steps
+            state["steps"] = cfg.steps
+            _write(phase="building", **state)
+            last = [0.0]
+
+            def on_step(done: int, total: int) -> None:
+                if time.time() - last[0] > 0.5 or done == total:  # a few writes a second at most
+                    last[0] = time.time()
+                    state["step"] = done
+                    _write(phase="building", **state)
+
+            train_sft(cfg, base, progress=False, on_step=on_step)
+        _write(phase="launching", **state)
+        cfg = make_config("ei", base=base, sets=[*QUICKSTART_EI, *args.set])
+        with Store() as store:
+            state["run_id"] = jobs.submit(store, cfg, name="quickstart")
+        jobs.spawn_worker()
+        _write(phase="launched", **state)
+        return 0
+    except Exception as e:  # shown on the Home page; the log keeps the traceback
+        import traceback
+
+        traceback.print_exc()
+        state["error"] = str(e) if isinstance(e, ReasonlabError) else f"{type(e).__name__}: {e}"
+        _write(phase="failed", **state)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

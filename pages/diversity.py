@@ -1,0 +1,75 @@
+"""Diversity: how varied a run's solutions are over training and per problem, and one problem's
+answer distribution at every checkpoint."""
+
+import streamlit as st
+
+from engine import dashboard, viz, workspace
+from engine.errors import ReasonlabError
+
+HOME = str(workspace.home())
+OVER_TRAINING = ["distinct_answers", "distinct_steps", "answer_entropy", "distinct_2", "self_bleu"]
+SUBSETS = {25: "25 problems", 100: "100 problems", 200: "200 problems", None: "every problem"}
+HELP = ("distinct answers / texts / steps: how many different ones among a problem's samples; "
+        "answer entropy: bits; distinct-n: share of unique n-grams; self-BLEU: how alike the samples "
+        "are (higher: less diverse)")
+
+
+@st.cache_data(ttl=2, show_spinner=False)
+def load_checkpoints(home):
+    return dashboard.evaluated_checkpoints(dashboard.store_at(home))
+
+
+@st.cache_data(max_entries=16, show_spinner="Measuring diversity at every checkpoint…")
+def load_over_training(home, run_id, problems, checkpoints):
+    return dashboard.diversity_over_training(dashboard.store_at(home), run_id, problems)
+
+
+@st.cache_data(max_entries=16, show_spinner="Measuring diversity per problem…")
+def load_per_problem(home, run_id, step, problems, checkpoints):
+    return dashboard.diversity_per_problem(dashboard.store_at(home), run_id, step, problems)
+
+
+@st.cache_data(max_entries=64, show_spinner=False)
+def load_answers(home, run_id, problem_id, checkpoints):
+    return dashboard.answer_distribution(dashboard.store_at(home), run_id, problem_id)
+
+
+st.title("Diversity")
+try:
+    checkpoints = load_checkpoints(HOME)
+    if checkpoints.empty:
+        st.info("No evaluated checkpoint yet. Launch a run (or start the quickstart on Home); diversity is "
+                "measured on each checkpoint's evaluation samples.")
+        st.page_link("pages/launch.py", label="Launch a run", icon=":material/rocket_launch:")
+        st.stop()
+    runs = checkpoints.drop_duplicates("run_id")
+    run_labels = {r: f"run {r} · {a}" for r, a in zip(runs["run_id"], runs["algo"])}
+    c1, c2 = st.columns([2, 1])
+    run_id = c1.selectbox("Run", sorted(run_labels, reverse=True), format_func=run_labels.get)
+    subset = c2.selectbox("Problems measured", list(SUBSETS), index=1, format_func=SUBSETS.get,
+                          help="Diversity reads every sample's text: fewer problems answer faster.")
+    mine = checkpoints[checkpoints["run_id"] == run_id]
+    stamp = tuple(zip(mine["checkpoint_id"], mine["created_at"]))
+
+    st.subheader("Over training")
+    over = load_over_training(HOME, run_id, subset, stamp)
+    st.plotly_chart(viz.fig_diversity(over, measures=OVER_TRAINING), key="over_training")
+    st.caption("Each panel: the mean over problems at each checkpoint. " + HELP)
+
+    st.subheader("Per problem")
+    p1, p2 = st.columns(2)
+    step = p1.selectbox("Checkpoint step", mine["step"].tolist(), index=len(mine) - 1)
+    per_problem = load_per_problem(HOME, run_id, step, subset, stamp)
+    measures = [m for m in per_problem.columns if m not in ("problem_id", "samples", "solve_rate")]
+    measure = p2.selectbox("Measure", measures, index=measures.index("distinct_steps"), help=HELP)
+    st.plotly_chart(viz.fig_diversity_histogram(per_problem, measure, title=f"{measure} across problems at step {step}"),
+                    key="histogram")
+    st.dataframe(per_problem, hide_index=True)
+
+    st.subheader("Answer distribution")
+    problem_id = st.selectbox("Problem", per_problem["problem_id"].tolist(),
+                              help="The final answers its samples gave at each checkpoint; ✓ marks the right one.")
+    counts = load_answers(HOME, run_id, problem_id, stamp)
+    st.plotly_chart(viz.fig_answers(counts, title=f"{problem_id}: final answers by checkpoint"), key="answers")
+except ReasonlabError as e:
+    st.error(str(e))

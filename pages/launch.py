@@ -1,0 +1,85 @@
+"""Launch: pick an algorithm, a base checkpoint, a task and split, set the config (documented
+defaults, help on every field), and queue the run in the background."""
+
+import streamlit as st
+
+from engine import dashboard, launch, workspace
+from engine.config import CONFIGS
+from engine.errors import ReasonlabError
+from engine.tasks import TASKS, get_task
+
+HOME = str(workspace.home())
+OTHER = "another directory…"
+
+
+@st.cache_data(ttl=5, show_spinner=False)
+def load_bases(home):
+    return dashboard.start_points(dashboard.store_at(home))
+
+
+def field_widget(field, key):
+    """One config field as a widget; returns its value (floats as typed text: the config parses them)."""
+    if field.kind == "bool":
+        return st.checkbox(field.name, value=field.default, help=field.doc, key=key)
+    if field.kind == "int":
+        return st.number_input(field.name, value=field.default, step=1, help=field.doc, key=key)
+    if field.kind == "choice":
+        return st.selectbox(field.name, field.choices, index=field.choices.index(field.default), help=field.doc, key=key)
+    text = f"{field.default:g}" if field.kind == "float" else str(field.default)
+    return st.text_input(field.name, value=text, help=field.doc, key=key)
+
+
+def form(fields, algo, size, columns=3):
+    """Widgets in a grid, each with an empty slot below it for its validation error."""
+    values, slots = {}, {}
+    cols = st.columns(columns)
+    for i, field in enumerate(fields):
+        with cols[i % columns]:
+            values[field.name] = field_widget(field, f"{algo}:{size}:{field.name}")
+            slots[field.name] = st.empty()
+    return values, slots
+
+
+st.title("Launch a run")
+try:
+    algo = st.radio("Algorithm", list(launch.ALGORITHMS), format_func=launch.ALGORITHMS.get, horizontal=True)
+    st.caption(" ".join(CONFIGS[algo].__doc__.split()))
+
+    bases = load_bases(HOME)
+    if not bases:
+        st.info("No checkpoint to start from yet. Start the quickstart on Home (it builds a base model), or run "
+                "`reasonlab sft --preset tiny` in a terminal; or give a checkpoint directory below.")
+    c1, c2, c3 = st.columns([2, 1, 1])
+    labels = [label for label, _ in bases] + [OTHER]
+    chosen = c1.selectbox("Base checkpoint", labels, help="The model training starts from (a Hugging Face directory).")
+    base = dict(bases).get(chosen) or c1.text_input("Checkpoint directory", placeholder="/path/to/checkpoint")
+    base_error = c1.empty()
+    task = c2.selectbox("Task", sorted(TASKS), help="Task family: its train split gives the training problems.")
+    split = c3.selectbox("Evaluation split", get_task(task).splits, index=get_task(task).splits.index("test"),
+                         help="Split evaluated at every checkpoint (ood: more steps, larger numbers).")
+    size = st.radio("Size", list(launch.SIZES), horizontal=True, help=launch.SIZE_HELP)
+
+    fields = launch.fields(algo, size)
+    st.subheader(f"{launch.ALGORITHMS[algo]} settings")
+    values, slots = form([f for f in fields if not f.shared], algo, size)
+    with st.expander("Sampling and evaluation"):
+        shared, shared_slots = form([f for f in fields if f.shared], algo, size)
+    values.update(shared)
+    slots.update(shared_slots, base=base_error, task=base_error, eval_split=base_error)
+
+    checked = launch.check(algo, base, {**values, "task": task, "eval_split": split})
+    if checked.cfg is None:
+        slots.get(checked.field, base_error).error(checked.message, icon=":material/error:")
+        if checked.field in shared:  # its slot may be folded away
+            st.error(f"{checked.message} (under Sampling and evaluation)", icon=":material/error:")
+    name = st.text_input("Run name (optional)", placeholder="e.g. ei-k32")
+    if st.button("Launch", type="primary", icon=":material/rocket_launch:", disabled=checked.cfg is None):
+        st.session_state["launched"] = launch.launch(dashboard.store_at(HOME), checked.cfg, name)
+    if "launched" in st.session_state:
+        run_id = st.session_state["launched"]
+        st.success(f"Run {run_id} is queued; a background process trains it (one run at a time) and it keeps "
+                   "going if you close this tab.", icon=":material/check_circle:")
+        st.page_link("pages/runs.py", label=f"Watch run {run_id}", icon=":material/monitoring:",
+                     query_params={"run": run_id})
+except ReasonlabError as e:
+    st.error(str(e))

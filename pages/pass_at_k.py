@@ -1,0 +1,72 @@
+"""pass@k: pass@k / maj@k / rerank@k against k (log axis) for chosen checkpoints, and maj@1, pass@k
+and maj@k against training step for a run, with bootstrap bands over problems."""
+
+import streamlit as st
+
+from engine import dashboard, viz, workspace
+from engine.errors import ReasonlabError
+
+HOME = str(workspace.home())
+METRICS = {"pass": "pass@k: any of k samples correct (unbiased estimate)",
+           "maj": "maj@k: the majority answer of k samples",
+           "rerank": "rerank@k: the answer of the most likely of k samples (by log-probability)"}
+
+
+@st.cache_data(ttl=2, show_spinner=False)
+def load_checkpoints(home):
+    return dashboard.evaluated_checkpoints(dashboard.store_at(home))
+
+
+@st.cache_data(max_entries=16, show_spinner="Computing the curves (every problem, bootstrap bands)…")
+def load_curves(home, checkpoints, rerank):
+    """checkpoints: ((checkpoint_id, created_at), ...), so a re-created id is not a cache hit."""
+    return dashboard.pass_at_k(dashboard.store_at(home), [c for c, _ in checkpoints], rerank=rerank)
+
+
+@st.cache_data(max_entries=16, show_spinner="Computing the training curves…")
+def load_run_curves(home, run_id, checkpoints):
+    return dashboard.run_curves(dashboard.store_at(home), run_id)
+
+
+st.title("pass@k")
+try:
+    checkpoints = load_checkpoints(HOME)
+    if checkpoints.empty:
+        st.info("No evaluated checkpoint yet. Launch a run (or start the quickstart on Home): every run "
+                "evaluates its base checkpoint first, then each checkpoint it saves.")
+        st.page_link("pages/launch.py", label="Launch a run", icon=":material/rocket_launch:")
+        st.stop()
+    latest = checkpoints[checkpoints["run_id"] == checkpoints["run_id"].max()]
+    default = sorted({latest["checkpoint_id"].iloc[0], latest["checkpoint_id"].iloc[-1]})
+    labels = dict(zip(checkpoints["checkpoint_id"], checkpoints["label"]))
+    stamps = dict(zip(checkpoints["checkpoint_id"], checkpoints["created_at"]))
+
+    st.subheader("Against k")
+    c1, c2 = st.columns([3, 1])
+    chosen = c1.multiselect("Checkpoints", checkpoints["checkpoint_id"].tolist(), default=default,
+                            format_func=labels.get)
+    metric = c2.radio("Metric", list(METRICS), format_func=lambda m: f"{m}@k", help="\n\n".join(METRICS.values()))
+    if not chosen:
+        st.info("Choose one or more checkpoints.")
+    else:
+        table = load_curves(HOME, tuple((c, stamps[c]) for c in sorted(chosen)), metric == "rerank")
+        st.caption(METRICS[metric])
+        st.plotly_chart(viz.fig_checkpoint_curves(table, metric=metric), key="by_k")
+        last = table[table["checkpoint_id"] == chosen[-1]]
+        st.plotly_chart(viz.fig_curves(last, title=f"{labels[chosen[-1]]}: every metric, 95% bootstrap bands"),
+                        key="bands")
+        at_k = table.pivot_table(index="label", columns=["metric", "k"], values="value").round(3)
+        with st.expander("Values"):
+            st.dataframe(at_k)
+
+    st.subheader("Over training")
+    runs = checkpoints.drop_duplicates("run_id")
+    run_labels = {r: f"run {r} · {a}" for r, a in zip(runs["run_id"], runs["algo"])}
+    run_id = st.selectbox("Run", sorted(run_labels, reverse=True), format_func=run_labels.get)
+    mine = checkpoints[checkpoints["run_id"] == run_id]
+    curves = load_run_curves(HOME, run_id, tuple(zip(mine["checkpoint_id"], mine["created_at"])))
+    st.plotly_chart(viz.fig_training_curves(curves, title="maj@1 (greedy), pass@1, pass@K and maj@K against step"),
+                    key="over_training")
+    st.caption("The paper's finding to look for: RL raises maj@1 and pass@1, while pass@K saturates early.")
+except ReasonlabError as e:
+    st.error(str(e))

@@ -1,0 +1,178 @@
+"""End to end in a real browser: `streamlit run app.py` on localhost, driven by Playwright in Debian's
+chromium. Opens every page, launches a tiny run from Launch and watches its progress advance on
+Runs, then opens the solution tree of its finished checkpoint. Screenshots go to tests/artifacts/.
+
+Waits are on page content (Playwright's expect / wait_for_* with timeouts), never fixed sleeps.
+Chromium comes from apt (`make test` installs it as root); without it these tests skip, except
+under CI, where they fail instead.
+"""
+
+import os
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from bench.dashboard import fabricate_store
+from engine.store import Store
+from tests.test_training import wait_for
+
+ROOT = Path(__file__).resolve().parent.parent
+ARTIFACTS = ROOT / "tests" / "artifacts" / "browser"
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-quic",
+                 "--no-first-run", "--disable-component-update", "--disable-sync"]
+PAGES = {"": "reasonlab", "launch": "Launch a run", "runs": "Runs", "solutions": "Solutions", "pass_at_k": "pass@k",
+         "diversity": "Diversity", "compare": "Compare two checkpoints"}
+MINUTE = 60_000  # Playwright timeouts are in milliseconds
+
+
+def _require(what: str, ok: bool, how: str) -> None:
+    if ok:
+        return
+    message = f"{what} is not available: {how}"
+    if os.environ.get("CI"):
+        pytest.fail(message + " (CI must run the browser tests)")
+    pytest.skip(message)
+
+
+try:
+    from playwright.sync_api import expect, sync_playwright
+except ImportError:  # checked in the fixture, so the reason is reported
+    sync_playwright = None
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def app(tmp_path_factory, tiny_checkpoint):
+    """A dashboard server on a workspace with fabricated runs and a real tiny base model."""
+    _require("Debian's chromium", Path(CHROMIUM).is_file(), "apt-get install chromium (`make test` does it as root)")
+    _require("playwright", sync_playwright is not None, "pip install -e '.[dev]'")
+    home = tmp_path_factory.mktemp("browser") / "home"
+    fabricate_store(home, problems=6, k=8, ei_rounds=2, ppo_checkpoints=2, rollout_problems=4)
+    shutil.rmtree(home / "checkpoints" / "base-tiny")
+    shutil.copytree(tiny_checkpoint, home / "checkpoints" / "base-tiny")
+    port = free_port()
+    env = {**os.environ, "REASONLAB_HOME": str(home), "OMP_NUM_THREADS": "1"}
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    log = open(ARTIFACTS / "streamlit.log", "wb")
+    server = subprocess.Popen([sys.executable, "-m", "streamlit", "run", "app.py", "--server.headless", "true",
+                               "--server.port", str(port), "--server.address", "127.0.0.1"],
+                              cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
+    url = f"http://127.0.0.1:{port}"
+
+    def healthy():
+        if server.poll() is not None:
+            raise AssertionError(f"streamlit exited with {server.returncode}; see {ARTIFACTS / 'streamlit.log'}")
+        try:
+            return urllib.request.urlopen(f"{url}/_stcore/health", timeout=2).status == 200
+        except OSError:
+            return False
+
+    try:
+        wait_for(healthy, timeout=90, what="the streamlit server")
+        yield url, home
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
+        log.close()
+        with Store(home / "store.sqlite") as s:  # a run the test launched and left behind
+            for _, run in s.runs().iterrows():
+                if run["status"] == "running" and run["pid"] and run["pid"] == run["pid"]:
+                    try:
+                        os.kill(int(run["pid"]), signal.SIGTERM)
+                    except ProcessLookupError:
+                        pass
+
+
+@pytest.fixture(scope="module")
+def browser(app):
+    expect.set_options(timeout=MINUTE)
+    with sync_playwright() as p:
+        chromium = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        yield chromium
+        chromium.close()
+
+
+@pytest.fixture
+def page(browser):
+    context = browser.new_context(viewport={"width": 1400, "height": 1800})
+    context.set_default_timeout(MINUTE)
+    page = context.new_page()
+    yield page
+    context.close()
+
+
+def open_page(page, url: str, path: str, title: str):
+    page.goto(f"{url}/{path}")
+    expect(page.locator("h1", has_text=title)).to_be_visible(timeout=2 * MINUTE)
+    page.wait_for_load_state("networkidle")
+
+
+def no_error_shown(page):
+    expect(page.locator('[data-testid="stException"]')).to_have_count(0)
+
+
+def test_every_page_opens(app, page):
+    url, _ = app
+    for path, title in PAGES.items():
+        open_page(page, url, path, title)
+        if path in ("solutions", "pass_at_k", "diversity", "compare"):  # figures drawn by plotly.js
+            expect(page.locator(".js-plotly-plot").first).to_be_visible(timeout=2 * MINUTE)
+        no_error_shown(page)
+        page.screenshot(path=str(ARTIFACTS / f"page-{path or 'home'}.png"), full_page=True)
+
+
+def test_launch_a_tiny_run_watch_it_and_open_its_solution_tree(app, page):
+    url, home = app
+    # 1) Launch: expert iteration from the tiny base, at the smoke-test size
+    open_page(page, url, "launch", "Launch a run")
+    expect(page.get_by_role("combobox", name="Base checkpoint")).to_have_value("base-tiny")
+    page.locator('[data-testid="stRadioOption"]', has_text="smoke test").click()
+    k = page.get_by_role("spinbutton", name="k", exact=True)
+    expect(k).to_have_count(1)  # the rerun replaced the default-size form
+    expect(k).to_have_value("3")
+    page.get_by_role("button", name="Launch").click()
+    expect(page.get_by_text(re.compile(r"Run \d+ is queued"))).to_be_visible()
+    run_id = int(re.search(r"Run (\d+) is queued", page.get_by_text(re.compile(r"Run \d+ is queued")).inner_text())[1])
+    page.screenshot(path=str(ARTIFACTS / "launch-queued.png"), full_page=True)
+
+    # 2) Runs: the live view refreshes by itself; its progress text changes, then the run finishes
+    page.get_by_role("link", name=f"Watch run {run_id}").click()
+    status = page.locator('[data-testid="stProgress"] p').first
+    expect(status).to_be_visible()
+    first = status.inner_text()
+    assert not first.startswith("finished"), "the run ended before its live view opened"
+    page.wait_for_function("""([first]) => {
+        const p = document.querySelector('[data-testid="stProgress"] p');
+        return p && p.innerText !== first;
+    }""", arg=[first], timeout=3 * MINUTE)
+    page.screenshot(path=str(ARTIFACTS / "runs-live.png"), full_page=True)
+    expect(status).to_contain_text("finished", timeout=5 * MINUTE)
+    expect(page.locator('[role="progressbar"]').first).to_have_attribute("aria-valuenow", "100")
+    expect(page.locator(".js-plotly-plot").first).to_be_visible()
+    no_error_shown(page)
+    page.screenshot(path=str(ARTIFACTS / "runs-finished.png"), full_page=True)
+    with Store(home / "store.sqlite") as s:
+        assert s.get_run(run_id)["status"] == "finished"
+        assert s.checkpoints(run_id)["step"].tolist() == [0, 1, 2]
+
+    # 3) Solutions: the newest run's last checkpoint, its first problem's tree
+    open_page(page, url, "solutions", "Solutions")
+    expect(page.get_by_role("combobox", name="Run")).to_have_value(re.compile(f"^run {run_id} · ei"))
+    expect(page.locator(".js-plotly-plot .iciclelayer")).to_be_visible(timeout=2 * MINUTE)
+    page.locator('[data-testid="stRadioOption"]', has_text="node-link").click()
+    expect(page.locator(".js-plotly-plot .scatterlayer .point").first).to_be_attached(timeout=MINUTE)
+    no_error_shown(page)
+    page.screenshot(path=str(ARTIFACTS / "solutions-tree.png"), full_page=True)

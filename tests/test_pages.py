@@ -1,0 +1,320 @@
+"""Every dashboard page through Streamlit's AppTest, on an empty workspace and on a fabricated store
+(an EI run, a PPO run with losses, a failed GRPO run, a live one): widgets present, no exception,
+figures built, empty states that say what to do next."""
+
+import base64
+import json
+import os
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+from streamlit.testing.v1 import AppTest
+
+from bench.dashboard import fabricate_store
+from engine import dashboard, jobs, quickstart
+from engine.store import Store
+
+APP = str(Path(__file__).resolve().parent.parent / "app.py")
+PAGES = ["home", "launch", "runs", "solutions", "pass_at_k", "diversity", "compare"]
+
+
+def open_page(name, query=None) -> AppTest:
+    """The app as a browser opens it: app.py's navigation, then the page."""
+    at = AppTest.from_file(APP, default_timeout=60)
+    at.run()
+    at.switch_page(f"pages/{name}.py")
+    if query:
+        at.query_params.update(query)
+    return at.run()
+
+
+def charts(at):
+    """The plotly figures on the page, as dicts."""
+    return [json.loads(c.proto.spec) for c in at.get("plotly_chart")]
+
+
+def array(x):
+    """A figure's data array: plotly writes numeric arrays as base64 ({"dtype", "bdata"})."""
+    if isinstance(x, dict) and "bdata" in x:
+        return np.frombuffer(base64.b64decode(x["bdata"]), dtype=x["dtype"]).tolist()
+    return list(x)
+
+
+def texts(elements):
+    return " ".join(str(e.value) for e in elements)
+
+
+@pytest.fixture
+def store(workspace):
+    """A small populated workspace: 6 problems x (greedy + 8 samples) per checkpoint."""
+    ids = fabricate_store(workspace, problems=6, k=8, ei_rounds=2, ppo_checkpoints=2, rollout_problems=4)
+    return ids
+
+
+# -- every page, empty and populated ---------------------------------------------------------------
+
+
+@pytest.mark.parametrize("name", PAGES)
+def test_every_page_on_an_empty_workspace_says_what_to_do(name, workspace):
+    at = open_page(name)
+    assert not at.exception
+    assert at.title
+    if name == "home":
+        assert at.button[0].label == "Start the quickstart"
+    elif name == "launch":
+        assert "No checkpoint to start from yet" in texts(at.info)
+        assert at.button[0].disabled  # no base chosen: nothing to launch
+    else:
+        assert at.info and ("Launch" in texts(at.info) or "quickstart" in texts(at.info))
+
+
+@pytest.mark.parametrize("name", PAGES)
+def test_every_page_renders_a_populated_store(name, store):
+    at = open_page(name)
+    assert not at.exception and not [e for e in at.error if "fabricated" not in e.value]
+    expected_charts = {"home": 0, "launch": 0, "runs": 0, "solutions": 1, "pass_at_k": 3, "diversity": 3, "compare": 2}
+    assert len(at.get("plotly_chart")) == expected_charts[name]
+
+
+# -- home -------------------------------------------------------------------------------------------
+
+
+def test_home_quickstart_button_starts_it(workspace, monkeypatch):
+    started = []
+    monkeypatch.setattr(quickstart, "start", lambda: started.append(True))
+    at = open_page("home")
+    at.button[0].click().run()
+    assert started == [True] and not at.exception
+
+
+def test_home_shows_the_base_model_being_built(workspace):
+    workspace.mkdir(parents=True, exist_ok=True)
+    (workspace / "quickstart.json").write_text(json.dumps(
+        {"phase": "building", "pid": os.getpid(), "step": 120, "steps": 600, "run_id": None, "error": None}))
+    at = open_page("home")
+    assert not at.exception
+    bar = at.get("progress")[0]
+    assert "step 120 of 600" in bar.proto.text and abs(bar.proto.value - 20) <= 1  # percent
+
+
+def test_home_shows_a_failed_quickstart(workspace):
+    workspace.mkdir(parents=True, exist_ok=True)
+    (workspace / "quickstart.json").write_text(json.dumps(
+        {"phase": "building", "pid": 999_999_999, "step": 5, "steps": 600, "run_id": None, "error": None}))
+    at = open_page("home")  # its process is gone: reported failed, and the button is back
+    assert "exited unexpectedly" in at.error[0].value
+    assert at.button[0].label == "Start the quickstart"
+
+
+def test_home_overview_lists_runs_and_checkpoints(store):
+    at = open_page("home")
+    runs = at.dataframe[0].value
+    assert set(runs["algo"]) == {"ei", "ppo", "grpo"} and "progress" in runs
+    assert {m.label for m in at.metric} >= {"Runs", "Finished", "Evaluated checkpoints"}
+    assert len(at.dataframe[1].value) == 3 + 3  # EI steps 0-2, PPO steps 0, 20, 40
+    assert list(at.dataframe[2].value["checkpoint"]) == ["base-tiny"]
+
+
+# -- launch -----------------------------------------------------------------------------------------
+
+
+def test_launch_has_every_field_with_its_default_and_help(store):
+    at = open_page("launch")
+    assert [r.value for r in at.radio][:2] == ["ei", "defaults"]
+    k = at.number_input(key="ei:defaults:k")
+    assert k.value == 96 and "Solutions sampled" in k.help
+    assert at.text_input(key="ei:defaults:lr").value == "0.001"
+    at.radio[0].set_value("ppo").run()
+    assert at.number_input(key="ppo:defaults:steps").value == 60
+    assert at.selectbox(key="ppo:defaults:reward").options == ["sparse", "dense", "orm"]
+    assert at.checkbox(key="ppo:defaults:whiten_advantages").value is True
+    assert not at.button[0].disabled
+
+
+@pytest.mark.parametrize("algo, field, value, message", [
+    ("ei", "k", 0, "ei config field k must be >= 1"),
+    ("grpo", "n", 1, "grpo config field n must be >= 2"),
+    ("ppo", "lr", "fast", "ppo config field lr must be float"),
+    ("ppo", "clip_eps", "1.5", "ppo config field clip_eps must be in (0, 1)"),
+])
+def test_launch_shows_an_invalid_value_inline_naming_the_field(store, algo, field, value, message):
+    at = open_page("launch")
+    at.radio[0].set_value(algo).run()
+    widget = at.number_input(key=f"{algo}:defaults:{field}") if isinstance(value, int) else \
+        at.text_input(key=f"{algo}:defaults:{field}")
+    widget.set_value(value).run()
+    assert not at.exception
+    assert message in at.error[0].value
+    assert at.button[0].disabled
+
+
+def test_launch_refuses_a_directory_that_is_no_checkpoint(store, tmp_path):
+    at = open_page("launch")
+    at.selectbox[0].set_value("another directory…").run()
+    at.text_input[0].set_value(str(tmp_path)).run()
+    assert "config field base must be a checkpoint directory" in at.error[0].value
+    assert at.button[0].disabled
+
+
+def test_launch_queues_a_background_run_and_links_to_it(store, workspace, monkeypatch):
+    spawned = []
+    monkeypatch.setattr(jobs, "spawn_worker", lambda: spawned.append(True))
+    at = open_page("launch")
+    at.radio[1].set_value("smoke test").run()
+    assert at.number_input(key="ei:smoke test:k").value == 3
+    at.text_input[-1].set_value("from-the-test").run()  # the run's name: the last text input
+    at.button[0].click().run()
+    assert not at.exception and spawned == [True]
+    assert "is queued" in at.success[0].value
+    link = at.get("page_link")[-1]
+    assert "Watch run" in link.proto.label and "run=" in link.proto.query_string
+    with Store() as s:
+        run = s.runs().iloc[0]
+    assert run["name"] == "from-the-test" and run["status"] == "queued"
+    assert run["config"]["k"] == 3 and run["config"]["eval_split"] == "test"
+
+
+# -- runs -------------------------------------------------------------------------------------------
+
+
+def test_runs_shows_a_failed_run_with_its_error_and_resume(store):
+    at = open_page("runs", {"run": str(store["runs"]["grpo"])})
+    assert "fabricated failure" in at.error[0].value
+    assert [b.label for b in at.button] == ["Resume"]
+    assert not [c for c in at.code if "Traceback" in c.value]  # offered as a download, never shown
+    assert at.get("download_button")
+
+
+def test_runs_shows_curves_losses_and_log_of_a_ppo_run(store):
+    at = open_page("runs", {"run": str(store["runs"]["ppo"])})
+    assert not at.exception and not at.error
+    figures = charts(at)
+    assert len(figures) == 2  # learning curves, losses and KL
+    assert {t["name"] for t in figures[0]["data"]} >= {"reward", "train/accuracy", "maj@1", "pass@8"}
+    assert {a["text"] for a in figures[1]["layout"]["annotations"]} >= {"policy_loss", "approx_kl", "kl_ref"}
+    assert "step 40" in at.code[0].value and "evaluated" in at.code[0].value
+    assert {m.label for m in at.metric} == {"Elapsed", "Time left", "Samples seen", "maj@1"}
+
+
+def test_runs_follows_a_live_run_and_cancels_it(store):
+    with Store() as s:
+        run_id = s.create_run("ei", {"base": "b", "rounds": 4}, total=4, status="running")
+        s.update_run(run_id, pid=os.getpid(), started_at=time.time() - 60, heartbeat_at=time.time(),
+                     step=1, progress=0.25, phase="round 2/4: sampling")
+    at = open_page("runs", {"run": str(run_id)})
+    assert not at.exception
+    bar = at.get("progress")[0]
+    assert "round 2/4: sampling" in bar.proto.text and bar.proto.value == 25
+    assert at.metric[1].value.startswith("3m")  # time left: about 60 s per quarter done
+    at.button(key="cancel").click().run()
+    with Store() as s:
+        assert s.get_run(run_id)["cancel_requested"] == 1
+
+
+def test_runs_selects_the_run_in_the_link(store):
+    at = open_page("runs", {"run": str(store["runs"]["ei"])})
+    assert at.selectbox[0].value == store["runs"]["ei"]
+    at.selectbox[0].set_value(store["runs"]["ppo"]).run()
+    assert at.query_params["run"] == str(store["runs"]["ppo"])
+
+
+# -- solutions --------------------------------------------------------------------------------------
+
+
+def test_solutions_shows_the_tree_and_the_texts_through_a_node(store):
+    at = open_page("solutions")
+    assert not at.exception
+    assert at.selectbox[0].value == store["runs"]["ppo"]  # the newest run with checkpoints
+    tree = charts(at)[0]["data"][0]
+    assert tree["type"] == "icicle" and array(tree["values"])[0] == 8  # the root: every sample of the problem
+    nodes = at.selectbox[-1]
+    assert nodes.label == "Step"
+    with Store() as s:  # the same tree, to know the id of its most frequent first step
+        first = dashboard.tree(dashboard.problem_samples(s, store["runs"]["ppo"], "eval", 40, "test-0"))["id"][1]
+    nodes.set_value(first).run()
+    assert "samples reach this step" in texts(at.caption)
+    assert at.code and all("\n" in c.value or "####" in c.value for c in at.code[:1])
+    at.radio[2].set_value("node-link").run()
+    assert charts(at)[0]["data"][1]["mode"].startswith("markers")
+
+
+def test_solutions_filters_problems_and_samples(store):
+    at = open_page("solutions")
+    at.radio[1].set_value("never solved").run()
+    assert not at.exception
+    label = at.selectbox[2].label if len(at.selectbox) > 2 else ""
+    assert "Problem" in label or "No problem matches" in texts(at.info)
+    at = open_page("solutions")
+    samples = at.dataframe[0].value
+    assert list(samples.columns) == ["sample_idx", "correct", "answer", "reward", "logprob", "n_tokens", "text"]
+    assert len(samples) == 9  # greedy + 8
+    at.radio[3].set_value("correct").run()
+    assert (at.dataframe[0].value["correct"] == 1).all()
+
+
+def test_solutions_of_training_rollouts_and_across_steps(store):
+    at = open_page("solutions")
+    at.selectbox[0].set_value(store["runs"]["ei"]).run()
+    history = at.dataframe[1].value
+    assert list(history["step"]) == [0, 1, 2]  # the EI run's checkpoints
+    at.radio[0].set_value("rollout").run()
+    assert not at.exception and len(at.get("plotly_chart")) == 1
+    assert at.selectbox[1].label == "Training step"
+
+
+def test_solutions_shows_model_text_as_text(store):
+    """A sample that looks like markup stays text: code blocks and table cells, never HTML."""
+    with Store() as s:
+        s.add_samples([{"run_id": store["runs"]["ei"], "checkpoint_id": store["checkpoints"][store["runs"]["ei"]][-1],
+                        "step": 2, "kind": "eval", "task": "multistep", "split": "test", "problem_id": "test-0",
+                        "sample_idx": 99, "text": "<script>alert(1)</script>\n**bold**", "correct": 0}])
+    at = open_page("solutions")
+    at.selectbox[0].set_value(store["runs"]["ei"]).run()
+    assert not at.get("html") and not any("<script>" in m.value for m in at.markdown)
+    assert "<script>alert(1)</script>\n**bold**" in set(at.dataframe[0].value["text"])
+
+
+# -- pass@k, diversity, compare ---------------------------------------------------------------------
+
+
+def test_pass_at_k_curves_per_checkpoint_and_over_training(store):
+    at = open_page("pass_at_k")
+    by_k, bands, over = charts(at)
+    assert [t["name"] for t in by_k["data"]] == ["run 2 ppo · step 0", "run 2 ppo · step 40"]
+    assert by_k["layout"]["xaxis"]["type"] == "log" and array(by_k["data"][0]["x"])[-1] == 8
+    assert {t["name"] for t in over["data"] if t.get("name")} == {"maj@1", "pass@1", "pass@8", "maj@8"}
+    at.radio[0].set_value("rerank").run()
+    assert not at.exception and charts(at)[0]["layout"]["yaxis"]["title"]["text"] == "rerank@k"
+    at.multiselect[0].set_value([]).run()
+    assert "Choose one or more checkpoints." in texts(at.info)
+
+
+def test_diversity_over_training_per_problem_and_answers(store):
+    at = open_page("diversity")
+    over, hist, answers = charts(at)
+    assert [a["text"] for a in over["layout"]["annotations"]] == ["distinct_answers", "distinct_steps",
+                                                                   "answer_entropy", "distinct_2", "self_bleu"]
+    assert hist["data"][0]["type"] == "histogram" and len(array(hist["data"][0]["x"])) == 6
+    assert answers["data"][0]["type"] == "bar" and any("✓" in x for x in answers["data"][0]["x"])
+    at.selectbox[3].set_value("self_bleu").run()
+    assert not at.exception
+
+
+def test_compare_headline_figures_and_aligned_samples(store):
+    at = open_page("compare")
+    assert {m.label for m in at.metric} == {"maj@1", "pass@1", "pass@K", "Gained / lost", "McNemar p",
+                                            "Solve rate change"}
+    scatter, bars = charts(at)
+    assert bars["data"][0]["x"] == ["gained", "lost", "both", "neither"]
+    assert "diff" in [c.language for c in at.code]
+    at.selectbox[0].set_value(at.selectbox[1].value).run()
+    assert "same checkpoint" in at.warning[0].value
+
+
+def test_launch_repeats_an_error_in_the_folded_fields_next_to_the_button(store):
+    at = open_page("launch")
+    at.number_input(key="ei:defaults:eval_k").set_value(0).run()
+    assert [e.value for e in at.error] == ["ei config field eval_k must be >= 1, got 0",
+                                           "ei config field eval_k must be >= 1, got 0 (under Sampling and evaluation)"]
