@@ -68,7 +68,7 @@ def main() -> None:
     p = argparse.ArgumentParser()
     p.add_argument("--base")
     p.add_argument("--algos", default="ei,ppo,grpo")
-    p.add_argument("--budget", type=int, default=49152, help="sampled solutions per algorithm")
+    p.add_argument("--budget", type=int, default=24576, help="sampled solutions per algorithm")
     p.add_argument("--set", action="append", default=[], metavar="ALGO:FIELD=VALUE",
                    help="extra config for one algorithm, e.g. ei:restart=false")
     args = p.parse_args()

@@ -153,8 +153,8 @@ def _quickstart(args) -> None:
 
 
 # Expert iteration sized to show a clear gain in a few minutes on 2 CPU cores (bench/learning.py):
-# wide rounds (many problems, K=16), continuing from the last policy at a gentle learning rate.
-QUICKSTART_EI = ["rounds=3", "k=16", "problems_per_round=1024", "restart=false", "dedup=steps",
+# wide rounds (many problems, K=8), continuing from the last policy at a gentle learning rate.
+QUICKSTART_EI = ["rounds=3", "k=8", "problems_per_round=1024", "restart=false", "dedup=steps",
                  "sft_epochs=3", "lr=3e-4"]
 
 
