@@ -84,6 +84,8 @@ def load_checkpoint(path: str | Path, device: str = "cpu", dtype=None, trust_rem
                                                      trust_remote_code=trust_remote_code)
     except Exception as e:  # transformers raises many types (OSError, ValueError, SafetensorError...)
         first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        if not trust_remote_code and ("custom code" in first or "trust_remote_code" in first):
+            first += " (its code runs only with --trust-remote-code / trust_remote_code=true: only if you trust it)"
         raise ReasonlabError(f"cannot load checkpoint {path}: {first}") from None
     if tokenizer.pad_token_id is None:  # common for downloaded LMs: pad with EOS, left side
         tokenizer.pad_token = tokenizer.eos_token
