@@ -269,3 +269,17 @@ def test_cli_sft_and_eval_on_a_gsm8k_file(tmp_path, gsm8k):
 def test_cli_refuses_a_task_flag_the_task_does_not_take(tmp_path, gsm8k):
     result = reasonlab("eval", tmp_path, "--task", "multistep", "--data", gsm8k, "--json")
     assert_one_line_error(result, "--data is not an option of task multistep")
+
+
+def test_the_dashboard_shows_questions_of_a_file_task_run(gsm8k):
+    from engine import dashboard
+
+    task = get_task("gsm8k", data=str(gsm8k))
+    with Store() as s:
+        run_id = s.create_run("ei", {"task": "gsm8k", "data": str(gsm8k), "skip_bad": False}, total=1)
+        s.add_samples([{"run_id": run_id, "step": 1, "kind": "rollout", "task": "gsm8k", "split": "train",
+                        "problem_id": f"train-{i}", "sample_idx": 0, "text": "#### 1", "correct": 0} for i in (0, 5)])
+        table = dashboard.problem_table(s, run_id, "rollout", 1)
+        assert list(table["question"]) == [task.problems("train")[i].question for i in (0, 5)]
+        info = dashboard.problem_info(s, run_id, "train", "train-5")
+    assert info["answer"] == task.problems("train")[5].answer and info["reference"].endswith(f"#### {info['answer']}")
