@@ -8,6 +8,7 @@ import os
 import sys
 from pathlib import Path
 
+from engine.config import TASK_FIELDS
 from engine.errors import ReasonlabError
 
 
@@ -169,9 +170,8 @@ QUICKSTART_EI = ["rounds=3", "k=16", "problems_per_round=1024", "restart=false",
                  "sft_epochs=3", "lr=3e-4"]
 
 
-# Task flags: the same names as the RunConfig fields (engine/tasks/__init__.py lists which task takes which).
-TASK_FLAGS = {"data": str, "eval_data": str, "question_field": str, "answer_field": str, "skip_bad": bool,
-              "gym_name": str, "gym_options": str, "gym_size": int, "gym_seed": int}
+# Task flags: the RunConfig fields of the same names (engine/tasks/__init__.py lists which task takes which).
+TASK_FLAGS = TASK_FIELDS
 
 
 def _task_flags(p: argparse.ArgumentParser, default_task: str | None = "multistep") -> None:

@@ -18,6 +18,9 @@ from engine.model.prompts import PROMPT_FORMATS
 
 REWARDS = ("sparse", "dense", "orm")
 PATH_FIELDS = ("data", "eval_data")  # made absolute: a background worker runs in another directory
+# Options of the task families (engine/tasks/__init__.py says which task takes which).
+TASK_FIELDS = ("data", "eval_data", "question_field", "answer_field", "skip_bad", "gym_name", "gym_options",
+               "gym_size", "gym_seed")
 
 
 @dataclass
@@ -276,10 +279,6 @@ def check_task(cfg):
         raise ReasonlabError(f"{cfg.algo} config field {e.option}: {e}") from None
     except ReasonlabError as e:
         raise ReasonlabError(f"{cfg.algo} config field task: {e}") from None
-
-
-TASK_FIELDS = ("data", "eval_data", "question_field", "answer_field", "skip_bad", "gym_name", "gym_options",
-               "gym_size", "gym_seed")
 
 
 def _check(cfg, ok: bool, field: str, problem: str) -> None:
