@@ -283,3 +283,20 @@ def test_the_dashboard_shows_questions_of_a_file_task_run(gsm8k):
         assert list(table["question"]) == [task.problems("train")[i].question for i in (0, 5)]
         info = dashboard.problem_info(s, run_id, "train", "train-5")
     assert info["answer"] == task.problems("train")[5].answer and info["reference"].endswith(f"#### {info['answer']}")
+
+
+def test_a_run_logs_how_many_lines_skip_bad_left_out(base_dir, tmp_path):
+    from types import SimpleNamespace
+
+    from engine.algorithms.common import RunContext
+
+    bad = write_jsonl(tmp_path / "bad.jsonl", gsm8k_rows(12), ("{x", '{"question": "q"}'))
+    cfg = make_config("ei", base=base_dir, sets=["task=gsm8k", f"data={bad}", "skip_bad=true"])
+    with Store() as s:
+        run_id = s.create_run("ei", cfg.__dict__.copy(), total=1)
+        ctx = RunContext(s, run_id, cfg, tmp_path / "run")
+        ctx.use_tokenizer(SimpleNamespace(chat_template=None))  # a model from elsewhere with no chat template
+        metrics = s.metrics(run_id)
+    assert metrics.set_index("name")["value"]["data/skipped_lines"] == 2
+    assert ctx.meta["prompt_format"] == "few_shot"
+    assert ctx.prompt(ctx.task.problems("train")[0]).count("Question:") == 5  # 4 worked examples, then it

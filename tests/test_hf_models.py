@@ -238,6 +238,18 @@ def test_expert_iteration_with_lora_on_a_chat_model(chat_base, data):
     changed = {k for k in base if not torch.equal(base[k], trained[k])}
     assert changed and not any("embed_tokens" in k or "norm" in k for k in changed)  # adapters only, merged
 
+    # Resume from the stored config alone: as if the run had been stopped after round 1 of 2.
+    with Store() as s:
+        s.update_run(1, status="interrupted", total=2, config={**s.get_run(1)["config"], "rounds": 2})
+    resumed = reasonlab("resume", "1", "--quiet")
+    assert resumed.returncode == 0, resumed.stderr
+    with Store() as s:
+        assert s.get_run(1)["status"] == "finished" and s.checkpoints(1)["step"].tolist() == [0, 1, 2]
+        round2 = s.samples(run_id=1, kind="rollout", step=2)
+        task = get_task("gsm8k", data=str(data))
+        assert len(round2) == 64 and set(round2["problem_id"]) <= {p.id for p in task.problems("train")}
+    assert read_meta(ckpt.replace("step-00001", "step-00002"))["prompt_format"] == "chat"
+
 
 @pytest.mark.slow
 def test_grpo_on_a_chat_model_with_a_reasoning_gym_task(chat_base):
