@@ -8,6 +8,7 @@ import os
 import sys
 from pathlib import Path
 
+from engine.config import TASK_FIELDS
 from engine.errors import ReasonlabError
 
 
@@ -18,7 +19,10 @@ def _sft(args) -> None:
 
     if args.preset not in PRESETS:  # before anything slow
         raise ReasonlabError(f"unknown preset {args.preset!r}; choose one of {', '.join(PRESETS)}")
-    cfg = SFTConfig(task=args.task, preset=args.preset, seed=args.seed)
+    task = args.task or "multistep"
+    cfg = SFTConfig(task=task, task_options=_task_options(task, args), preset=args.preset, seed=args.seed)
+    if task != "multistep":  # the imperfect teacher's habits belong to the built-in task
+        cfg.carry_slips = cfg.stops_short = 0.0
     for field in ("steps", "batch_size", "lr", "carry_slips", "stops_short"):
         if getattr(args, field) is not None:
             setattr(cfg, field, getattr(args, field))
@@ -36,14 +40,21 @@ def _sft(args) -> None:
 def _eval(args) -> None:
     from engine.evaluation.evaluate import EvalConfig, evaluate
     from engine.model.checkpoint import load_checkpoint, read_meta
+    from engine.model.prompts import resolve_format
     from engine.sampling.torch_sampler import TorchSampler
 
-    cfg = EvalConfig(task=args.task, split=args.split, k=args.k, limit=args.limit, temperature=args.temperature,
-                     top_p=args.top_p, max_new_tokens=args.max_new_tokens, seed=args.seed)
-    cfg.validate()  # before the (slow) model load
-    model, tokenizer = load_checkpoint(args.checkpoint, device=args.device)
-    cfg.prompt_suffix = read_meta(args.checkpoint).get("prompt_suffix", "")  # RCRL: condition on <|good|>
+    meta = read_meta(args.checkpoint)
+    task, options = _eval_task(args, meta)
+    cfg = EvalConfig(task=task, task_options=options, split=args.split, k=args.k, limit=args.limit,
+                     temperature=args.temperature, top_p=args.top_p, max_new_tokens=args.max_new_tokens, seed=args.seed)
+    cfg.validate()  # before the (slow) model load: reads the data files
+    model, tokenizer = load_checkpoint(args.checkpoint, device=args.device, dtype=args.dtype,
+                                       trust_remote_code=args.trust_remote_code)
+    cfg.prompt_suffix = meta.get("prompt_suffix", "")  # RCRL: condition on <|good|>
+    cfg.prompt_format = resolve_format(args.prompt_format, tokenizer, meta)
     metrics, _ = evaluate(TorchSampler(model, tokenizer, batch_size=args.batch_size), cfg)
+    if metrics["skipped_lines"]:
+        print(f"reasonlab: skipped {metrics['skipped_lines']} malformed lines of the data files", file=sys.stderr)
     metrics = {"checkpoint": str(args.checkpoint), **metrics}
     if args.json:
         print(json.dumps(metrics))
@@ -57,7 +68,8 @@ def _train(args) -> None:
     from engine.config import make_config
     from engine.store import Store
 
-    cfg = make_config(args.algo, base=args.base, sets=args.set)  # refuses bad fields before any process
+    sets = _task_sets(args) + (args.set or [])  # --set, later, wins
+    cfg = make_config(args.algo, base=args.base, sets=sets)  # refuses bad fields before any process
     with Store() as store:
         run_id = jobs.submit(store, cfg, name=args.name, foreground=not args.detach)
         print(f"run {run_id}", flush=True)
@@ -158,6 +170,63 @@ QUICKSTART_EI = ["rounds=3", "k=8", "problems_per_round=1024", "restart=false", 
                  "sft_epochs=3", "lr=3e-4"]
 
 
+# Task flags: the RunConfig fields of the same names (engine/tasks/__init__.py lists which task takes which).
+TASK_FLAGS = TASK_FIELDS
+
+
+def _task_flags(p: argparse.ArgumentParser, default_task: str | None = "multistep") -> None:
+    g = p.add_argument_group("task", "the problems: built in, from a data file, or a reasoning-gym generator")
+    g.add_argument("--task", default=default_task, help="multistep (built in), gsm8k, svamp, jsonl or gym")
+    g.add_argument("--data", help="data file of a gsm8k / svamp / jsonl task (train split; test is ~10%% of it "
+                                  "by question hash unless --eval-data is given)")
+    g.add_argument("--eval-data", help="separate data file for the test split")
+    g.add_argument("--question-field", help="jsonl: the question's field (default question)")
+    g.add_argument("--answer-field", help="jsonl: the answer's field (default answer)")
+    g.add_argument("--skip-bad", action="store_true", default=None,
+                   help="skip malformed lines of the data files (and report how many) instead of refusing them")
+    g.add_argument("--gym-name", help="gym: the reasoning-gym generator, e.g. chain_sum")
+    g.add_argument("--gym-options", help='gym: the generator\'s options as JSON, e.g. \'{"min_terms": 3}\'')
+    g.add_argument("--gym-size", type=int, help="gym: problems per split (default 1000)")
+    g.add_argument("--gym-seed", type=int, help="gym: seed of the train split (test: seed + 1)")
+
+
+def _task_options(task: str, args) -> dict:
+    """The flags the task takes, as its options (paths made absolute); a flag it does not take is an error."""
+    from engine.tasks import TASKS, option_names
+
+    if task not in TASKS:
+        raise ReasonlabError(f"unknown task {task!r}; choose one of {', '.join(sorted(TASKS))}")
+    given = {k: getattr(args, k) for k in TASK_FLAGS if getattr(args, k, None) is not None}
+    for name in given:
+        if name not in option_names(task):
+            raise ReasonlabError(f"--{name.replace('_', '-')} is not an option of task {task}")
+    for name in ("data", "eval_data"):
+        if given.get(name):
+            given[name] = str(Path(given[name]).expanduser().resolve())
+    return given
+
+
+def _task_sets(args) -> list[str]:
+    """The task flags as `--set field=value` items (train)."""
+    items = [f"task={args.task}"] if getattr(args, "task", None) else []
+    if getattr(args, "trust_remote_code", None):
+        items.append("trust_remote_code=true")
+    return items + [f"{k}={getattr(args, k)}" for k in TASK_FLAGS if getattr(args, k, None) is not None]
+
+
+def _eval_task(args, meta: dict) -> tuple[str, dict]:
+    """The task to evaluate on: the flags, else the task the checkpoint was trained on, else multistep."""
+    from engine.tasks import task_options
+
+    if args.task:
+        return args.task, _task_options(args.task, args)
+    config = meta.get("config") or {}
+    task = config.get("task") or "multistep"
+    options = config.get("task_options") or task_options(task, config)  # sft stores a dict, runs flat fields
+    options.update(_task_options(task, args))
+    return task, options
+
+
 def _check_writable(out: Path) -> None:
     """Fail fast, before training, when the checkpoint directory cannot be written."""
     parent = out
@@ -174,7 +243,7 @@ def parser() -> argparse.ArgumentParser:
     s = sub.add_parser("sft", help="train a base model from scratch on a task's reference solutions")
     s.add_argument("--preset", default="tiny", help="model size: tiny (~1M params) or small (~10M)")
     s.add_argument("--out", help="checkpoint directory (default: $REASONLAB_HOME/checkpoints/base-PRESET)")
-    s.add_argument("--task", default="multistep")
+    _task_flags(s, default_task=None)
     s.add_argument("--steps", type=int, help="optimizer steps (default 2000)")
     s.add_argument("--batch-size", type=int)
     s.add_argument("--lr", type=float)
@@ -188,8 +257,8 @@ def parser() -> argparse.ArgumentParser:
 
     e = sub.add_parser("eval", help="maj@1 (greedy), pass@k and maj@k of a checkpoint")
     e.add_argument("checkpoint", type=Path)
-    e.add_argument("--task", default="multistep")
-    e.add_argument("--split", default="test")
+    _task_flags(e, default_task=None)
+    e.add_argument("--split", default="test", help="train, test, (file tasks) all, (multistep) ood")
     e.add_argument("-k", type=int, default=96, help="samples per problem (default 96)")
     e.add_argument("--limit", type=int, help="number of problems (default: the split's size)")
     e.add_argument("--temperature", type=float, default=1.0)
@@ -198,12 +267,22 @@ def parser() -> argparse.ArgumentParser:
     e.add_argument("--seed", type=int, default=0)
     e.add_argument("--batch-size", type=int, default=512, help="rows decoded together")
     e.add_argument("--device", default="cpu")
+    e.add_argument("--dtype", default="auto", choices=["auto", "float32", "bfloat16"],
+                   help="auto: bfloat16 on a CUDA device that supports it, else float32")
+    e.add_argument("--prompt-format", default="auto", choices=["auto", "plain", "chat", "few_shot"],
+                   help="auto: the checkpoint's own, else chat with a chat template, else plain (reasonlab models) "
+                        "or few_shot")
+    e.add_argument("--trust-remote-code", action="store_true", help="run Python code shipped with the checkpoint")
     e.add_argument("--json", action="store_true", help="print one JSON object")
     e.set_defaults(run=_eval)
 
     t = sub.add_parser("train", help="train with ei, ppo, rcrl or grpo from a base checkpoint; writes to the store")
     t.add_argument("--algo", required=True, choices=["ei", "ppo", "rcrl", "grpo"])
-    t.add_argument("--base", required=True, help="checkpoint to start from (e.g. from `reasonlab sft`)")
+    t.add_argument("--base", required=True, help="checkpoint to start from (e.g. from `reasonlab sft`, or any local "
+                                                  "HF causal LM directory)")
+    _task_flags(t, default_task=None)
+    t.add_argument("--trust-remote-code", action="store_true", default=None,
+                   help="run Python code shipped with the base (same as --set trust_remote_code=true)")
     _run_options(t)
     t.set_defaults(run=_train)
 

@@ -13,8 +13,14 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from engine.errors import ReasonlabError
+from engine.model.checkpoint import DTYPES
+from engine.model.prompts import PROMPT_FORMATS
 
 REWARDS = ("sparse", "dense", "orm")
+PATH_FIELDS = ("data", "eval_data")  # made absolute: a background worker runs in another directory
+# Options of the task families (engine/tasks/__init__.py says which task takes which).
+TASK_FIELDS = ("data", "eval_data", "question_field", "answer_field", "skip_bad", "gym_name", "gym_options",
+               "gym_size", "gym_seed")
 
 
 @dataclass
@@ -22,9 +28,30 @@ class RunConfig:
     """Fields every algorithm shares: what to train, how to sample, how to evaluate."""
 
     base: str = ""
-    """Checkpoint training starts from (an HF directory, e.g. from `reasonlab sft`)."""
+    """Checkpoint training starts from (an HF directory: from `reasonlab sft`, or any local causal LM
+    such as a downloaded Qwen2.5-0.5B-Instruct)."""
     task: str = "multistep"
-    """Task family whose train split gives the problems."""
+    """Task family whose train split gives the problems: multistep (built in), gsm8k, svamp, jsonl
+    (a data file) or gym (a reasoning-gym generator)."""
+    data: str = ""
+    """Data file of a gsm8k / svamp / jsonl task: its train split (and its test split, about 10% of
+    it by question hash, when eval_data is empty)."""
+    eval_data: str = ""
+    """Optional separate data file for the test split (same format as data)."""
+    question_field: str = "question"
+    """jsonl task: the field holding the question."""
+    answer_field: str = "answer"
+    """jsonl task: the field holding the answer (a number, free-form text, or a `#### N` solution)."""
+    skip_bad: bool = False
+    """Skip malformed lines of the data files (their count is reported) instead of refusing the file."""
+    gym_name: str = ""
+    """gym task: the reasoning-gym generator, e.g. gsm_symbolic, basic_arithmetic, chain_sum."""
+    gym_options: str = ""
+    """gym task: the generator's options as a JSON object, e.g. {"min_terms": 2, "max_terms": 4}."""
+    gym_size: int = 1000
+    """gym task: problems per split by default (train draws at most train_problems)."""
+    gym_seed: int = 0
+    """gym task: seed of the generated train split (test uses gym_seed + 1)."""
     seed: int = 0
     """Seed of problem order, sampling and training; the same seed replays the same run."""
     temperature: float = 1.0
@@ -45,21 +72,44 @@ class RunConfig:
     """Rows the sampler decodes together."""
     device: str = "cpu"
     """Torch device: cpu or cuda."""
+    dtype: str = "auto"
+    """Weights' dtype: auto (bfloat16 on a CUDA device that supports it, else float32), float32 or bfloat16."""
+    prompt_format: str = "auto"
+    """How problems are shown to the model: plain (the task's prompt), chat (the tokenizer's chat
+    template), few_shot (worked examples first); auto picks from the checkpoint (engine/model/prompts.py)."""
+    trust_remote_code: bool = False
+    """Let transformers run Python code shipped in the base directory (only for models you trust)."""
+    lora_r: int = 0
+    """LoRA rank (0: fine-tune every weight). > 0 trains adapters only (needs `reasonlab[lora]`);
+    checkpoints are saved merged, as plain HF directories."""
+    lora_alpha: float = 16.0
+    """LoRA scaling numerator (the adapters' update is scaled by lora_alpha / lora_r)."""
+    lora_dropout: float = 0.0
+    """Dropout on the LoRA adapters' input."""
+    lora_targets: str = ""
+    """Comma-separated module names to adapt (e.g. q_proj,v_proj); empty: every linear layer but the head."""
 
     def validate(self) -> None:
-        from engine.tasks import get_task
-
         _check(self, not self.base == "", "base", "is required (a checkpoint directory)")
         if self.base:
             base = Path(self.base)
             _check(self, (base / "config.json").is_file(), "base",
                    f"must be a checkpoint directory; {base} has no config.json" if base.is_dir()
                    else f"must be a checkpoint directory; {base} does not exist")
-        try:
-            task = get_task(self.task)
-        except ReasonlabError as e:
-            raise ReasonlabError(f"{self.algo} config field task: {e}") from None
+        task = check_task(self)
         _check(self, self.eval_split in task.splits, "eval_split", f"must be one of {', '.join(task.splits)}")
+        _check(self, bool(task.problems("train", 1)), "data", f"gives no train problems (task {self.task})")
+        _check(self, bool(task.problems(self.eval_split, 1)), "eval_data" if self.eval_data else "eval_split",
+               f"gives no {self.eval_split} problems (task {self.task}); give eval_data")
+        _check(self, self.dtype in DTYPES, "dtype", f"must be one of {', '.join(DTYPES)}")
+        _check(self, self.prompt_format in PROMPT_FORMATS, "prompt_format", f"must be one of {', '.join(PROMPT_FORMATS)}")
+        _check(self, self.lora_r >= 0, "lora_r", "must be >= 0")
+        if self.lora_r > 0:
+            from engine.model.lora import peft_available
+
+            _check(self, peft_available(), "lora_r", "needs peft: pip install 'reasonlab[lora]'")
+            _check(self, self.lora_alpha > 0, "lora_alpha", "must be > 0")
+            _check(self, 0 <= self.lora_dropout < 1, "lora_dropout", "must be in [0, 1)")
         _check(self, self.temperature >= 0, "temperature", "must be >= 0")
         _check(self, 0 < self.top_p <= 1, "top_p", "must be in (0, 1]")
         for name in ("max_new_tokens", "train_problems", "eval_limit", "eval_k", "sample_batch_size"):
@@ -210,6 +260,27 @@ class GRPOConfig(PolicyGradientConfig):
 CONFIGS: dict[str, type[RunConfig]] = {"ei": EIConfig, "ppo": PPOConfig, "rcrl": RCRLConfig, "grpo": GRPOConfig}
 
 
+def check_task(cfg):
+    """The config's task, built (data files read, the generator set up); a problem is an error
+    naming the config field at fault: task, data, eval_data, gym_name, gym_options..."""
+    from engine.tasks import TASKS, TaskOptionError, option_names, task_from_config
+
+    _check(cfg, cfg.task in TASKS, "task", f"must be one of {', '.join(sorted(TASKS))}")
+    used = option_names(cfg.task)
+    for f in dataclasses.fields(RunConfig):
+        if f.name in TASK_FIELDS and f.name not in used and getattr(cfg, f.name) != f.default:
+            _check(cfg, False, f.name, f"is not an option of task {cfg.task}"
+                   + (f" (its options: {', '.join(used)})" if used else " (it has none)"))
+    for name in ("question_field", "answer_field"):
+        _check(cfg, bool(getattr(cfg, name).strip()), name, "must name a field")
+    try:
+        return task_from_config(cfg)
+    except TaskOptionError as e:
+        raise ReasonlabError(f"{cfg.algo} config field {e.option}: {e}") from None
+    except ReasonlabError as e:
+        raise ReasonlabError(f"{cfg.algo} config field task: {e}") from None
+
+
 def _check(cfg, ok: bool, field: str, problem: str) -> None:
     if not ok:
         raise ReasonlabError(f"{cfg.algo} config field {field} {problem}, got {getattr(cfg, field)!r}")
@@ -244,6 +315,9 @@ def make_config(algo: str, base: str | Path | None = None, sets: list[str] | dic
         values[name] = _coerce(cls, name, value, algo) if isinstance(value, str) else value
     if base is not None:
         values["base"] = str(base)
+    for name in PATH_FIELDS:
+        if values.get(name):
+            values[name] = str(Path(values[name]).expanduser().resolve())
     cfg = cls(**values)
     if validate:
         cfg.validate()

@@ -230,21 +230,22 @@ def sample_steps(store: Store, run_id: int, kind: str) -> list[int]:
 
 
 @lru_cache(maxsize=8)
-def _problem_index(task: str, split: str, n: int) -> dict:
+def _problem_index(task: str, split: str, n: int, options: tuple = ()) -> dict:
     from engine.tasks import get_task
 
-    return {p.id: p for p in get_task(task).problems(split, n)}
+    return {p.id: p for p in get_task(task, **dict(options)).problems(split, n)}
 
 
-def problems_by_id(task: str, split: str, ids: Sequence[str]):
-    """problem_id -> Problem for ids of the form "<split>-<i>" (the built-in task's); ids the task
-    cannot regenerate are left out, so pages show the id alone."""
+def problems_by_id(task: str, split: str, ids: Sequence[str], options: tuple = ()):
+    """problem_id -> Problem for ids of the form "<split>-<i>" (every task's); `options` are the
+    task's (data file, generator...) as sorted (name, value) pairs. Ids the task cannot regenerate
+    (a data file since moved) are left out, so pages show the id alone."""
     idx = [int(i.rsplit("-", 1)[1]) for i in ids if i.rsplit("-", 1)[-1].isdigit()]
     if not idx:
         return {}
     n = 1 << max(max(idx) + 1, 64).bit_length()  # round up, so nearby requests share a cache entry
     try:
-        return _problem_index(task, split, n)
+        return _problem_index(task, split, n, options)
     except ReasonlabError:
         return {}
 
@@ -263,6 +264,14 @@ def run_task(store: Store, run_id: int) -> str:
     return ((run or {}).get("config") or {}).get("task", "multistep")
 
 
+def run_task_options(store: Store, run_id: int) -> tuple:
+    """The run's task options (data files, generator...) as sorted (name, value) pairs."""
+    from engine.tasks import task_options
+
+    config = (store.get_run(run_id) or {}).get("config") or {}
+    return tuple(sorted(task_options(config.get("task", "multistep"), config).items()))
+
+
 def problem_table(store: Store, run_id: int, kind: str, step: int) -> pd.DataFrame:
     """One row per problem of a view: problem_id, split, samples, correct, solve_rate,
     greedy_correct, distinct_answers, status ("solved" by greedy decoding, else "unsolved", or
@@ -274,10 +283,10 @@ def problem_table(store: Store, run_id: int, kind: str, step: int) -> pd.DataFra
     greedy = table["greedy_correct"]
     solved = greedy.fillna(0).astype(float).eq(1) | (greedy.isna() & (table["solve_rate"] > 0.5))
     table["status"] = np.where(solved, "solved", np.where(table["correct"] > 0, "unsolved", "never solved"))
-    task = run_task(store, run_id)
+    task, options = run_task(store, run_id), run_task_options(store, run_id)
     questions: dict[str, str] = {}
     for split, rows in table.groupby("split"):
-        found = problems_by_id(task, split, rows["problem_id"].tolist())
+        found = problems_by_id(task, split, rows["problem_id"].tolist(), options)
         questions.update({pid: found[pid].question for pid in rows["problem_id"] if pid in found})
     table["question"] = table["problem_id"].map(questions).fillna("")
     # numeric order within a split: test-2 before test-10
@@ -325,7 +334,7 @@ def distinct_texts(samples: pd.DataFrame, limit: int = 5) -> pd.DataFrame:
 
 def problem_info(store: Store, run_id: int, split: str, problem_id: str) -> dict:
     """question, answer and reference solution of a problem ({} when the task cannot tell)."""
-    p = problems_by_id(run_task(store, run_id), split, [problem_id]).get(problem_id)
+    p = problems_by_id(run_task(store, run_id), split, [problem_id], run_task_options(store, run_id)).get(problem_id)
     return {} if p is None else {"question": p.question, "answer": p.answer, "reference": p.reference}
 
 

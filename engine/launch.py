@@ -1,7 +1,8 @@
 """The Launch page's logic: a form's fields from an algorithm's documented config, size presets,
 validation that names the field at fault, and queueing the run in the background.
 
-    fields("ppo")                       -> [Field(name, doc, default, kind, choices, shared), ...]
+    fields("ppo")                       -> [Field(name, doc, default, kind, choices, shared, group), ...]
+    task_fields("gsm8k")                -> the task's own inputs (data file, eval file, skip_bad...)
     check("ppo", base, {"n": 1, ...})   -> Checked(cfg or None, field at fault, message)
     launch(store, checked.cfg)          -> run id (queued; a worker process trains it)
 """
@@ -14,12 +15,20 @@ from dataclasses import dataclass
 
 from engine import jobs
 from engine.cli import QUICKSTART_EI
-from engine.config import CONFIGS, REWARDS, RunConfig, describe, make_config
+from engine.config import CONFIGS, REWARDS, TASK_FIELDS, RunConfig, describe, make_config
 from engine.errors import ReasonlabError
+from engine.model.checkpoint import DTYPES
+from engine.model.prompts import PROMPT_FORMATS
+from engine.tasks import DESCRIPTIONS, option_names
+from engine.tasks.gym import generators
 
-# Chosen above the generic fields: what to train and on which problems.
+# Chosen above the generic fields: what to train and on which problems (and the task's own inputs).
 TOP_FIELDS = ("base", "task", "eval_split")
-CHOICES = {"reward": REWARDS, "dedup": ("exact", "steps"), "device": ("cpu", "cuda")}
+# How the base model is loaded, prompted and adapted: a group of their own.
+MODEL_FIELDS = ("prompt_format", "dtype", "trust_remote_code", "lora_r", "lora_alpha", "lora_dropout", "lora_targets")
+CHOICES = {"reward": REWARDS, "dedup": ("exact", "steps"), "device": ("cpu", "cuda"), "prompt_format": PROMPT_FORMATS,
+           "dtype": DTYPES}
+TASK_LABELS = DESCRIPTIONS  # task -> what it reads
 ALGORITHMS = {"ei": "Expert Iteration", "ppo": "PPO", "rcrl": "Return-conditioned RL", "grpo": "GRPO"}
 
 # Size presets: overrides applied on top of the config defaults. "smoke test" is the budget of
@@ -47,11 +56,13 @@ class Field:
     kind: str  # "bool" | "int" | "float" | "str" | "choice"
     choices: tuple = ()
     shared: bool = False  # a field every algorithm has (sampling, evaluation), not the algorithm's own
+    group: str = "algorithm"  # algorithm | shared (sampling and evaluation) | model | task
 
 
 def fields(algo: str, size: str = "defaults") -> list[Field]:
-    """The form of an algorithm: its own fields first, then the shared ones; base, task and
-    eval_split are left to the page's top controls."""
+    """The form of an algorithm: its own fields first, then the shared ones (sampling and
+    evaluation, then the model's); base, task, eval_split and the task's options are left to the
+    page's top controls."""
     if algo not in CONFIGS:
         raise ReasonlabError(f"unknown algorithm {algo!r}; choose one of {', '.join(CONFIGS)}")
     hints = {f.name: f.type for f in dataclasses.fields(CONFIGS[algo])}
@@ -59,13 +70,31 @@ def fields(algo: str, size: str = "defaults") -> list[Field]:
     preset = SIZES[size][algo]
     out = []
     for name, doc, default in describe(algo):
-        if name in TOP_FIELDS:
+        if name in TOP_FIELDS or name in TASK_FIELDS:
             continue
         hint = hints[name] if isinstance(hints[name], str) else hints[name].__name__
         kind = "choice" if name in CHOICES else hint
         value = _typed(hint, preset[name]) if name in preset else default
-        out.append(Field(name, doc, value, kind, CHOICES.get(name, ()), name in shared))
-    return sorted(out, key=lambda f: f.shared)  # stable: the algorithm's fields keep their order
+        group = "model" if name in MODEL_FIELDS else "shared" if name in shared else "algorithm"
+        out.append(Field(name, doc, value, kind, CHOICES.get(name, ()), name in shared, group))
+    order = ("algorithm", "shared", "model")
+    return sorted(out, key=lambda f: order.index(f.group))  # stable: fields keep their order within a group
+
+
+def task_fields(task: str) -> list[Field]:
+    """The inputs a task family needs (its options, documented as RunConfig fields): a data file
+    for gsm8k / svamp / jsonl, a generator and its options for gym, none for multistep."""
+    docs = {name: (doc, default) for name, doc, default in describe("ei")}
+    hints = {f.name: f.type if isinstance(f.type, str) else f.type.__name__ for f in dataclasses.fields(RunConfig)}
+    out = []
+    for name in option_names(task):
+        doc, default = docs[name]
+        if name == "gym_name" and generators():  # reasoning-gym installed: pick from its generators
+            names = tuple(generators())
+            out.append(Field(name, doc, "chain_sum" if "chain_sum" in names else names[0], "choice", names, True, "task"))
+        else:
+            out.append(Field(name, doc, default, hints[name], (), True, "task"))
+    return out
 
 
 def _typed(hint: str, value):

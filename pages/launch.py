@@ -1,15 +1,17 @@
-"""Launch: pick an algorithm, a base checkpoint, a task and split, set the config (documented
-defaults, help on every field), and queue the run in the background."""
+"""Launch: pick an algorithm, a base checkpoint (the workspace's or any HF directory), a task (built
+in, a data file, a reasoning-gym generator) and split, set the config (documented defaults, help
+on every field), and queue the run in the background."""
 
 import streamlit as st
 
 from engine import dashboard, launch, workspace
 from engine.config import CONFIGS
 from engine.errors import ReasonlabError
-from engine.tasks import TASKS, get_task
+from engine.tasks import TASKS
 
 HOME = str(workspace.home())
 OTHER = "another directory…"
+FOLDED = {"shared": "Sampling and evaluation", "model": "Model"}
 
 
 @st.cache_data(ttl=5, show_spinner=False)
@@ -52,26 +54,42 @@ try:
     c1, c2, c3 = st.columns([2, 1, 1])
     labels = [label for label, _ in bases] + [OTHER]
     chosen = c1.selectbox("Base checkpoint", labels, help="The model training starts from (a Hugging Face directory).")
-    base = dict(bases).get(chosen) or c1.text_input("Checkpoint directory", placeholder="/path/to/checkpoint")
+    base = dict(bases).get(chosen) or c1.text_input(
+        "Checkpoint directory", placeholder="/path/to/checkpoint",
+        help="Any Hugging Face causal LM directory (config.json, weights, tokenizer): one reasonlab made, or a "
+             "downloaded model such as Qwen2.5-0.5B-Instruct.")
     base_error = c1.empty()
-    task = c2.selectbox("Task", sorted(TASKS), help="Task family: its train split gives the training problems.")
-    split = c3.selectbox("Evaluation split", get_task(task).splits, index=get_task(task).splits.index("test"),
-                         help="Split evaluated at every checkpoint (ood: more steps, larger numbers).")
+    names = list(TASKS)
+    task = c2.selectbox("Task", names, index=names.index("multistep"), format_func=lambda t: f"{t}: {launch.TASK_LABELS[t]}",
+                        help="Where the problems come from: the built-in word problems, a GSM8K / SVAMP / "
+                             "question-answer file, or a reasoning-gym generator.")
+    splits = TASKS[task].splits
+    split = c3.selectbox("Evaluation split", splits, index=splits.index("test"),
+                         help="Split evaluated at every checkpoint (multistep ood: more steps, larger numbers; "
+                              "files: test is eval_data, or ~10% of data; all: every problem of data).")
+    values, slots = {}, {}
+    if launch.task_fields(task):
+        values, slots = form(launch.task_fields(task), "task", task)
     size = st.radio("Size", list(launch.SIZES), horizontal=True, help=launch.SIZE_HELP)
 
     fields = launch.fields(algo, size)
     st.subheader(f"{launch.ALGORITHMS[algo]} settings")
-    values, slots = form([f for f in fields if not f.shared], algo, size)
-    with st.expander("Sampling and evaluation"):
-        shared, shared_slots = form([f for f in fields if f.shared], algo, size)
-    values.update(shared)
-    slots.update(shared_slots, base=base_error, task=base_error, eval_split=base_error)
+    own, own_slots = form([f for f in fields if f.group == "algorithm"], algo, size)
+    folded = {}
+    for group, title in FOLDED.items():
+        with st.expander(title):
+            group_values, group_slots = form([f for f in fields if f.group == group], algo, size)
+        folded.update({name: title for name in group_values})
+        values.update(group_values)
+        slots.update(group_slots)
+    values.update(own)
+    slots.update(own_slots, base=base_error, task=base_error, eval_split=base_error)
 
     checked = launch.check(algo, base, {**values, "task": task, "eval_split": split})
     if checked.cfg is None:
         slots.get(checked.field, base_error).error(checked.message, icon=":material/error:")
-        if checked.field in shared:  # its slot may be folded away
-            st.error(f"{checked.message} (under Sampling and evaluation)", icon=":material/error:")
+        if checked.field in folded:  # its slot may be folded away
+            st.error(f"{checked.message} (under {folded[checked.field]})", icon=":material/error:")
     name = st.text_input("Run name (optional)", placeholder="e.g. ei-k32")
     if st.button("Launch", type="primary", icon=":material/rocket_launch:", disabled=checked.cfg is None):
         st.session_state["launched"] = launch.launch(dashboard.store_at(HOME), checked.cfg, name)

@@ -175,7 +175,12 @@ def test_start_points_lists_bases_then_run_checkpoints(store):
 @pytest.mark.parametrize("algo", list(CONFIGS))
 def test_launch_fields_cover_the_config(algo):
     names = {f.name for f in launch.fields(algo)}
-    assert names == {name for name, _, _ in describe(algo)} - set(launch.TOP_FIELDS)
+    from engine.tasks import TASKS
+
+    task_names = {f.name for task in TASKS for f in launch.task_fields(task)}  # shown with the chosen task
+    assert names | task_names == {name for name, _, _ in describe(algo)} - set(launch.TOP_FIELDS)
+    assert not names & task_names and not launch.task_fields("multistep")
+    assert {f.name for f in launch.fields(algo) if f.group == "model"} == set(launch.MODEL_FIELDS)
     assert all(f.doc for f in launch.fields(algo))
     kinds = {f.name: f.kind for f in launch.fields(algo)}
     assert kinds["seed"] == "int" and kinds["temperature"] == "float" and kinds["device"] == "choice"

@@ -15,6 +15,7 @@ from streamlit.testing.v1 import AppTest
 from bench.dashboard import fabricate_store
 from engine import dashboard, jobs, quickstart
 from engine.store import Store
+from tests.data_files import gsm8k_rows, write_gsm8k
 
 APP = str(Path(__file__).resolve().parent.parent / "app.py")
 PAGES = ["home", "launch", "runs", "solutions", "pass_at_k", "diversity", "compare"]
@@ -174,6 +175,99 @@ def test_launch_queues_a_background_run_and_links_to_it(store, workspace, monkey
         run = s.runs().iloc[0]
     assert run["name"] == "from-the-test" and run["status"] == "queued"
     assert run["config"]["k"] == 3 and run["config"]["eval_split"] == "test"
+
+
+def by_label(widgets, label):
+    return next(w for w in widgets if w.label == label)
+
+
+def test_launch_offers_every_task_with_its_own_inputs(store):
+    at = open_page("launch")
+    task = by_label(at.selectbox, "Task")
+    assert task.value == "multistep" and set(task.options) >= {"multistep: built-in word problems",
+                                                              "gsm8k: GSM8K JSONL file", "svamp: SVAMP JSON file",
+                                                              "jsonl: question/answer JSONL file",
+                                                              "gym: reasoning-gym generator"}
+    assert not [w for w in at.text_input if w.key and w.key.startswith("task:")]  # the built-in task reads no file
+    task.set_value("jsonl").run()
+    assert {w.key for w in at.text_input if (w.key or "").startswith("task:")} == {
+        "task:jsonl:data", "task:jsonl:eval_data", "task:jsonl:question_field", "task:jsonl:answer_field"}
+    assert at.text_input(key="task:jsonl:question_field").value == "question"
+    assert at.checkbox(key="task:jsonl:skip_bad").value is False
+    assert by_label(at.selectbox, "Evaluation split").options == ["train", "test", "all"]
+    assert "ei config field data: required for task jsonl" in at.error[0].value
+    assert at.button[0].disabled
+
+
+@pytest.mark.parametrize("content, message", [
+    (None, "data file {path} does not exist"),
+    ([json.dumps(gsm8k_rows(1)[0]), "{oops"], "{path}, line 2: not valid JSON"),
+    (['{"question": "q"}'], "{path}, line 1: missing field 'answer'"),
+    (['{"question": "q", "answer": "#### lots"}'], "{path}, line 1: final answer 'lots' is not a number"),
+])
+def test_launch_validates_the_data_file_naming_file_and_line(store, tmp_path, content, message):
+    path = tmp_path / "train.jsonl"
+    if content is not None:
+        path.write_text("\n".join(content) + "\n")
+    at = open_page("launch")
+    by_label(at.selectbox, "Task").set_value("gsm8k").run()
+    at.text_input(key="task:gsm8k:data").set_value(str(path)).run()
+    assert not at.exception
+    assert at.error[0].value.startswith("ei config field data: " + message.format(path=path))
+    assert at.button[0].disabled
+
+
+def test_launch_skips_bad_lines_on_request_and_queues_the_file_task(store, tmp_path, monkeypatch):
+    monkeypatch.setattr(jobs, "spawn_worker", lambda: None)
+    good, bad = write_gsm8k(tmp_path / "train.jsonl", n=30), tmp_path / "eval.jsonl"
+    bad.write_text("\n".join([json.dumps(r) for r in gsm8k_rows(4, seed=5)] + ["{broken"]) + "\n")
+    at = open_page("launch")
+    by_label(at.selectbox, "Task").set_value("gsm8k").run()
+    at.text_input(key="task:gsm8k:data").set_value(str(good)).run()
+    at.text_input(key="task:gsm8k:eval_data").set_value(str(bad)).run()
+    assert f"ei config field eval_data: {bad}, line 5: not valid JSON" in at.error[0].value
+    at.checkbox(key="task:gsm8k:skip_bad").check().run()
+    assert not at.error and not at.button[0].disabled
+    at.button[0].click().run()
+    with Store() as s:
+        config = s.runs().iloc[0]["config"]
+    assert (config["task"], config["data"], config["eval_data"], config["skip_bad"]) == ("gsm8k", str(good), str(bad), True)
+
+
+def test_launch_a_reasoning_gym_generator_with_options(store, monkeypatch):
+    pytest.importorskip("reasoning_gym")
+    monkeypatch.setattr(jobs, "spawn_worker", lambda: None)
+    at = open_page("launch")
+    by_label(at.selectbox, "Task").set_value("gym").run()
+    generator = at.selectbox(key="task:gym:gym_name")
+    assert {"gsm_symbolic", "basic_arithmetic", "chain_sum", "leg_counting", "products"} <= set(generator.options)
+    assert by_label(at.selectbox, "Evaluation split").options == ["train", "test"]
+    generator.set_value("products").run()
+    at.text_input(key="task:gym:gym_options").set_value("{terms: 3}").run()
+    assert "ei config field gym_options: not a JSON object" in at.error[0].value and at.button[0].disabled
+    at.text_input(key="task:gym:gym_options").set_value('{"min_terms": 3}').run()
+    assert "rejected by products" in at.error[0].value
+    at.text_input(key="task:gym:gym_options").set_value('{"max_digits": 2}').run()
+    assert not at.error
+    at.button[0].click().run()
+    with Store() as s:
+        config = s.runs().iloc[0]["config"]
+    assert (config["task"], config["gym_name"], json.loads(config["gym_options"])) == ("gym", "products", {"max_digits": 2})
+
+
+def test_launch_takes_any_hf_directory_and_groups_the_model_fields(store, tmp_path):
+    model_dir = tmp_path / "Qwen2.5-0.5B-Instruct"
+    model_dir.mkdir()
+    (model_dir / "config.json").write_text("{}")
+    at = open_page("launch")
+    at.selectbox[0].set_value("another directory…").run()
+    at.text_input[0].set_value(str(model_dir)).run()
+    assert not at.error and not at.button[0].disabled
+    assert at.selectbox(key="ei:defaults:prompt_format").options == ["auto", "plain", "chat", "few_shot"]
+    assert at.checkbox(key="ei:defaults:trust_remote_code").value is False  # opt-in only
+    at.number_input(key="ei:defaults:lora_r").set_value(-1).run()
+    assert [e.value for e in at.error] == ["ei config field lora_r must be >= 0, got -1",
+                                           "ei config field lora_r must be >= 0, got -1 (under Model)"]
 
 
 # -- runs -------------------------------------------------------------------------------------------

@@ -16,10 +16,12 @@ import torch
 import torch.nn.functional as F
 
 from engine.evaluation.evaluate import EvalConfig, evaluate
-from engine.model.checkpoint import load_checkpoint, save_checkpoint
+from engine.model.checkpoint import load_checkpoint, read_meta, save_checkpoint
+from engine.model.lora import maybe_lora, trainable
+from engine.model.prompts import Prompter, resolve_format
 from engine.sampling.base import Completion
 from engine.sampling.torch_sampler import TorchSampler
-from engine.tasks import get_task
+from engine.tasks import task_from_config, task_options
 from engine.tasks.base import Problem, Score
 
 STATE_FILE = "trainer_state.pt"
@@ -31,12 +33,27 @@ class RunContext:
 
     def __init__(self, store, run_id: int, cfg, run_dir: Path):
         self.store, self.run_id, self.cfg, self.run_dir = store, run_id, cfg, Path(run_dir)
-        self.task = get_task(cfg.task)
+        self.task = task_from_config(cfg)
+        self.prompter: Prompter | None = None  # set by use_tokenizer, once the loop has loaded the model
         self.samples_seen = 0  # sampled solutions so far: the paper's sample-complexity axis
         self.started = time.time()
         self.meta: dict = {}  # extra checkpoint metadata, e.g. RCRL's prompt suffix
         self.on_progress = None  # a foreground run's progress bar: on_progress(run_fields, phase)
         self.stop_signal = threading.Event()  # set by the job's SIGTERM handler
+
+    def use_tokenizer(self, tokenizer) -> None:
+        """Fix the prompt format for this run (recorded in every checkpoint's reasonlab.json), and
+        report malformed lines of the data files that skip_bad left out."""
+        fmt = resolve_format(self.cfg.prompt_format, tokenizer, read_meta(self.cfg.base))
+        self.meta["prompt_format"] = fmt
+        self.prompter = Prompter(self.task, tokenizer, fmt)
+        skipped = getattr(self.task, "skipped", [])
+        if skipped and self.resume_point() is None:  # a resumed run logged it the first time
+            self.log(0, {"data/skipped_lines": len(skipped)})
+
+    def prompt(self, problem: Problem) -> str:
+        """The text the policy continues for a problem (before any RCRL return token)."""
+        return self.prompter(problem) if self.prompter is not None else self.task.prompt(problem)
 
     # -- progress -------------------------------------------------------------------------------
     def progress(self, step: int, total: int, fraction: float, phase: str) -> None:
@@ -85,9 +102,10 @@ class RunContext:
     def evaluate(self, step: int, checkpoint_id: int, model, tokenizer) -> dict:
         """maj@1 (greedy) and pass@k / maj@k on the eval split; samples and metrics go to the store."""
         cfg = self.cfg
-        ecfg = EvalConfig(task=cfg.task, split=cfg.eval_split, k=cfg.eval_k, limit=cfg.eval_limit,
-                          max_new_tokens=cfg.max_new_tokens, seed=cfg.seed,
-                          prompt_suffix=self.meta.get("prompt_suffix", ""))
+        ecfg = EvalConfig(task=cfg.task, task_options=task_options(cfg.task, cfg), split=cfg.eval_split,
+                          k=cfg.eval_k, limit=cfg.eval_limit, max_new_tokens=cfg.max_new_tokens, seed=cfg.seed,
+                          prompt_suffix=self.meta.get("prompt_suffix", ""),
+                          prompt_format=self.meta.get("prompt_format", "plain"))
         was_training = model.training
         model.eval()
         metrics, rows = evaluate(TorchSampler(model, tokenizer, batch_size=cfg.sample_batch_size), ecfg)
@@ -136,10 +154,12 @@ class Rollout:
 
 
 def sample_rollouts(model, tokenizer, task, problems: list[Problem], n: int, cfg, seed: int,
-                    prompt_suffix: str = "", batch_size: int | None = None) -> list[Rollout]:
-    """n samples per problem (consecutive), each scored by the task. The model is left in eval mode."""
+                    prompt_suffix: str = "", batch_size: int | None = None, prompt=None) -> list[Rollout]:
+    """n samples per problem (consecutive), each scored by the task. `prompt(problem)` makes the
+    prompt text (default: the task's own prompt). The model is left in eval mode."""
     model.eval()
-    prompts = [task.prompt(p) + prompt_suffix for p in problems]
+    prompt = prompt or task.prompt
+    prompts = [prompt(p) + prompt_suffix for p in problems]
     sampler = TorchSampler(model, tokenizer, batch_size=batch_size or cfg.sample_batch_size)
     out = sampler.sample(prompts, n=n, temperature=cfg.temperature, top_p=cfg.top_p,
                          max_new_tokens=cfg.max_new_tokens, seed=seed)
@@ -149,6 +169,12 @@ def sample_rollouts(model, tokenizer, task, problems: list[Problem], n: int, cfg
         for j, c in enumerate(completions):
             rollouts.append(Rollout(p, j, prompt, ids, c, task.score(p, c.text)))
     return rollouts
+
+
+def load_model(cfg, path=None):
+    """(model, tokenizer) of the base (or `path`) as the run config asks: device, dtype, remote code."""
+    return load_checkpoint(path or cfg.base, device=cfg.device, dtype=cfg.dtype,
+                           trust_remote_code=cfg.trust_remote_code)
 
 
 def step_seed(seed: int, step: int, salt: int = 0) -> int:
@@ -166,7 +192,7 @@ _POOLS: dict = {}
 
 
 def _pool(task, n: int) -> list[Problem]:
-    key = (task.name, n)
+    key = (getattr(task, "key", task.name), n)  # a file task's key names its files and their versions
     if key not in _POOLS:
         _POOLS[key] = task.problems("train", n)
     return _POOLS[key]
@@ -260,22 +286,24 @@ class PolicyRun:
         self.ctx, self.cfg = ctx, cfg
         self.heads = heads or {}  # extra trainable modules, e.g. PPO's value head
         self.stateful = stateful or {}  # objects with state_dict()/load_state_dict(), e.g. a KL controller
-        self.policy, self.tokenizer = load_checkpoint(cfg.base, device=cfg.device)
+        base, self.tokenizer = load_model(cfg)
+        self.policy = maybe_lora(base, cfg)
+        ctx.use_tokenizer(self.tokenizer)
         self.reference = None
         if cfg.kl_coef > 0 or getattr(cfg, "kl_target", 0) > 0:
-            self.reference, _ = load_checkpoint(cfg.base, device=cfg.device)
+            self.reference, _ = load_model(cfg)
             self.reference.requires_grad_(False)
         for head in self.heads.values():
             head.to(cfg.device)
-        params = list(self.policy.parameters()) + [p for h in self.heads.values() for p in h.parameters()]
+        params = trainable(self.policy) + [p for h in self.heads.values() for p in h.parameters()]
         self.opt = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=0.0, betas=(0.9, 0.95))
         self.orm = None
         self.first_step, self.last_saved = 1, 0
         if (resume := ctx.resume_point()) is not None:
             step, path, state = resume
             ctx.restore(state)
-            self.policy, _ = load_checkpoint(path, device=cfg.device)
-            params = list(self.policy.parameters()) + [p for h in self.heads.values() for p in h.parameters()]
+            self.policy = maybe_lora(load_model(cfg, path)[0], cfg)  # merged weights, fresh adapters
+            params = trainable(self.policy) + [p for h in self.heads.values() for p in h.parameters()]
             self.opt = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=0.0, betas=(0.9, 0.95))
             self.opt.load_state_dict(state["optimizer"])
             for name, head in self.heads.items():
@@ -315,7 +343,7 @@ class PolicyRun:
         ctx, cfg = self.ctx, self.cfg
         problems = draw_problems(ctx.task, cfg, step, cfg.prompts_per_step)
         rollouts = sample_rollouts(self.policy, self.tokenizer, ctx.task, problems, cfg.n, cfg,
-                                   seed=step_seed(cfg.seed, step))
+                                   seed=step_seed(cfg.seed, step), prompt=ctx.prompt)
         assign_rewards(rollouts, cfg.reward, self.orm)
         ctx.samples_seen += len(rollouts)
         ctx.log_rollouts(step, rollouts)
@@ -355,10 +383,11 @@ def train_orm_from_samples(ctx: RunContext, cfg, policy, tokenizer, out: Path, p
     pool = _pool(ctx.task, cfg.train_problems)
     rng = random.Random(step_seed(cfg.seed, 0, salt=3))
     chosen = rng.sample(pool[len(pool) // 2:], min(problems, len(pool) // 2))  # apart from early RL steps
-    rollouts = sample_rollouts(policy, tokenizer, ctx.task, chosen, n, cfg, seed=step_seed(cfg.seed, 0, salt=4))
+    rollouts = sample_rollouts(policy, tokenizer, ctx.task, chosen, n, cfg, seed=step_seed(cfg.seed, 0, salt=4),
+                               prompt=ctx.prompt)
     for r in rollouts:
         r.reward = float(r.score.correct)
     ctx.log_rollouts(0, rollouts)
     examples = [(r.prompt_text, r.completion.text, bool(r.score.correct)) for r in rollouts]
-    examples += [(ctx.task.prompt(p), p.reference, True) for p in chosen]
+    examples += [(ctx.prompt(p), p.reference, True) for p in chosen]
     return train_orm(cfg.base, examples, out, ORMConfig(steps=cfg.orm_steps, seed=cfg.seed))

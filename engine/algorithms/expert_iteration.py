@@ -16,10 +16,10 @@ import math
 import time
 from collections.abc import Callable
 
-from engine.algorithms.common import RunContext, Rollout, draw_problems, sample_rollouts, step_seed
+from engine.algorithms.common import RunContext, Rollout, draw_problems, load_model, sample_rollouts, step_seed
 from engine.algorithms.sft import finetune
 from engine.config import EIConfig
-from engine.model.checkpoint import load_checkpoint
+from engine.model.lora import maybe_lora
 
 # A selection turns one round's rollouts into new training examples: (dedup key, prompt, completion).
 Selection = Callable[[RunContext, list[Rollout]], list[tuple[tuple, str, str]]]
@@ -27,7 +27,7 @@ Selection = Callable[[RunContext, list[Rollout]], list[tuple[tuple, str, str]]]
 
 def keep_correct(ctx: RunContext, rollouts: list[Rollout]) -> list[tuple[tuple, str, str]]:
     """EI's filter: correct final answers only, keyed for deduplication."""
-    return [(dedup_key(ctx, r), ctx.task.prompt(r.problem), r.completion.text)
+    return [(dedup_key(ctx, r), ctx.prompt(r.problem), r.completion.text)
             for r in rollouts if r.score.correct]
 
 
@@ -44,8 +44,12 @@ def train(ctx: RunContext, cfg: EIConfig) -> None:
 def run_rounds(ctx: RunContext, cfg: EIConfig, select: Selection, sample_suffix: str = "") -> None:
     """The round loop. `sample_suffix` is appended to prompts when sampling from a trained policy
     (RCRL conditions on its good-return token); round 1 samples the base as it is."""
-    initial, tokenizer = load_checkpoint(cfg.base, device=cfg.device)
-    initial_state = {k: v.clone() for k, v in initial.state_dict().items()}
+    base, tokenizer = load_model(cfg)
+    initial = maybe_lora(base, cfg)  # with lora_r > 0, fine-tuning trains adapters only
+    ctx.use_tokenizer(tokenizer)
+    # what a restart resets: the trainable weights (every weight, or the LoRA adapters only)
+    trained = {name for name, p in initial.named_parameters() if p.requires_grad}
+    initial_state = {k: v.clone() for k, v in initial.state_dict().items() if k in trained}
     policy = initial
     dataset: dict[tuple, tuple[str, str]] = {}  # dedup key -> (prompt, completion); insertion-ordered
     first = 1
@@ -53,7 +57,7 @@ def run_rounds(ctx: RunContext, cfg: EIConfig, select: Selection, sample_suffix:
         step, path, state = resume
         ctx.restore(state)
         dataset = {k: (p, c) for k, p, c in state["dataset"]}
-        policy, _ = load_checkpoint(path, device=cfg.device)
+        policy = maybe_lora(load_model(cfg, path)[0], cfg)  # merged weights, fresh adapters
         first = step + 1
         ctx.meta.update(state.get("meta", {}))
     else:
@@ -77,7 +81,7 @@ def run_rounds(ctx: RunContext, cfg: EIConfig, select: Selection, sample_suffix:
             ctx.progress(r - 1, cfg.rounds, done + 0.5 * i / len(problems) / cfg.rounds,
                          f"round {r}/{cfg.rounds}: sampling {i}/{len(problems)} problems x {cfg.k}")
             part = sample_rollouts(policy, tokenizer, ctx.task, problems[i:i + chunk], cfg.k, cfg,
-                                   seed=step_seed(cfg.seed, r, salt=i), prompt_suffix=suffix)
+                                   seed=step_seed(cfg.seed, r, salt=i), prompt_suffix=suffix, prompt=ctx.prompt)
             tokens += sum(len(x.completion.token_ids) for x in part)
             rollouts += part
         sample_s = time.time() - t0
@@ -95,7 +99,7 @@ def run_rounds(ctx: RunContext, cfg: EIConfig, select: Selection, sample_suffix:
         # 4) fine-tune on D_i
         if cfg.restart:
             policy = initial
-            policy.load_state_dict(initial_state)
+            policy.load_state_dict(initial_state, strict=False)
         steps = min(cfg.sft_max_steps, max(1, math.ceil(cfg.sft_epochs * len(dataset) / cfg.batch_size)))
 
         def on_step(s: int) -> bool:

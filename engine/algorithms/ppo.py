@@ -56,7 +56,8 @@ def last_token_index(mask: torch.Tensor) -> torch.Tensor:
 
 
 def train(ctx: RunContext, cfg: PPOConfig) -> None:
-    hidden = AutoConfig.from_pretrained(cfg.base, local_files_only=True).hidden_size
+    hidden = AutoConfig.from_pretrained(cfg.base, local_files_only=True,
+                                        trust_remote_code=cfg.trust_remote_code).hidden_size
     value_head = torch.nn.Linear(hidden, 1)
     torch.nn.init.zeros_(value_head.weight)
     torch.nn.init.zeros_(value_head.bias)
@@ -80,7 +81,7 @@ def train(ctx: RunContext, cfg: PPOConfig) -> None:
         mask = batch["mask"]
         with torch.no_grad():
             old_logprobs, _, hidden = forward_logprobs(policy, batch, with_hidden=True)
-            old_values = value_head(hidden).squeeze(-1) * mask
+            old_values = value_head(hidden.float()).squeeze(-1) * mask  # the head stays float32 under bf16
             ref_logprobs = forward_logprobs(run.reference, batch)[0] if run.reference is not None else old_logprobs
 
             # 3) per-token rewards: KL penalty on every token, the score on the last one
@@ -102,7 +103,7 @@ def train(ctx: RunContext, cfg: PPOConfig) -> None:
             for idx in minibatches(len(rollouts), cfg.minibatch_size, gen):
                 mb = {k: v[idx] for k, v in batch.items()}
                 logprobs, logits, hidden = forward_logprobs(policy, mb, with_hidden=True)
-                values = value_head(hidden).squeeze(-1)
+                values = value_head(hidden.float()).squeeze(-1)
                 m = mb["mask"]
                 pg_loss, clipfrac, approx_kl = policy_loss(logprobs, old_logprobs[idx], advantages[idx], m, cfg.clip_eps)
                 v_loss, vf_clipfrac = value_loss(values, old_values[idx], returns[idx], m, cfg.vf_clip)

@@ -22,7 +22,7 @@ def label_all(ctx: RunContext, rollouts: list[Rollout]) -> list[tuple[tuple, str
     out = []
     for r in rollouts:
         token = GOOD if r.score.correct else BAD
-        out.append((dedup_key(ctx, r, token), ctx.task.prompt(r.problem) + token, r.completion.text))
+        out.append((dedup_key(ctx, r, token), ctx.prompt(r.problem) + token, r.completion.text))
     return out
 
 
@@ -37,7 +37,7 @@ def _check_tokens(cfg: RCRLConfig):
 
     from engine.errors import ReasonlabError
 
-    tok = AutoTokenizer.from_pretrained(cfg.base, local_files_only=True)
+    tok = AutoTokenizer.from_pretrained(cfg.base, local_files_only=True, trust_remote_code=cfg.trust_remote_code)
     missing = [t for t in (GOOD, BAD) if t not in tok.get_vocab()]
     if missing:
         raise ReasonlabError(f"rcrl needs the return tokens {', '.join(missing)} in the tokenizer of {cfg.base}; "

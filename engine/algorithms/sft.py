@@ -13,7 +13,7 @@ from __future__ import annotations
 import math
 import random
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import torch
@@ -30,6 +30,8 @@ from engine.tasks import get_task
 class SFTConfig:
     task: str = "multistep"
     """Task whose train split provides the problems."""
+    task_options: dict = field(default_factory=dict)
+    """The task's options: data, eval_data, gym_name... (engine/tasks/__init__.py)."""
     preset: str = "tiny"
     """Model size: tiny (~1M parameters) or small (~10M)."""
     steps: int = 2000
@@ -72,12 +74,20 @@ class SFTConfig:
             value = getattr(self, name)
             if not 0 <= value <= 1:
                 raise ReasonlabError(f"sft config field {name} must be in [0, 1], got {value}")
-            if value and not hasattr(get_task(self.task), "teacher_solution"):
+            if value and not hasattr(self.make_task(), "teacher_solution"):
                 raise ReasonlabError(f"sft config field {name} applies to the built-in task only; "
                                      f"set it to 0 for task {self.task}")
         if not self.lr > 0:
             raise ReasonlabError(f"sft config field lr must be > 0, got {self.lr}")
-        get_task(self.task)  # raises on an unknown task
+        self.make_task()  # raises on an unknown task or unusable options (naming file and line)
+
+    def make_task(self):
+        from engine.tasks import TaskOptionError
+
+        try:
+            return get_task(self.task, **self.task_options)
+        except TaskOptionError as e:
+            raise ReasonlabError(f"sft: {e.option}: {e}") from None
 
 
 def cosine_lr(step: int, total: int, peak: float, warmup: int) -> float:
@@ -130,7 +140,7 @@ def train_sft(cfg: SFTConfig, out: str | Path, progress: bool = True, on_step=No
     `on_step(steps_done, steps)` is called after every optimizer step (e.g. the dashboard's bar)."""
     cfg.validate()
     start = time.time()
-    task = get_task(cfg.task)
+    task = cfg.make_task()
     tokenizer = build_tokenizer(corpus(task, seed=cfg.seed))
     model = new_model(cfg.preset, tokenizer, seed=cfg.seed)
     model.train()
@@ -170,7 +180,8 @@ def finetune(model, tokenizer, pairs: list[tuple[str, str]], steps: int, batch_s
     final smoothed loss (None when stopped before the first step)."""
     rng = random.Random(seed)
     model.train()
-    opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=weight_decay, betas=(0.9, 0.95))
+    params = [p for p in model.parameters() if p.requires_grad]  # the adapters only, under LoRA
+    opt = torch.optim.AdamW(params, lr=lr, weight_decay=weight_decay, betas=(0.9, 0.95))
     order: list[tuple[str, str]] = []
     pending: list[dict] = []
     loss_ema = None
@@ -193,7 +204,7 @@ def finetune(model, tokenizer, pairs: list[tuple[str, str]], steps: int, batch_s
         loss = model(**{k: v.to(model.device) for k, v in inputs.items()}).loss
         opt.zero_grad(set_to_none=True)
         loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        torch.nn.utils.clip_grad_norm_(params, 1.0)
         opt.step()
         loss_ema = loss.item() if loss_ema is None else 0.9 * loss_ema + 0.1 * loss.item()
     model.eval()

@@ -3,17 +3,20 @@
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from engine.errors import ReasonlabError
 from engine.evaluation.metrics import curves, ks_up_to
-from engine.tasks import get_task
+from engine.model.prompts import Prompter
+from engine.tasks import TaskOptionError, get_task
 
 
 @dataclass
 class EvalConfig:
     task: str = "multistep"
     """Task family."""
+    task_options: dict = field(default_factory=dict)
+    """The task's options (data, eval_data, gym_name... see engine/tasks/__init__.py)."""
     split: str = "test"
     """Split to evaluate on."""
     k: int = 96
@@ -30,6 +33,8 @@ class EvalConfig:
     """Sampling seed (also seeds the maj@k subsets)."""
     prompt_suffix: str = ""
     """Appended to every prompt (RCRL checkpoints are sampled conditioned on `<|good|>`)."""
+    prompt_format: str = "plain"
+    """plain, chat or few_shot (engine/model/prompts.py; resolve `auto` before evaluating)."""
 
     def validate(self) -> None:
         if self.k < 1:
@@ -42,10 +47,18 @@ class EvalConfig:
             raise ReasonlabError(f"eval: top_p must be in (0, 1], got {self.top_p}")
         if self.max_new_tokens < 1:
             raise ReasonlabError(f"eval: max_new_tokens must be >= 1, got {self.max_new_tokens}")
-        task = get_task(self.task)
+        task = self.make_task()
         if self.split not in task.splits:
             raise ReasonlabError(f"eval: unknown split {self.split!r} for task {self.task}; "
                                  f"choose one of {', '.join(task.splits)}")
+        if not task.problems(self.split, 1):
+            raise ReasonlabError(f"eval: split {self.split} of task {self.task} has no problems")
+
+    def make_task(self):
+        try:
+            return get_task(self.task, **self.task_options)
+        except TaskOptionError as e:
+            raise ReasonlabError(f"eval: {e.option}: {e}") from None
 
 
 def evaluate(sampler, cfg: EvalConfig) -> tuple[dict, list[dict]]:
@@ -53,9 +66,10 @@ def evaluate(sampler, cfg: EvalConfig) -> tuple[dict, list[dict]]:
     from the K samples (`maj@1` from samples would equal `pass@1`, so the greedy one takes the key).
     Each sample row is ready for `Store.add_samples` (sample_idx -1 is the greedy completion)."""
     cfg.validate()
-    task = get_task(cfg.task)
+    task = cfg.make_task()
     problems = task.problems(cfg.split, cfg.limit)
-    prompts = [task.prompt(p) + cfg.prompt_suffix for p in problems]
+    prompter = Prompter(task, getattr(sampler, "tokenizer", None), cfg.prompt_format, cfg.prompt_suffix)
+    prompts = [prompter(p) for p in problems]
     start = time.time()
     greedy = sampler.sample(prompts, n=1, temperature=0.0, max_new_tokens=cfg.max_new_tokens)
     sampled = sampler.sample(prompts, n=cfg.k, temperature=cfg.temperature, top_p=cfg.top_p,
@@ -82,6 +96,7 @@ def evaluate(sampler, cfg: EvalConfig) -> tuple[dict, list[dict]]:
     metrics["maj@1_lenient"] = sum(lenient_correct) / len(problems)
     n_tokens = sum(r["n_tokens"] for r in rows)
     metrics.update({"task": cfg.task, "split": cfg.split, "problems": len(problems), "k": cfg.k,
+                    "prompt_format": cfg.prompt_format, "skipped_lines": len(getattr(task, "skipped", [])),
                     "temperature": cfg.temperature, "wall_s": round(wall, 2),
                     "tokens_per_s": round(n_tokens / max(wall, 1e-9), 1)})
     return metrics, rows

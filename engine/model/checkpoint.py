@@ -22,7 +22,11 @@ def _quiet_transformers() -> None:
 
 
 def save_checkpoint(model, tokenizer, out: str | Path, meta: dict | None = None) -> Path:
+    """Write an HF directory; a LoRA model is saved with its adapters merged (plain weights)."""
+    from engine.model.lora import merged
+
     _quiet_transformers()
+    model = merged(model)
     out = Path(out)
     try:
         out.mkdir(parents=True, exist_ok=True)
@@ -42,14 +46,33 @@ def read_meta(path: str | Path) -> dict:
         return {}
 
 
+DTYPES = ("auto", "float32", "bfloat16")
+
+
+def torch_dtype(name: str | None, device: str):
+    """auto (or None): bfloat16 on a CUDA device that supports it, else float32 (CPU bf16 is slow)."""
+    import torch
+
+    if name in (None, "auto"):
+        cuda = str(device).startswith("cuda") and torch.cuda.is_available() and torch.cuda.is_bf16_supported()
+        return torch.bfloat16 if cuda else torch.float32
+    if name not in DTYPES:
+        raise ReasonlabError(f"unknown dtype {name!r}; choose one of {', '.join(DTYPES)}")
+    return getattr(torch, name)
+
+
 def load_checkpoint(path: str | Path, device: str = "cpu", dtype=None, trust_remote_code: bool = False):
     """(model in eval mode, tokenizer) from a checkpoint directory, with no network access.
 
+    dtype: a torch dtype or a name in DTYPES (None: auto). trust_remote_code runs the directory's
+    own Python code; only on the user's explicit opt-in.
     Every failure is a ReasonlabError naming the directory: missing, not a model, corrupt weights.
     """
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     _quiet_transformers()
+    if dtype is None or isinstance(dtype, str):
+        dtype = torch_dtype(dtype, device)
     path = Path(path)
     if not path.is_dir():
         raise ReasonlabError(f"checkpoint {path} does not exist or is not a directory")
@@ -61,6 +84,8 @@ def load_checkpoint(path: str | Path, device: str = "cpu", dtype=None, trust_rem
                                                      trust_remote_code=trust_remote_code)
     except Exception as e:  # transformers raises many types (OSError, ValueError, SafetensorError...)
         first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        if not trust_remote_code and ("custom code" in first or "trust_remote_code" in first):
+            first += " (its code runs only with --trust-remote-code / trust_remote_code=true: only if you trust it)"
         raise ReasonlabError(f"cannot load checkpoint {path}: {first}") from None
     if tokenizer.pad_token_id is None:  # common for downloaded LMs: pad with EOS, left side
         tokenizer.pad_token = tokenizer.eos_token

@@ -160,6 +160,8 @@ class TorchSampler:
     """`sample()` for a transformers causal LM. `batch_size` bounds the rows decoded together."""
 
     def __init__(self, model, tokenizer, batch_size: int = 512, fast: bool | None = None):
+        if hasattr(model, "get_base_model"):  # a peft (LoRA) model: the transformers model inside it
+            model = model.get_base_model()
         self.model, self.tokenizer, self.batch_size = model.eval(), tokenizer, batch_size
         self.device = next(model.parameters()).device
         if fast is None:

@@ -1,12 +1,28 @@
-"""Task families by name. Each owns its prompts, answer extraction, checks and rewards."""
+"""Task families by name. Each owns its prompts, answer extraction, checks and rewards.
+
+    multistep   the built-in procedural word problems (no options)
+    gsm8k       GSM8K JSONL file(s)            options: data, eval_data, skip_bad
+    svamp       SVAMP JSON file(s)             options: data, eval_data, skip_bad
+    jsonl       any question/answer JSONL      options: data, eval_data, skip_bad, question_field, answer_field
+    gym         a reasoning-gym generator      options: gym_name, gym_options, gym_size, gym_seed
+
+Options are config fields of the same names (RunConfig, the CLI's flags), so a run's stored
+config is its task spec: `task_from_config(cfg)` rebuilds the task when the run resumes.
+"""
 
 from __future__ import annotations
 
+import inspect
+
 from engine.errors import ReasonlabError
 from engine.tasks.base import Problem, Score, Task
+from engine.tasks.files import GSM8K, SVAMP, JSONLTask, TaskOptionError
+from engine.tasks.gym import Gym
 from engine.tasks.multistep import MultiStep
 
-TASKS = {"multistep": MultiStep}
+TASKS = {"multistep": MultiStep, "gsm8k": GSM8K, "svamp": SVAMP, "jsonl": JSONLTask, "gym": Gym}
+DESCRIPTIONS = {"multistep": "built-in word problems", "gsm8k": "GSM8K JSONL file", "svamp": "SVAMP JSON file",
+                "jsonl": "question/answer JSONL file", "gym": "reasoning-gym generator"}
 
 
 def get_task(name: str, **options) -> Task:
@@ -15,4 +31,25 @@ def get_task(name: str, **options) -> Task:
     return TASKS[name](**options)
 
 
-__all__ = ["Problem", "Score", "Task", "TASKS", "get_task"]
+def option_names(name: str) -> tuple[str, ...]:
+    """The options a task family takes (its constructor's keyword arguments)."""
+    if name not in TASKS or name == "multistep":
+        return ()
+    return tuple(inspect.signature(TASKS[name].__init__).parameters)[1:]
+
+
+def task_options(name: str, source) -> dict:
+    """A task's options picked from a config object or dict (fields of the same names)."""
+    get = source.get if isinstance(source, dict) else lambda k, d=None: getattr(source, k, d)
+    return {k: get(k) for k in option_names(name) if get(k) is not None}
+
+
+def task_from_config(source) -> Task:
+    """The task a config (object or dict with `task` and its options) describes."""
+    get = source.get if isinstance(source, dict) else lambda k, d=None: getattr(source, k, d)
+    name = get("task", "multistep")
+    return get_task(name, **task_options(name, source))
+
+
+__all__ = ["Problem", "Score", "Task", "TASKS", "TaskOptionError", "get_task", "option_names", "task_options",
+           "task_from_config"]

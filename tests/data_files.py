@@ -1,0 +1,69 @@
+"""Test inputs made on the spot, so nothing is downloaded: GSM8K / SVAMP format files and a tiny
+Qwen2-architecture chat model (a tokenizer with a chat template) saved as a plain HF directory."""
+
+from __future__ import annotations
+
+import json
+import random
+from pathlib import Path
+
+CHAT_TEMPLATE = ("{% for m in messages %}<|im_start|>{{ m['role'] }}\n{{ m['content'] }}<|im_end|>\n{% endfor %}"
+                 "{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}")
+
+
+def gsm8k_rows(n: int, seed: int = 0) -> list[dict]:
+    """One-step addition problems in GSM8K's format: a worked answer with a calculator annotation."""
+    rng = random.Random(seed)
+    rows = []
+    for i in range(n):
+        a, b = rng.randint(1, 9), rng.randint(1, 9)
+        rows.append({"question": f"Ann has {a} pens and gets {b} more. How many pens does she have? (#{i})",
+                     "answer": f"She has {a} + {b} = <<{a}+{b}={a + b}>>{a + b} pens.\n#### {a + b}"})
+    return rows
+
+
+def write_jsonl(path: Path, rows: list, extra_lines: tuple[str, ...] = ()) -> Path:
+    path = Path(path)
+    path.write_text("\n".join([json.dumps(r) for r in rows] + list(extra_lines)) + "\n")
+    return path
+
+
+def write_gsm8k(path: Path, n: int = 40, seed: int = 0) -> Path:
+    return write_jsonl(path, gsm8k_rows(n, seed))
+
+
+def svamp_rows() -> list[dict]:
+    return [
+        {"ID": "chal-1", "Body": "Jack had 8 pens", "Question": "He gave 3 pens to Mary. How many pens does he have now?",
+         "Equation": "( 8.0 - 3.0 )", "Answer": 5.0},
+        {"ID": "chal-2", "Body": "Each box holds 4 cakes. There are 6 boxes.", "Question": "How many cakes are there?",
+         "Equation": "( 4.0 * 6.0 )", "Answer": 24.0},
+        {"ID": "chal-3", "Body": "A farmer had 11 cows and bought 3 more. Then he sold 9.",
+         "Question": "How many cows does he have?", "Equation": "( ( 11.0 + 3.0 ) - 9.0 )", "Answer": 5.0},
+        {"ID": "chal-4", "Body": "Sam read 10 pages on Monday and 7 on Tuesday.", "Question": "How many pages in all?",
+         "Answer": 17},  # no Equation: it is optional
+    ]
+
+
+def build_chat_model(out: Path, texts: list[str], seed: int = 0) -> Path:
+    """A ~0.1M-parameter Qwen2 causal LM with a byte-level BPE tokenizer that has a chat template and
+    `<|im_end|>` as its EOS, saved without reasonlab.json: to reasonlab it is any downloaded model."""
+    import torch
+    from transformers import Qwen2Config, Qwen2ForCausalLM
+
+    from engine.model.tokenizer import build_tokenizer
+
+    tok = build_tokenizer(texts + ["user assistant"], vocab_size=300)
+    tok.add_tokens(["<|im_start|>", "<|im_end|>"], special_tokens=True)
+    tok.eos_token = "<|im_end|>"
+    tok.chat_template = CHAT_TEMPLATE
+    torch.manual_seed(seed)
+    config = Qwen2Config(vocab_size=len(tok), hidden_size=64, intermediate_size=128, num_hidden_layers=2,
+                         num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=512,
+                         eos_token_id=tok.eos_token_id, pad_token_id=tok.pad_token_id, bos_token_id=None,
+                         tie_word_embeddings=True)
+    model = Qwen2ForCausalLM(config)
+    out = Path(out)
+    model.save_pretrained(out)
+    tok.save_pretrained(out)
+    return out
