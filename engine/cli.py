@@ -39,7 +39,7 @@ def _sft(args) -> None:
 
 def _eval(args) -> None:
     from engine.evaluation.evaluate import EvalConfig, evaluate
-    from engine.model.checkpoint import load_checkpoint, read_meta
+    from engine.model.checkpoint import load_checkpoint, load_tokenizer, read_meta
     from engine.model.prompts import resolve_format
     from engine.sampling.torch_sampler import TorchSampler
 
@@ -48,11 +48,19 @@ def _eval(args) -> None:
     cfg = EvalConfig(task=task, task_options=options, split=args.split, k=args.k, limit=args.limit,
                      temperature=args.temperature, top_p=args.top_p, max_new_tokens=args.max_new_tokens, seed=args.seed)
     cfg.validate()  # before the (slow) model load: reads the data files
-    model, tokenizer = load_checkpoint(args.checkpoint, device=args.device, dtype=args.dtype,
-                                       trust_remote_code=args.trust_remote_code)
+    if args.sampler == "vllm":  # vLLM loads the weights itself; only the tokenizer is needed here
+        from engine.sampling.vllm_sampler import VLLMSampler
+
+        tokenizer = load_tokenizer(args.checkpoint, trust_remote_code=args.trust_remote_code)
+        sampler = VLLMSampler(args.checkpoint, tokenizer, dtype=args.dtype, gpu_memory=args.vllm_memory,
+                              seed=args.seed, trust_remote_code=args.trust_remote_code)
+    else:
+        model, tokenizer = load_checkpoint(args.checkpoint, device=args.device, dtype=args.dtype,
+                                           trust_remote_code=args.trust_remote_code)
+        sampler = TorchSampler(model, tokenizer, batch_size=args.batch_size)
     cfg.prompt_suffix = meta.get("prompt_suffix", "")  # RCRL: condition on <|good|>
     cfg.prompt_format = resolve_format(args.prompt_format, tokenizer, meta)
-    metrics, _ = evaluate(TorchSampler(model, tokenizer, batch_size=args.batch_size), cfg)
+    metrics, _ = evaluate(sampler, cfg)
     if metrics["skipped_lines"]:
         print(f"reasonlab: skipped {metrics['skipped_lines']} malformed lines of the data files", file=sys.stderr)
     metrics = {"checkpoint": str(args.checkpoint), **metrics}
@@ -265,8 +273,11 @@ def parser() -> argparse.ArgumentParser:
     e.add_argument("--top-p", type=float, default=1.0)
     e.add_argument("--max-new-tokens", type=int, default=96)
     e.add_argument("--seed", type=int, default=0)
-    e.add_argument("--batch-size", type=int, default=512, help="rows decoded together")
+    e.add_argument("--batch-size", type=int, default=512, help="rows decoded together (torch sampler)")
     e.add_argument("--device", default="cpu")
+    e.add_argument("--sampler", default="torch", choices=["torch", "vllm"],
+                   help="vllm: sample with vLLM on a CUDA GPU (pip install 'reasonlab[gpu]')")
+    e.add_argument("--vllm-memory", type=float, default=0.9, help="share of the GPU's memory vLLM may take")
     e.add_argument("--dtype", default="auto", choices=["auto", "float32", "bfloat16"],
                    help="auto: bfloat16 on a CUDA device that supports it, else float32")
     e.add_argument("--prompt-format", default="auto", choices=["auto", "plain", "chat", "few_shot"],

@@ -15,8 +15,10 @@ from pathlib import Path
 from engine.errors import ReasonlabError
 from engine.model.checkpoint import DTYPES
 from engine.model.prompts import PROMPT_FORMATS
+from engine.sampling.vllm_sampler import vllm_available
 
 REWARDS = ("sparse", "dense", "orm")
+SAMPLERS = ("torch", "vllm")
 PATH_FIELDS = ("data", "eval_data")  # made absolute: a background worker runs in another directory
 # Options of the task families (engine/tasks/__init__.py says which task takes which).
 TASK_FIELDS = ("data", "eval_data", "question_field", "answer_field", "skip_bad", "gym_name", "gym_options",
@@ -69,9 +71,14 @@ class RunConfig:
     eval_k: int = 16
     """Samples per problem at every checkpoint (pass@k, maj@k up to this k)."""
     sample_batch_size: int = 512
-    """Rows the sampler decodes together."""
+    """Rows the torch sampler decodes together (vLLM schedules its own batches)."""
     device: str = "cpu"
     """Torch device: cpu or cuda."""
+    sampler: str = "torch"
+    """Sampling backend of rollouts and evaluation: torch (built in; CPU or GPU) or vllm (needs
+    `reasonlab[gpu]` and device=cuda; the policy's weights are pushed into it before sampling)."""
+    vllm_memory: float = 0.3
+    """sampler=vllm: share of the GPU's memory vLLM takes for weights and KV cache; training keeps the rest."""
     dtype: str = "auto"
     """Weights' dtype: auto (bfloat16 on a CUDA device that supports it, else float32), float32 or bfloat16."""
     prompt_format: str = "auto"
@@ -102,6 +109,12 @@ class RunConfig:
         _check(self, bool(task.problems(self.eval_split, 1)), "eval_data" if self.eval_data else "eval_split",
                f"gives no {self.eval_split} problems (task {self.task}); give eval_data")
         _check(self, self.dtype in DTYPES, "dtype", f"must be one of {', '.join(DTYPES)}")
+        _check(self, self.sampler in SAMPLERS, "sampler", f"must be one of {', '.join(SAMPLERS)}")
+        if self.sampler == "vllm":
+            _check(self, self.device.startswith("cuda"), "sampler",
+                   f"vllm needs a CUDA GPU: set device=cuda (device is {self.device})")
+            _check(self, vllm_available(), "sampler", "vllm needs vLLM installed: pip install 'reasonlab[gpu]'")
+            _check(self, 0 < self.vllm_memory < 1, "vllm_memory", "must be in (0, 1)")
         _check(self, self.prompt_format in PROMPT_FORMATS, "prompt_format", f"must be one of {', '.join(PROMPT_FORMATS)}")
         _check(self, self.lora_r >= 0, "lora_r", "must be >= 0")
         if self.lora_r > 0:

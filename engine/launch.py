@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 from engine import jobs
 from engine.cli import QUICKSTART_EI
-from engine.config import CONFIGS, REWARDS, TASK_FIELDS, RunConfig, describe, make_config
+from engine.config import CONFIGS, REWARDS, SAMPLERS, TASK_FIELDS, RunConfig, describe, make_config
 from engine.errors import ReasonlabError
 from engine.model.checkpoint import DTYPES
 from engine.model.prompts import PROMPT_FORMATS
@@ -27,7 +27,7 @@ TOP_FIELDS = ("base", "task", "eval_split")
 # How the base model is loaded, prompted and adapted: a group of their own.
 MODEL_FIELDS = ("prompt_format", "dtype", "trust_remote_code", "lora_r", "lora_alpha", "lora_dropout", "lora_targets")
 CHOICES = {"reward": REWARDS, "dedup": ("exact", "steps"), "device": ("cpu", "cuda"), "prompt_format": PROMPT_FORMATS,
-           "dtype": DTYPES}
+           "dtype": DTYPES, "sampler": SAMPLERS}
 TASK_LABELS = DESCRIPTIONS  # task -> what it reads
 ALGORITHMS = {"ei": "Expert Iteration", "ppo": "PPO", "rcrl": "Return-conditioned RL", "grpo": "GRPO"}
 

@@ -20,7 +20,7 @@ from engine.model.checkpoint import load_checkpoint, read_meta, save_checkpoint
 from engine.model.lora import maybe_lora, trainable
 from engine.model.prompts import Prompter, resolve_format
 from engine.sampling.base import Completion
-from engine.sampling.torch_sampler import TorchSampler
+from engine.sampling import make_sampler
 from engine.tasks import task_from_config, task_options
 from engine.tasks.base import Problem, Score
 
@@ -108,7 +108,7 @@ class RunContext:
                           prompt_format=self.meta.get("prompt_format", "plain"))
         was_training = model.training
         model.eval()
-        metrics, rows = evaluate(TorchSampler(model, tokenizer, batch_size=cfg.sample_batch_size), ecfg)
+        metrics, rows = evaluate(make_sampler(model, tokenizer, cfg), ecfg)
         model.train(was_training)
         self.store.add_samples([{**row, "run_id": self.run_id, "checkpoint_id": checkpoint_id, "step": step,
                                  "kind": "eval"} for row in rows])
@@ -154,13 +154,14 @@ class Rollout:
 
 
 def sample_rollouts(model, tokenizer, task, problems: list[Problem], n: int, cfg, seed: int,
-                    prompt_suffix: str = "", batch_size: int | None = None, prompt=None) -> list[Rollout]:
+                    prompt_suffix: str = "", prompt=None, sampler=None) -> list[Rollout]:
     """n samples per problem (consecutive), each scored by the task. `prompt(problem)` makes the
-    prompt text (default: the task's own prompt). The model is left in eval mode."""
+    prompt text (default: the task's own prompt); `sampler` one from make_sampler(model, ...)
+    when several calls share it. The model is left in eval mode."""
     model.eval()
     prompt = prompt or task.prompt
     prompts = [prompt(p) + prompt_suffix for p in problems]
-    sampler = TorchSampler(model, tokenizer, batch_size=batch_size or cfg.sample_batch_size)
+    sampler = sampler or make_sampler(model, tokenizer, cfg)
     out = sampler.sample(prompts, n=n, temperature=cfg.temperature, top_p=cfg.top_p,
                          max_new_tokens=cfg.max_new_tokens, seed=seed)
     rollouts = []

@@ -20,6 +20,7 @@ from engine.algorithms.common import RunContext, Rollout, draw_problems, load_mo
 from engine.algorithms.sft import finetune
 from engine.config import EIConfig
 from engine.model.lora import maybe_lora
+from engine.sampling import make_sampler
 
 # A selection turns one round's rollouts into new training examples: (dedup key, prompt, completion).
 Selection = Callable[[RunContext, list[Rollout]], list[tuple[tuple, str, str]]]
@@ -75,13 +76,15 @@ def run_rounds(ctx: RunContext, cfg: EIConfig, select: Selection, sample_suffix:
         chunk = max(1, 4 * cfg.sample_batch_size // cfg.k)
         rollouts: list[Rollout] = []
         t0, tokens = time.time(), 0
+        sampler = make_sampler(policy, tokenizer, cfg)  # vLLM: this round's weights pushed once
         for i in range(0, len(problems), chunk):
             if ctx.stop_requested():
                 return
             ctx.progress(r - 1, cfg.rounds, done + 0.5 * i / len(problems) / cfg.rounds,
                          f"round {r}/{cfg.rounds}: sampling {i}/{len(problems)} problems x {cfg.k}")
             part = sample_rollouts(policy, tokenizer, ctx.task, problems[i:i + chunk], cfg.k, cfg,
-                                   seed=step_seed(cfg.seed, r, salt=i), prompt_suffix=suffix, prompt=ctx.prompt)
+                                   seed=step_seed(cfg.seed, r, salt=i), prompt_suffix=suffix, prompt=ctx.prompt,
+                                   sampler=sampler)
             tokens += sum(len(x.completion.token_ids) for x in part)
             rollouts += part
         sample_s = time.time() - t0

@@ -68,11 +68,25 @@ def load_checkpoint(path: str | Path, device: str = "cpu", dtype=None, trust_rem
     own Python code; only on the user's explicit opt-in.
     Every failure is a ReasonlabError naming the directory: missing, not a model, corrupt weights.
     """
-    from transformers import AutoModelForCausalLM, AutoTokenizer
+    from transformers import AutoModelForCausalLM
 
     _quiet_transformers()
     if dtype is None or isinstance(dtype, str):
         dtype = torch_dtype(dtype, device)
+    path = Path(path)
+    tokenizer = load_tokenizer(path, trust_remote_code)
+    try:
+        model = AutoModelForCausalLM.from_pretrained(path, local_files_only=True, dtype=dtype,
+                                                     trust_remote_code=trust_remote_code)
+    except Exception as e:  # transformers raises many types (OSError, ValueError, SafetensorError...)
+        raise _load_error(path, e, trust_remote_code) from None
+    return model.to(device).eval(), tokenizer
+
+
+def load_tokenizer(path: str | Path, trust_remote_code: bool = False):
+    """A checkpoint's tokenizer, padding on the left (with EOS when it has no pad token)."""
+    from transformers import AutoTokenizer
+
     path = Path(path)
     if not path.is_dir():
         raise ReasonlabError(f"checkpoint {path} does not exist or is not a directory")
@@ -80,14 +94,16 @@ def load_checkpoint(path: str | Path, device: str = "cpu", dtype=None, trust_rem
         raise ReasonlabError(f"checkpoint {path} has no config.json; is it a Hugging Face model directory?")
     try:
         tokenizer = AutoTokenizer.from_pretrained(path, local_files_only=True, trust_remote_code=trust_remote_code)
-        model = AutoModelForCausalLM.from_pretrained(path, local_files_only=True, dtype=dtype,
-                                                     trust_remote_code=trust_remote_code)
-    except Exception as e:  # transformers raises many types (OSError, ValueError, SafetensorError...)
-        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        if not trust_remote_code and ("custom code" in first or "trust_remote_code" in first):
-            first += " (its code runs only with --trust-remote-code / trust_remote_code=true: only if you trust it)"
-        raise ReasonlabError(f"cannot load checkpoint {path}: {first}") from None
+    except Exception as e:
+        raise _load_error(path, e, trust_remote_code) from None
     if tokenizer.pad_token_id is None:  # common for downloaded LMs: pad with EOS, left side
         tokenizer.pad_token = tokenizer.eos_token
     tokenizer.padding_side = "left"
-    return model.to(device).eval(), tokenizer
+    return tokenizer
+
+
+def _load_error(path: Path, e: Exception, trust_remote_code: bool) -> ReasonlabError:
+    first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+    if not trust_remote_code and ("custom code" in first or "trust_remote_code" in first):
+        first += " (its code runs only with --trust-remote-code / trust_remote_code=true: only if you trust it)"
+    return ReasonlabError(f"cannot load checkpoint {path}: {first}")

@@ -36,3 +36,11 @@ def check_sampling_args(n: int, temperature: float, top_p: float, max_new_tokens
         raise ValueError(f"top_p must be in (0, 1], got {top_p}")
     if max_new_tokens < 1:
         raise ValueError(f"max_new_tokens must be >= 1, got {max_new_tokens}")
+
+
+def stop_token_ids(model, tokenizer) -> list[int]:
+    """Tokens that end a completion: the model's generation-config EOS ids and the tokenizer's."""
+    config = getattr(model, "generation_config", None)
+    stop = config.eos_token_id if config is not None else None
+    stop = stop if isinstance(stop, list) else [stop]
+    return sorted({i for i in [*stop, tokenizer.eos_token_id] if i is not None})

@@ -14,12 +14,14 @@ forward with a `DynamicCache`. Both are checked against `model.generate` in the 
 
 from __future__ import annotations
 
+import inspect
+
 import torch
 import torch.nn.functional as F
 from transformers import DynamicCache
 from transformers.models.llama.modeling_llama import apply_rotary_pos_emb
 
-from engine.sampling.base import Completion, check_sampling_args
+from engine.sampling.base import Completion, check_sampling_args, stop_token_ids
 
 FAST_MODEL_TYPES = {"llama", "mistral", "qwen2", "qwen3"}
 
@@ -139,11 +141,13 @@ class _HFCache:
 
     def __init__(self, model, capacity: int):
         self.model, self.cache, self.mask = model, DynamicCache(config=model.config), None
+        # transformers 5.24 renamed the forward's `past_key_values` to `cache` (vLLM pins older ones)
+        self.cache_arg = "cache" if "cache" in inspect.signature(model.forward).parameters else "past_key_values"
 
     def forward(self, ids: torch.Tensor, positions: torch.Tensor, real: torch.Tensor) -> torch.Tensor:
         self.mask = real.long() if self.mask is None else torch.cat([self.mask, real.long()], dim=1)
-        out = self.model(input_ids=ids, attention_mask=self.mask, position_ids=positions, cache=self.cache,
-                         use_cache=True, logits_to_keep=1)
+        out = self.model(input_ids=ids, attention_mask=self.mask, position_ids=positions, use_cache=True,
+                         logits_to_keep=1, **{self.cache_arg: self.cache})
         return out.logits[:, -1].float()
 
     def fork(self, n: int) -> None:
@@ -167,9 +171,7 @@ class TorchSampler:
         if fast is None:
             fast = model.config.model_type in FAST_MODEL_TYPES
         self.engine = _StaticKV if fast else _HFCache
-        stop = model.generation_config.eos_token_id if model.generation_config else None
-        stop = stop if isinstance(stop, list) else [stop]
-        self.stop_ids = sorted({i for i in [*stop, tokenizer.eos_token_id] if i is not None})
+        self.stop_ids = stop_token_ids(model, tokenizer)
         self.max_positions = getattr(model.config, "max_position_embeddings", None)
 
     @torch.inference_mode()

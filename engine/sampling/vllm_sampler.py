@@ -1,0 +1,126 @@
+"""vLLM backend of the Sampler interface (`pip install 'reasonlab[gpu]'`, a CUDA GPU).
+
+One engine per process, living in this process (VLLM_ENABLE_V1_MULTIPROCESSING=0), so that a
+training loop on the same GPU can hand it new weights without copying them across processes:
+
+  sync(model)  the policy's current weights (LoRA adapters merged in) go into the engine's model
+               through `LLM.apply_model(m -> m.load_weights(...))`; then the prefix cache is reset,
+               since keys cached under the old weights would otherwise be reused. PPO and GRPO sync
+               before every step's rollouts; EI before each round's sampling, which is therefore
+               done with exactly the weights of the round's checkpoint, without restarting the
+               engine to reload that directory from disk.
+  sample(...)  prompts go in as token ids, tokenized as the torch backend tokenizes them; n samples
+               per prompt through one SamplingParams(n, temperature, top_p, max_tokens, seed) per
+               prompt; each sampled token's logprob under the model's raw distribution (vLLM's
+               default logprobs_mode); text decoded by our tokenizer, as the torch backend does.
+
+Checked against the torch backend's greedy output in tests/test_vllm.py where vLLM and a GPU exist.
+"""
+
+from __future__ import annotations
+
+import os
+from contextlib import contextmanager
+
+from engine.errors import ReasonlabError
+from engine.sampling.base import Completion, check_sampling_args, stop_token_ids
+
+
+def vllm_available() -> bool:
+    import importlib.util
+
+    return importlib.util.find_spec("vllm") is not None
+
+
+def prompt_seed(seed: int, i: int) -> int:
+    """Each prompt its own reproducible seed: two equal prompts still get different samples."""
+    return (seed * 1_000_003 + i * 7919) % (2**31 - 1)
+
+
+class VLLMSampler:
+    """`sample()` through a vLLM engine built from the checkpoint directory `path`.
+
+    gpu_memory: share of the GPU vLLM may take for weights and KV cache; training keeps the rest.
+    """
+
+    def __init__(self, path: str, tokenizer, dtype: str = "auto", gpu_memory: float = 0.3, seed: int = 0,
+                 trust_remote_code: bool = False, max_model_len: int | None = None,
+                 stop_ids: list[int] | None = None):
+        try:
+            from vllm import LLM
+        except ImportError:
+            raise ReasonlabError("sampler=vllm needs vLLM: pip install 'reasonlab[gpu]'") from None
+        # in this process: sync() hands tensors over by reference; a separate engine process would
+        # need them serialised (and pickled callables allowed) on every step
+        os.environ["VLLM_ENABLE_V1_MULTIPROCESSING"] = "0"
+        self.path, self.tokenizer = str(path), tokenizer
+        self.llm = LLM(model=self.path, tokenizer=self.path, dtype=dtype, seed=seed,
+                       gpu_memory_utilization=gpu_memory, trust_remote_code=trust_remote_code,
+                       max_model_len=max_model_len, enable_prefix_caching=True)
+        self.max_model_len = self.llm.llm_engine.model_config.max_model_len
+        self.stop_ids = stop_ids if stop_ids is not None else stop_token_ids(None, tokenizer)
+
+    def sync(self, model) -> None:
+        """Load `model`'s weights into the engine (a transformers model, or a peft one)."""
+        with plain_weights(model) as weights:
+            self.llm.apply_model(lambda m: m.load_weights(weights))
+        self.llm.reset_prefix_cache()
+
+    def sample(self, prompts: list[str], n: int = 1, temperature: float = 1.0, top_p: float = 1.0,
+               max_new_tokens: int = 128, seed: int | None = 0) -> list[list[Completion]]:
+        from vllm import SamplingParams
+
+        check_sampling_args(n, temperature, top_p, max_new_tokens)
+        ids = [self.tokenizer(p, add_special_tokens=False)["input_ids"] for p in prompts]
+        params = [SamplingParams(n=n, temperature=temperature, top_p=top_p, seed=None if seed is None else prompt_seed(seed, i),
+                                 max_tokens=max(1, min(max_new_tokens, self.max_model_len - len(p))),
+                                 stop_token_ids=self.stop_ids, logprobs=0, detokenize=False)
+                  for i, p in enumerate(ids)]
+        outputs = self.llm.generate([{"prompt_token_ids": p} for p in ids], params, use_tqdm=False)
+        return [[self._completion(o) for o in sorted(req.outputs, key=lambda o: o.index)] for req in outputs]
+
+    def _completion(self, out) -> Completion:
+        tokens = list(out.token_ids)
+        # logprobs=0: per position a dict holding just the sampled token's Logprob
+        logprobs = [float(pos[t].logprob) for pos, t in zip(out.logprobs or [], tokens)]
+        if len(logprobs) != len(tokens):
+            raise RuntimeError(f"vLLM returned {len(logprobs)} logprobs for {len(tokens)} tokens")
+        text = self.tokenizer.decode(tokens, skip_special_tokens=True)
+        return Completion(tokens, text, logprobs, "stop" if out.finish_reason == "stop" else "length")
+
+
+@contextmanager
+def plain_weights(model):
+    """(name, tensor) pairs under the names of a plain transformers checkpoint. A peft model's
+    adapters are merged in while the pairs are read, and unmerged after (training goes on)."""
+    from engine.model.lora import is_lora
+
+    if not is_lora(model):
+        yield list(model.state_dict().items())
+        return
+    model.merge_adapter()
+    try:
+        base = model.get_base_model()
+        yield [(name.replace(".base_layer.", "."), t) for name, t in base.state_dict().items()
+               if "lora_" not in name]
+    finally:
+        model.unmerge_adapter()
+
+
+_ENGINE: VLLMSampler | None = None  # one vLLM engine per process: a run is its own process
+
+
+def shared_engine(cfg, model, tokenizer) -> VLLMSampler:
+    """The process's engine, built from the run's base checkpoint on first use, in the dtype the
+    policy trains in (so sampling sees the weights training has, not a rounded copy)."""
+    global _ENGINE
+    if _ENGINE is None:
+        dtype = str(next(model.parameters()).dtype).removeprefix("torch.")
+        _ENGINE = VLLMSampler(cfg.base, tokenizer, dtype=dtype, gpu_memory=cfg.vllm_memory, seed=cfg.seed,
+                              trust_remote_code=cfg.trust_remote_code, stop_ids=stop_token_ids(model, tokenizer))
+    return _ENGINE
+
+
+def release_engine() -> None:
+    global _ENGINE
+    _ENGINE = None

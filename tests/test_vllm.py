@@ -1,0 +1,392 @@
+"""The vLLM sampling backend (engine/sampling/vllm_sampler.py).
+
+Two kinds of tests:
+- `test_gpu_*`: real vLLM on a CUDA GPU, compared with the torch backend. They need
+  `pip install 'reasonlab[gpu]'` and a GPU, and are skipped elsewhere (CI has neither).
+- the rest: our adapter around vLLM's API (SamplingParams per prompt, token-id prompts, logprobs,
+  finish reasons, weight sync, one engine per run) on CPU, against `FakeVLLM`, a stand-in with the
+  same entry points (LLM.generate / apply_model / reset_prefix_cache, SamplingParams, and the
+  model's load_weights) that decodes with a plain transformers forward pass.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import sys
+import types
+from dataclasses import dataclass, field
+
+import pytest
+import torch
+
+from engine.errors import ReasonlabError
+from engine.sampling import vllm_sampler
+from engine.sampling.torch_sampler import TorchSampler
+from engine.tasks import get_task
+
+TASK = get_task("multistep")
+PROMPTS = [TASK.prompt(p) for p in TASK.problems("test", 6)]
+
+
+# -- a stand-in for vLLM's API ----------------------------------------------------------------
+
+
+@dataclass
+class SamplingParams:
+    n: int = 1
+    temperature: float = 1.0
+    top_p: float = 1.0
+    seed: int | None = None
+    max_tokens: int | None = 16
+    stop_token_ids: list[int] | None = None
+    logprobs: int | None = None
+    detokenize: bool = True
+
+
+@dataclass
+class Logprob:
+    logprob: float
+
+
+@dataclass
+class CompletionOutput:
+    index: int
+    text: str
+    token_ids: list[int]
+    logprobs: list[dict] | None
+    finish_reason: str
+
+
+@dataclass
+class RequestOutput:
+    outputs: list[CompletionOutput]
+
+
+class FakeModel:
+    """vLLM's model inside the worker: load_weights((name, tensor), ...) copies by name."""
+
+    def __init__(self, hf_model):
+        self.hf = hf_model
+        self.loads = 0
+
+    def load_weights(self, weights):
+        params = self.hf.state_dict()
+        for name, tensor in weights:
+            params[name].copy_(tensor)
+        self.loads += 1
+
+
+@dataclass
+class FakeLLM:
+    model: str
+    tokenizer: str | None = None
+    dtype: str = "auto"
+    seed: int = 0
+    gpu_memory_utilization: float = 0.9
+    trust_remote_code: bool = False
+    max_model_len: int | None = None
+    enable_prefix_caching: bool = False
+    calls: list = field(default_factory=list)  # ("generate", n_prompts) / ("load", ...) / ("reset",)
+
+    def __post_init__(self):
+        from engine.model.checkpoint import load_checkpoint
+
+        FakeLLM.instances.append(self)
+        hf, _ = load_checkpoint(self.model, dtype="float32")
+        self.worker_model = FakeModel(hf.eval())
+        length = self.max_model_len or hf.config.max_position_embeddings
+        self.llm_engine = types.SimpleNamespace(model_config=types.SimpleNamespace(max_model_len=length))
+
+    def apply_model(self, func):
+        self.calls.append(("load",))
+        return [func(self.worker_model)]
+
+    def reset_prefix_cache(self):
+        self.calls.append(("reset",))
+        return True
+
+    @torch.no_grad()
+    def generate(self, prompts, params, use_tqdm=True):
+        assert len(prompts) == len(params) and not use_tqdm
+        self.calls.append(("generate", len(prompts)))
+        self.seen_params = list(params)
+        return [RequestOutput([self._one(p["prompt_token_ids"], sp, j) for j in range(sp.n)])
+                for p, sp in zip(prompts, params)]
+
+    def _one(self, prompt_ids, sp, j):
+        """Decode one sample: full forward pass per token, its own seeded generator."""
+        gen = torch.Generator().manual_seed((sp.seed or 0) * 100 + j)
+        ids, out, logprobs = list(prompt_ids), [], []
+        reason = "length"
+        for _ in range(sp.max_tokens):
+            logits = self.worker_model.hf(torch.tensor([ids])).logits[0, -1].float()
+            logp = torch.log_softmax(logits, -1)
+            if sp.temperature == 0:
+                token = int(logits.argmax())
+            else:
+                token = int(torch.multinomial(torch.softmax(logits / sp.temperature, -1), 1, generator=gen))
+            ids.append(token)
+            out.append(token)
+            logprobs.append({token: Logprob(float(logp[token]))})
+            if token in (sp.stop_token_ids or []):
+                reason = "stop"
+                break
+        return CompletionOutput(j, "", out, logprobs if sp.logprobs is not None else None, reason)
+
+
+FakeLLM.instances = []
+
+
+@pytest.fixture
+def fake_vllm(monkeypatch):
+    module = types.ModuleType("vllm")
+    module.__spec__ = importlib.util.spec_from_loader("vllm", loader=None)
+    module.LLM, module.SamplingParams = FakeLLM, SamplingParams
+    monkeypatch.setitem(sys.modules, "vllm", module)
+    monkeypatch.delenv("VLLM_ENABLE_V1_MULTIPROCESSING", raising=False)
+    FakeLLM.instances = []
+    vllm_sampler.release_engine()
+    yield module
+    vllm_sampler.release_engine()
+    os.environ.pop("VLLM_ENABLE_V1_MULTIPROCESSING", None)
+
+
+# -- the adapter ---------------------------------------------------------------------------------
+
+
+def test_prompts_go_in_as_our_token_ids_with_one_seed_per_prompt(fake_vllm, tiny_checkpoint, tiny_model):
+    model, tokenizer = tiny_model
+    sampler = vllm_sampler.VLLMSampler(str(tiny_checkpoint), tokenizer, seed=3)
+    assert os.environ["VLLM_ENABLE_V1_MULTIPROCESSING"] == "0"  # the engine lives in this process
+    out = sampler.sample(PROMPTS[:3] + PROMPTS[:1], n=2, temperature=0.7, top_p=0.9, max_new_tokens=20, seed=5)
+    llm = FakeLLM.instances[0]
+    params = llm.seen_params
+    assert [p.n for p in params] == [2] * 4 and {p.temperature for p in params} == {0.7}
+    assert {p.top_p for p in params} == {0.9} and {p.max_tokens for p in params} == {20}
+    assert {p.logprobs for p in params} == {0} and not any(p.detokenize for p in params)
+    assert all(p.stop_token_ids == [tokenizer.eos_token_id] for p in params)
+    # the same prompt twice gets a different seed, and the seeds are reproducible
+    assert len({p.seed for p in params}) == 4
+    assert [p.seed for p in params] == [vllm_sampler.prompt_seed(5, i) for i in range(4)]
+    assert [len(c) for c in out] == [2, 2, 2, 2]
+
+
+def test_completions_carry_tokens_logprobs_text_and_finish_reason(fake_vllm, tiny_checkpoint, tiny_model):
+    model, tokenizer = tiny_model
+    sampler = vllm_sampler.VLLMSampler(str(tiny_checkpoint), tokenizer)
+    out = sampler.sample(PROMPTS, n=3, temperature=1.0, max_new_tokens=30, seed=0)
+    flat = [c for cs in out for c in cs]
+    assert {c.finish_reason for c in flat} == {"stop", "length"}  # the tiny model stops, sometimes late
+    for c in flat:
+        assert len(c.logprobs) == len(c.token_ids) and all(lp <= 0 for lp in c.logprobs)
+        assert c.text == tokenizer.decode(c.token_ids, skip_special_tokens=True)
+        if c.finish_reason == "stop":
+            assert c.token_ids[-1] == tokenizer.eos_token_id
+        else:
+            assert len(c.token_ids) == 30
+
+
+def test_greedy_matches_the_torch_backend(fake_vllm, tiny_checkpoint, tiny_model):
+    """With the same weights, the adapter's greedy output is the torch sampler's, token for token."""
+    model, tokenizer = tiny_model
+    ours = vllm_sampler.VLLMSampler(str(tiny_checkpoint), tokenizer).sample(PROMPTS, n=1, temperature=0,
+                                                                           max_new_tokens=40)
+    torch_out = TorchSampler(model, tokenizer).sample(PROMPTS, n=1, temperature=0, max_new_tokens=40)
+    assert [c[0].token_ids for c in ours] == [c[0].token_ids for c in torch_out]
+    for a, b in zip(ours, torch_out):
+        assert torch.allclose(torch.tensor(a[0].logprobs), torch.tensor(b[0].logprobs), atol=1e-4)
+
+
+def test_max_new_tokens_is_cut_to_the_context_length(fake_vllm, tiny_checkpoint, tiny_model):
+    _, tokenizer = tiny_model
+    sampler = vllm_sampler.VLLMSampler(str(tiny_checkpoint), tokenizer, max_model_len=64)
+    sampler.sample(PROMPTS[:2], n=1, temperature=0, max_new_tokens=500)
+    lengths = [len(tokenizer(p, add_special_tokens=False)["input_ids"]) for p in PROMPTS[:2]]
+    assert [p.max_tokens for p in FakeLLM.instances[0].seen_params] == [64 - n for n in lengths]
+
+
+def test_bad_sampling_arguments_are_refused_before_vllm_is_called(fake_vllm, tiny_checkpoint, tiny_model):
+    _, tokenizer = tiny_model
+    sampler = vllm_sampler.VLLMSampler(str(tiny_checkpoint), tokenizer)
+    with pytest.raises(ValueError, match="n must be >= 1"):
+        sampler.sample(PROMPTS[:1], n=0)
+    assert ("generate", 1) not in FakeLLM.instances[0].calls
+
+
+def test_sync_loads_the_policys_weights_then_resets_the_prefix_cache(fake_vllm, tiny_checkpoint):
+    from engine.model.checkpoint import load_checkpoint
+
+    policy, tokenizer = load_checkpoint(tiny_checkpoint)
+    sampler = vllm_sampler.VLLMSampler(str(tiny_checkpoint), tokenizer)
+    with torch.no_grad():
+        for p in policy.parameters():
+            p.add_(0.05 * torch.randn_like(p))
+    before = sampler.sample(PROMPTS, n=1, temperature=0, max_new_tokens=30)
+    sampler.sync(policy)
+    llm = FakeLLM.instances[0]
+    assert llm.calls[-2:] == [("load",), ("reset",)]
+    engine_weights = llm.worker_model.hf.state_dict()
+    for name, tensor in policy.state_dict().items():
+        assert torch.equal(engine_weights[name], tensor), name
+    after = sampler.sample(PROMPTS, n=1, temperature=0, max_new_tokens=30)
+    expected = TorchSampler(policy, tokenizer).sample(PROMPTS, n=1, temperature=0, max_new_tokens=30)
+    assert [c[0].token_ids for c in after] == [c[0].token_ids for c in expected]
+    assert [c[0].token_ids for c in after] != [c[0].token_ids for c in before]
+
+
+def test_sync_of_a_lora_policy_sends_merged_weights_and_leaves_the_adapters_training(fake_vllm, tiny_checkpoint):
+    pytest.importorskip("peft")
+    from engine.model.checkpoint import load_checkpoint
+    from engine.model.lora import add_lora, merged
+
+    base, tokenizer = load_checkpoint(tiny_checkpoint)
+    policy = add_lora(base, r=4, alpha=8)
+    with torch.no_grad():  # adapters that change the model (B starts at zero)
+        for name, p in policy.named_parameters():
+            if "lora_B" in name:
+                p.add_(0.1 * torch.randn_like(p))
+    expected = merged(policy).state_dict()
+    sampler = vllm_sampler.VLLMSampler(str(tiny_checkpoint), tokenizer)
+    ids = torch.tensor([tokenizer(PROMPTS[0], add_special_tokens=False)["input_ids"]])
+    with torch.no_grad():
+        logits_before = policy(ids).logits
+    sampler.sync(policy)
+    engine_weights = FakeLLM.instances[0].worker_model.hf.state_dict()
+    assert set(engine_weights) == set(expected)
+    for name, tensor in expected.items():
+        assert torch.allclose(engine_weights[name], tensor, atol=1e-6), name
+    with torch.no_grad():  # unmerged again: the same function, adapters still separate and trainable
+        assert torch.allclose(policy(ids).logits, logits_before, atol=1e-5)
+    assert any(p.requires_grad for n, p in policy.named_parameters() if "lora_" in n)
+    assert not any(p.requires_grad for n, p in policy.named_parameters() if "lora_" not in n)
+
+
+def test_without_vllm_the_error_says_what_to_install(monkeypatch, tiny_model):
+    monkeypatch.setitem(sys.modules, "vllm", None)  # import vllm raises ImportError
+    with pytest.raises(ReasonlabError, match=r"pip install 'reasonlab\[gpu\]'"):
+        vllm_sampler.VLLMSampler("unused", tiny_model[1])
+
+
+@pytest.mark.parametrize("sets, message", [
+    (["sampler=vllm"], "sampler.*needs a CUDA GPU: set device=cuda"),
+    (["sampler=vllm", "device=cuda"], r"sampler.*pip install 'reasonlab\[gpu\]'"),
+    (["sampler=sglang"], "sampler.*must be one of torch, vllm"),
+])
+def test_config_refuses_a_sampler_it_cannot_run(tiny_checkpoint, sets, message):
+    from engine.config import make_config
+
+    if "device=cuda" in sets and vllm_sampler.vllm_available():
+        pytest.skip("vLLM is installed here: the missing-vLLM error cannot happen")
+    with pytest.raises(ReasonlabError, match=message):
+        make_config("grpo", base=tiny_checkpoint, sets=sets)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("algo, sets", [
+    ("grpo", ["steps=2", "prompts_per_step=3", "n=2", "minibatch_size=4", "checkpoint_every=1", "lr=1e-3"]),
+    ("ei", ["rounds=2", "k=3", "problems_per_round=4", "sft_max_steps=3", "batch_size=4", "lr=1e-3"]),
+])
+def test_a_run_samples_through_one_engine_that_follows_the_policy(fake_vllm, tiny_checkpoint, algo, sets):
+    """A whole run with sampler=vllm (on the stand-in): one engine for the run, weights pushed
+    before each step's (round's) sampling and each evaluation, so the engine ends up holding
+    exactly the last checkpoint's weights."""
+    from safetensors.torch import load_file
+
+    from engine import jobs
+    from engine.config import make_config
+    from engine.store import Store
+
+    small = ["max_new_tokens=16", "eval_limit=3", "eval_k=2", "train_problems=64", "sampler=vllm"]
+    cfg = make_config(algo, base=tiny_checkpoint, sets=small + sets, validate=False)  # device=cpu here
+    with Store() as store:
+        run_id = store.create_run(algo, cfg.__dict__, total=jobs.total_of(cfg), parent_checkpoint=cfg.base)
+        status = jobs.execute(store, store.claim_run(run_id, os.getpid()))
+        run = store.get_run(run_id)
+        assert status == "finished", run["traceback"] or run["error"]
+        ck = store.checkpoints(run_id)
+        rollouts = store.samples(run_id=run_id, kind="rollout")
+    assert len(FakeLLM.instances) == 1  # one engine for the whole run
+    llm = FakeLLM.instances[0]
+    steps = 2
+    evaluations = len(ck)  # the base and every checkpoint
+    assert llm.calls.count(("load",)) == steps + evaluations
+    # every load is followed by a prefix-cache reset before the next generate
+    for i, call in enumerate(llm.calls):
+        if call == ("load",):
+            assert llm.calls[i + 1] == ("reset",)
+    last = load_file(str(ck.sort_values("step").iloc[-1]["path"] + "/model.safetensors"))
+    engine_weights = llm.worker_model.hf.state_dict()
+    for name, tensor in last.items():
+        assert torch.allclose(engine_weights[name], tensor), name
+    assert len(rollouts) > 0 and rollouts["text"].str.len().gt(0).any()
+
+
+# -- real vLLM on a GPU --------------------------------------------------------------------------
+
+GPU_REASON = ("needs vLLM (pip install 'reasonlab[gpu]') and a CUDA GPU; on a GPU machine run "
+              "`pytest tests/test_vllm.py -k gpu`")
+has_gpu_vllm = vllm_sampler.vllm_available() and torch.cuda.is_available()
+
+
+@pytest.mark.skipif(not has_gpu_vllm, reason=GPU_REASON)
+def test_gpu_vllm_agrees_with_torch_and_follows_pushed_weights(tiny_checkpoint):
+    """One engine (vLLM does not free a first engine's memory reliably within a process):
+    greedy agreement with the torch backend, logprobs against a forward pass, seeded
+    reproducibility, then the same agreement after a weight push."""
+    from engine.model.checkpoint import load_checkpoint
+
+    model, tokenizer = load_checkpoint(tiny_checkpoint, device="cuda", dtype="float32")
+    prompts = [TASK.prompt(p) for p in TASK.problems("test", 64)]
+    sampler = vllm_sampler.VLLMSampler(str(tiny_checkpoint), tokenizer, dtype="float32", gpu_memory=0.2)
+
+    def agreement():
+        ours = sampler.sample(prompts, n=1, temperature=0, max_new_tokens=48)
+        ref = TorchSampler(model, tokenizer).sample(prompts, n=1, temperature=0, max_new_tokens=48)
+        return sum(a[0].token_ids == b[0].token_ids for a, b in zip(ours, ref)) / len(prompts), ours
+
+    # float32 on both sides: the kernels differ only in summation order, so a near-tie may flip
+    share, before = agreement()
+    assert share >= 0.9, f"only {share:.0%} of greedy completions agree"
+
+    def run(seed):
+        return [[c.token_ids for c in cs] for cs in sampler.sample(PROMPTS, n=4, max_new_tokens=40, seed=seed)]
+    assert run(7) == run(7)
+    assert run(7) != run(8)
+    for prompt, comps in zip(PROMPTS, sampler.sample(PROMPTS, n=2, max_new_tokens=40, seed=0)):
+        p_ids = tokenizer(prompt, add_special_tokens=False)["input_ids"]
+        for c in comps:  # the raw model's logprob of each sampled token, as the torch backend gives
+            ids = torch.tensor([p_ids + c.token_ids], device="cuda")
+            with torch.no_grad():
+                logp = torch.log_softmax(model(ids).logits[0, len(p_ids) - 1:-1].float(), -1)
+            expected = logp.gather(1, torch.tensor(c.token_ids, device="cuda")[:, None])[:, 0].cpu()
+            assert torch.allclose(torch.tensor(c.logprobs), expected, atol=1e-3)
+
+    with torch.no_grad():
+        for p in model.parameters():
+            p.add_(0.05 * torch.randn_like(p))
+    sampler.sync(model)
+    share, after = agreement()
+    assert share >= 0.9, f"after a weight push only {share:.0%} of greedy completions agree"
+    assert [c[0].token_ids for c in after] != [c[0].token_ids for c in before]
+
+
+def test_cli_eval_samples_through_vllm_when_asked(fake_vllm, tiny_checkpoint, capsys):
+    import json
+
+    from engine.cli import main
+
+    main(["eval", str(tiny_checkpoint), "--sampler", "vllm", "--vllm-memory", "0.5", "-k", "2", "--limit", "3",
+          "--max-new-tokens", "16", "--json"])
+    metrics = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert metrics["problems"] == 3 and 0 <= metrics["maj@1"] <= 1
+    (llm,) = FakeLLM.instances
+    assert llm.model == str(tiny_checkpoint) and llm.gpu_memory_utilization == 0.5
+    assert [c[0] for c in llm.calls].count("generate") >= 1 and ("load",) not in llm.calls  # weights from disk
+
+
+def test_launch_form_offers_the_sampler_backends():
+    from engine import launch
+
+    (field,) = [f for f in launch.fields("grpo") if f.name == "sampler"]
+    assert field.kind == "choice" and field.choices == ("torch", "vllm") and field.default == "torch"
