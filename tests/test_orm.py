@@ -123,6 +123,16 @@ def test_save_load_round_trip(trained, tmp_path):
         assert torch.equal(lm(ids).logits, orm.lm(ids).logits)
 
 
+def test_loads_in_the_dtype_asked_for_with_a_float32_head(trained):
+    """A run's ORM takes the run's dtype (bfloat16 for a large model on a GPU); the head stays float32."""
+    prompts, completions, _ = map(list, zip(*examples("test", 8, per_problem=1, seed=5)))
+    full = OutcomeRewardModel.load(trained[0], dtype="float32")
+    half = OutcomeRewardModel.load(trained[0], dtype="bfloat16")
+    assert next(half.lm.parameters()).dtype == torch.bfloat16 and half.head.weight.dtype == torch.float32
+    assert next(full.lm.parameters()).dtype == torch.float32
+    np.testing.assert_allclose(half.score(prompts, completions), full.score(prompts, completions), atol=0.05)
+
+
 def test_score_reads_the_last_real_token_whatever_the_padding(trained):
     orm = OutcomeRewardModel.load(trained[0])
     prompts, completions, _ = map(list, zip(*examples("test", 8, per_problem=1, seed=3)))

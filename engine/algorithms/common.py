@@ -321,12 +321,11 @@ class PolicyRun:
     def _reward_model(self):
         from engine.algorithms.orm import OutcomeRewardModel
 
-        if self.cfg.orm:
-            return OutcomeRewardModel.load(self.cfg.orm, device=self.cfg.device)
-        path = self.ctx.run_dir / "orm"
-        if not (path / "orm_head.safetensors").is_file():
-            train_orm_from_samples(self.ctx, self.cfg, self.policy, self.tokenizer, path)
-        return OutcomeRewardModel.load(path, device=self.cfg.device)
+        cfg = self.cfg
+        path = cfg.orm or self.ctx.run_dir / "orm"
+        if not cfg.orm and not (path / "orm_head.safetensors").is_file():
+            train_orm_from_samples(self.ctx, cfg, self.policy, self.tokenizer, path)
+        return OutcomeRewardModel.load(path, device=cfg.device, dtype=cfg.dtype, trust_remote_code=cfg.trust_remote_code)
 
     def iterations(self):
         """(step, rollouts) for each remaining step: the cancel check, then sampled and scored
@@ -391,4 +390,5 @@ def train_orm_from_samples(ctx: RunContext, cfg, policy, tokenizer, out: Path, p
     ctx.log_rollouts(0, rollouts)
     examples = [(r.prompt_text, r.completion.text, bool(r.score.correct)) for r in rollouts]
     examples += [(ctx.prompt(p), p.reference, True) for p in chosen]
-    return train_orm(cfg.base, examples, out, ORMConfig(steps=cfg.orm_steps, seed=cfg.seed))
+    return train_orm(cfg.base, examples, out, ORMConfig(steps=cfg.orm_steps, seed=cfg.seed, device=cfg.device,
+                                                        dtype=cfg.dtype, trust_remote_code=cfg.trust_remote_code))

@@ -44,6 +44,12 @@ class ORMConfig:
     """Draw correct and incorrect examples equally per batch, whatever their ratio in the data."""
     seed: int = 0
     """Seed of the head init and the batch draws."""
+    device: str = "cpu"
+    """Torch device the trunk trains on (a run's ORM takes the run's device)."""
+    dtype: str = "auto"
+    """The trunk's dtype: auto (bfloat16 on a CUDA device that supports it, else float32), float32 or bfloat16."""
+    trust_remote_code: bool = False
+    """Let transformers run Python code shipped in the base directory (only for models you trust)."""
 
     def validate(self) -> None:
         for name in ("steps", "batch_size"):
@@ -67,9 +73,10 @@ class OutcomeRewardModel(torch.nn.Module):
         self.head = torch.nn.Linear(lm.config.hidden_size, 1)
 
     @classmethod
-    def from_base(cls, path: str | Path, device: str = "cpu") -> OutcomeRewardModel:
-        """A fresh (untrained) head on the trunk of a causal LM checkpoint."""
-        lm, tokenizer = load_checkpoint(path, device)
+    def from_base(cls, path: str | Path, device: str = "cpu", dtype: str = "auto",
+                  trust_remote_code: bool = False) -> OutcomeRewardModel:
+        """A fresh (untrained) head on the trunk of a causal LM checkpoint (the head in float32)."""
+        lm, tokenizer = load_checkpoint(path, device, dtype=dtype, trust_remote_code=trust_remote_code)
         return cls(lm, tokenizer).to(device)
 
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
@@ -117,13 +124,15 @@ class OutcomeRewardModel(torch.nn.Module):
         return out
 
     @classmethod
-    def load(cls, path: str | Path, device: str = "cpu") -> OutcomeRewardModel:
+    def load(cls, path: str | Path, device: str = "cpu", dtype: str = "auto",
+             trust_remote_code: bool = False) -> OutcomeRewardModel:
         from safetensors.torch import load_file
 
         path = Path(path)
         if path.is_dir() and not (path / HEAD).is_file():
             raise ReasonlabError(f"checkpoint {path} is not an outcome reward model (no {HEAD})")
-        lm, tokenizer = load_checkpoint(path, device)  # names the path on every failure
+        lm, tokenizer = load_checkpoint(path, device, dtype=dtype,  # names the path on every failure
+                                        trust_remote_code=trust_remote_code)
         orm = cls(lm, tokenizer)
         try:
             orm.head.load_state_dict(load_file(str(path / HEAD)))
@@ -148,7 +157,7 @@ def train_orm(base: str | Path, examples: list[Example], out: str | Path, cfg: O
                              f"got {len(positives)} correct of {len(examples)}")
     start = time.time()
     torch.manual_seed(cfg.seed)
-    orm = OutcomeRewardModel.from_base(base)
+    orm = OutcomeRewardModel.from_base(base, cfg.device, cfg.dtype, cfg.trust_remote_code)
     orm.train()
     rng = random.Random(cfg.seed)
     opt = torch.optim.AdamW(orm.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay, betas=(0.9, 0.95))
