@@ -78,20 +78,46 @@ def _train(args) -> None:
 
     sets = _task_sets(args) + (args.set or [])  # --set, later, wins
     cfg = make_config(args.algo, base=args.base, sets=sets)  # refuses bad fields before any process
+    acc = _launched(cfg.device, args.detach, cfg.sampler)
+    if acc is not None and not acc.is_main_process:
+        return _replica(acc)
     with Store() as store:
         run_id = jobs.submit(store, cfg, name=args.name, foreground=not args.detach)
         print(f"run {run_id}", flush=True)
         if args.detach:
             jobs.spawn_worker()
             return
-        _follow(store, run_id, quiet=args.quiet)
+        _follow(store, run_id, quiet=args.quiet, acc=acc)
 
 
-def _follow(store, run_id: int, quiet: bool) -> None:
+def _launched(device: str, detach: bool, sampler: str = "torch"):
+    """The Accelerator of a multi-process launch (accelerate launch, torchrun), else None."""
+    from engine import distributed
+
+    if distributed.launched_world_size() == 1:
+        return None
+    if detach:
+        raise ReasonlabError("--detach cannot be used under a multi-process launch (accelerate launch, torchrun): "
+                             "its processes train the run together in the foreground; leave out --detach")
+    distributed.check_sampler(sampler, distributed.launched_world_size())
+    acc = distributed.accelerator(device)
+    return acc if acc.num_processes > 1 else None
+
+
+def _replica(acc) -> None:
+    """Another process of a multi-process launch: train the run rank 0 claims, print nothing."""
+    from engine import distributed, jobs
+
+    run = distributed.broadcast(None, acc)
+    if run is not None:  # None: rank 0's run was cancelled while it waited in the queue
+        jobs.run_replica(run)
+
+
+def _follow(store, run_id: int, quiet: bool, acc=None) -> None:
     """Train a claimed-in-this-process run with a progress bar; print its final summary as JSON."""
     from tqdm.auto import tqdm
 
-    from engine import jobs
+    from engine import distributed, jobs
 
     bar = tqdm(total=1000, desc=f"run {run_id}", disable=quiet, unit="‰", bar_format="{l_bar}{bar}| {elapsed}<{remaining} {postfix}")
 
@@ -100,7 +126,9 @@ def _follow(store, run_id: int, quiet: bool) -> None:
             bar.n = int(1000 * fields["progress"])
         bar.set_postfix_str(phase)
 
-    run = jobs.run_foreground(store, run_id, on_progress=on_progress)
+    # rank 0 of a multi-process launch: the other processes train the run it claims
+    announce = (lambda run: distributed.broadcast(run, acc)) if acc is not None else None
+    run = jobs.run_foreground(store, run_id, on_progress=on_progress, announce=announce)
     bar.close()
     print(json.dumps(_run_summary(store, run)))
     if run["status"] == "failed":
@@ -145,16 +173,22 @@ def _cancel(args) -> None:
 
 
 def _resume(args) -> None:
+    import torch
+
     from engine import jobs
     from engine.store import Store
 
+    # rank 0 alone reads the store; the run's device must match the launch's (RunContext checks)
+    acc = _launched("cuda" if torch.cuda.is_available() else "cpu", args.detach)
+    if acc is not None and not acc.is_main_process:
+        return _replica(acc)
     with Store() as store:
         jobs.resume(store, args.run_id, foreground=not args.detach)
         print(f"run {args.run_id}", flush=True)
         if args.detach:
             jobs.spawn_worker()
             return
-        _follow(store, args.run_id, quiet=args.quiet)
+        _follow(store, args.run_id, quiet=args.quiet, acc=acc)
 
 
 def _quickstart(args) -> None:

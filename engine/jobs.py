@@ -13,6 +13,9 @@ It trains in its own process, so it outlives the dashboard or terminal that star
 - `cancel` asks the loop to stop at its next step (it saves what it has); `resume` queues an
   interrupted, cancelled or failed run again, and the loop continues from its last checkpoint
   with the same config and seed, after the store forgets what was logged after that checkpoint.
+- Under a multi-process launch (`accelerate launch -m engine.cli train ...`), rank 0 queues and
+  claims the run as above and tells the other processes which run it claimed; they train it with
+  it (`run_replica`) and never touch the store.
 """
 
 from __future__ import annotations
@@ -128,16 +131,20 @@ def worker(store: Store) -> None:
         execute(store, run)
 
 
-def run_foreground(store: Store, run_id: int, on_progress=None, poll_s: float = 1.0) -> dict:
-    """Wait for this run's turn in the queue, then train it in this process. Returns the run row."""
+def run_foreground(store: Store, run_id: int, on_progress=None, poll_s: float = 1.0, announce=None) -> dict:
+    """Wait for this run's turn in the queue, then train it in this process. Returns the run row.
+    `announce(run or None)` tells the other processes of a multi-process launch what was claimed."""
+    announce = announce or (lambda run: None)
     while True:
         reconcile(store, spawn=True)  # older detached runs need a worker, or we wait forever
         run = store.claim_run(run_id, os.getpid(), MAX_RUNNING)
         if run is not None:
+            announce(run)
             execute(store, run, on_progress=on_progress)
             return store.get_run(run_id)
         current = store.get_run(run_id)
         if current["status"] != "queued":  # cancelled while waiting
+            announce(None)
             return current
         if on_progress is not None:
             on_progress(current, "waiting for earlier runs to finish")
@@ -192,6 +199,16 @@ def execute(store: Store, run: dict, on_progress=None) -> str:
             fields["cancel_requested"] = 1
         store.update_run(run_id, finished_at=time.time(), heartbeat_at=time.time(), **fields)
     return fields["status"]
+
+
+def run_replica(run: dict) -> None:
+    """Train rank 0's claimed run as another process of a multi-process launch: the same loop on
+    this process's share, with no store (rank 0 records how the run ends)."""
+    from engine.algorithms.common import RunContext
+
+    cfg = config_from_dict(run["algo"], run["config"])
+    ctx = RunContext(None, run["id"], cfg, run_dir(run["id"]))
+    importlib.import_module(f"engine.algorithms.{ALGORITHMS[run['algo']]}").train(ctx, cfg)
 
 
 def cancel(store: Store, run_id: int) -> str:

@@ -2,6 +2,8 @@
 their evaluation, resume state), sampling + scoring of rollouts, and token-level batches.
 
 The algorithms themselves (expert_iteration, rcrl, ppo, grpo) are one loop each on top of this.
+Under a multi-process launch (engine/distributed.py) every process runs the same loop with its own
+RunContext; only rank 0's has a store, and the context's methods say which are collective.
 """
 
 from __future__ import annotations
@@ -15,6 +17,8 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
+from engine import distributed
+from engine.errors import ReasonlabError
 from engine.evaluation.evaluate import EvalConfig, evaluate
 from engine.model.checkpoint import load_checkpoint, read_meta, save_checkpoint
 from engine.model.lora import maybe_lora, trainable
@@ -29,10 +33,17 @@ STATE_FILE = "trainer_state.pt"
 
 class RunContext:
     """The job around a training loop. Loops report through it and never touch the store's
-    schema; `ctx.stop_requested()` is how `reasonlab cancel` reaches them."""
+    schema; `ctx.stop_requested()` is how `reasonlab cancel` reaches them.
+
+    Several processes: every rank builds one (store None except on rank 0). `log`, `gather`,
+    `stop_requested`, `save` and `evaluate_base` are collective (every rank calls them at the same
+    point of the loop); `progress` and `log_rollouts` write on rank 0 and do nothing elsewhere."""
 
     def __init__(self, store, run_id: int, cfg, run_dir: Path):
         self.store, self.run_id, self.cfg, self.run_dir = store, run_id, cfg, Path(run_dir)
+        self.acc = distributed.accelerator(cfg.device)  # one process: no process group, prepare() is a no-op
+        self.rank, self.world, self.is_main = self.acc.process_index, self.acc.num_processes, self.acc.is_main_process
+        distributed.check_sampler(cfg.sampler, self.world)
         self.task = task_from_config(cfg)
         self.prompter: Prompter | None = None  # set by use_tokenizer, once the loop has loaded the model
         self.samples_seen = 0  # sampled solutions so far: the paper's sample-complexity axis
@@ -40,6 +51,7 @@ class RunContext:
         self.meta: dict = {}  # extra checkpoint metadata, e.g. RCRL's prompt suffix
         self.on_progress = None  # a foreground run's progress bar: on_progress(run_fields, phase)
         self.stop_signal = threading.Event()  # set by the job's SIGTERM handler
+        self._resume = self._find_resume_point()
 
     def use_tokenizer(self, tokenizer) -> None:
         """Fix the prompt format for this run (recorded in every checkpoint's reasonlab.json), and
@@ -58,23 +70,49 @@ class RunContext:
     # -- progress -------------------------------------------------------------------------------
     def progress(self, step: int, total: int, fraction: float, phase: str) -> None:
         """fraction: of the whole run (0..1), for the progress bar and ETA."""
+        if not self.is_main:
+            return
         fields = {"step": step, "total": total, "progress": min(max(fraction, 0.0), 1.0), "phase": phase}
         self.store.update_run(self.run_id, heartbeat_at=time.time(), **fields)
         if self.on_progress is not None:
             self.on_progress(fields, phase)
 
     def stop_requested(self) -> bool:
-        if self.stop_signal.is_set():
-            return True
-        run = self.store.get_run(self.run_id)
-        return bool(run and run["cancel_requested"])
+        """Collective: rank 0 reads the cancel flag, so all processes stop at the same step."""
+        stop = None
+        if self.is_main:
+            run = self.store.get_run(self.run_id)
+            stop = self.stop_signal.is_set() or bool(run and run["cancel_requested"])
+        return distributed.broadcast(stop, self.acc)
+
+    # Rates add up over processes; every other metric is a per-sample mean of an equal share.
+    SUMMED = ("tokens_per_s",)
 
     def log(self, step: int, metrics: dict) -> None:
-        self.store.log_metrics(self.run_id, step, {**metrics, "time/elapsed_s": time.time() - self.started},
-                               samples_seen=self.samples_seen)
+        """Collective: each process's metrics of its share; the store gets their mean over processes."""
+        if self.world > 1:
+            shares = distributed.gather([metrics], self.acc)
+            metrics = {k: _combine([m[k] for m in shares], summed=k in self.SUMMED) for k in metrics}
+        self._record(step, metrics)
+
+    def _record(self, step: int, metrics: dict) -> None:
+        if self.is_main:
+            self.store.log_metrics(self.run_id, step, {**metrics, "time/elapsed_s": time.time() - self.started},
+                                   samples_seen=self.samples_seen)
+
+    def gather(self, items: list) -> list:
+        """Collective: every process's items (e.g. rollouts), in rank order, on every process."""
+        return distributed.gather(items, self.acc)
+
+    def shard(self, items: list) -> list:
+        """This process's share of a list the processes all hold: every world-th item."""
+        return items[self.rank::self.world]
 
     def log_rollouts(self, step: int, rollouts: list[Rollout]) -> None:
-        """Every rollout trained on, so a person can watch completions change over training."""
+        """Every rollout trained on, so a person can watch completions change over training.
+        Rank 0 writes the rollouts it is given (all processes' when the loop gathered them)."""
+        if not self.is_main:
+            return
         split = "train"
         self.store.add_samples([
             {"run_id": self.run_id, "step": step, "kind": "rollout", "task": self.cfg.task, "split": split,
@@ -87,8 +125,15 @@ class RunContext:
         return self.run_dir / f"step-{step:05d}"
 
     def save(self, step: int, model, tokenizer, state: dict, evaluate_now: bool = True) -> Path:
-        """Write an HF checkpoint plus the trainer state needed to resume, then evaluate it."""
+        """Write an HF checkpoint plus the trainer state needed to resume, then evaluate it.
+        Collective: rank 0 writes and evaluates while the others wait."""
         out = self.checkpoint_path(step)
+        if self.is_main:
+            self._save(out, step, self.acc.unwrap_model(model), tokenizer, state, evaluate_now)
+        self.acc.wait_for_everyone()
+        return out
+
+    def _save(self, out: Path, step: int, model, tokenizer, state: dict, evaluate_now: bool) -> None:
         meta = {"made_by": f"reasonlab {self.cfg.algo}", "run_id": self.run_id, "step": step,
                 "config": asdict(self.cfg), **self.meta}
         save_checkpoint(model, tokenizer, out, meta)
@@ -97,7 +142,6 @@ class RunContext:
         checkpoint_id = self.store.add_checkpoint(self.run_id, step, out)
         if evaluate_now:
             self.evaluate(step, checkpoint_id, model, tokenizer)
-        return out
 
     def evaluate(self, step: int, checkpoint_id: int, model, tokenizer) -> dict:
         """maj@1 (greedy) and pass@k / maj@k on the eval split; samples and metrics go to the store."""
@@ -115,23 +159,35 @@ class RunContext:
         scores = {k: v for k, v in metrics.items() if k.startswith(("maj@", "pass@"))}
         self.store.update_checkpoint_metrics(checkpoint_id, {**scores, "split": cfg.eval_split,
                                                              "problems": metrics["problems"]})
-        self.log(step, {f"eval/{k}": v for k, v in scores.items()})
+        self._record(step, {f"eval/{k}": v for k, v in scores.items()})
         return scores
 
     def evaluate_base(self, model, tokenizer) -> None:
-        """Step 0 of every run is its base checkpoint, evaluated like the others (the 'before')."""
-        checkpoint_id = self.store.add_checkpoint(self.run_id, 0, self.cfg.base)
-        self.evaluate(0, checkpoint_id, model, tokenizer)
+        """Step 0 of every run is its base checkpoint, evaluated like the others (the 'before').
+        Collective: rank 0 evaluates while the others wait."""
+        if self.is_main:
+            checkpoint_id = self.store.add_checkpoint(self.run_id, 0, self.cfg.base)
+            self.evaluate(0, checkpoint_id, model, tokenizer)
+        self.acc.wait_for_everyone()
 
     def resume_point(self) -> tuple[int, Path, dict] | None:
-        """(step, path, trainer state) of the last checkpoint this run saved, if any."""
-        df = self.store.checkpoints(self.run_id)
-        for _, row in df.sort_values("step", ascending=False).iterrows():
-            path = Path(row["path"])
-            if row["step"] > 0 and (path / STATE_FILE).is_file():
-                state = torch.load(path / STATE_FILE, weights_only=True)
-                return int(row["step"]), path, state
-        return None
+        """(step, path, trainer state) of the last checkpoint this run saved, if any (as it was
+        when the run started)."""
+        return self._resume
+
+    def _find_resume_point(self) -> tuple[int, Path, dict] | None:
+        found = None  # rank 0 reads the store; every process loads the state file it names
+        if self.is_main:
+            df = self.store.checkpoints(self.run_id)
+            for _, row in df.sort_values("step", ascending=False).iterrows():
+                path = Path(row["path"])
+                if row["step"] > 0 and (path / STATE_FILE).is_file():
+                    found = (int(row["step"]), path)
+                    break
+        found = distributed.broadcast(found, self.acc)
+        if found is None:
+            return None
+        return found[0], found[1], torch.load(found[1] / STATE_FILE, weights_only=True)
 
     def restore(self, state: dict) -> None:
         self.samples_seen = int(state["samples_seen"])
@@ -176,6 +232,14 @@ def load_model(cfg, path=None):
     """(model, tokenizer) of the base (or `path`) as the run config asks: device, dtype, remote code."""
     return load_checkpoint(path or cfg.base, device=cfg.device, dtype=cfg.dtype,
                            trust_remote_code=cfg.trust_remote_code)
+
+
+def _combine(values: list, summed: bool):
+    """One logged metric from every process's value: their sum or mean (None where none has one)."""
+    values = [v for v in values if v is not None]
+    if not values:
+        return None
+    return sum(values) if summed else sum(values) / len(values)
 
 
 def step_seed(seed: int, step: int, salt: int = 0) -> int:
@@ -281,12 +345,21 @@ def assign_rewards(rollouts: list[Rollout], reward: str, orm=None) -> None:
 class PolicyRun:
     """What PPO and GRPO share around their update: start or resume (policy, optimizer, extra
     heads and controllers), the frozen reference, the reward model, rollouts with rewards, the
-    cancel check and the checkpoint schedule. The update itself stays in each algorithm's loop."""
+    cancel check and the checkpoint schedule. The update itself stays in each algorithm's loop.
+
+    `policy` and `heads` are the modules themselves (sampling, old log-probabilities, saving);
+    `model` and `trained_heads` are the same modules as accelerate prepared them for the gradient
+    passes (DDP-wrapped under a multi-process launch). Each process trains on its share of a step:
+    `minibatch_size` is the configured one divided by the number of processes."""
 
     def __init__(self, ctx: RunContext, cfg, heads: dict | None = None, stateful: dict | None = None):
         self.ctx, self.cfg = ctx, cfg
         self.heads = heads or {}  # extra trainable modules, e.g. PPO's value head
         self.stateful = stateful or {}  # objects with state_dict()/load_state_dict(), e.g. a KL controller
+        for name in ("prompts_per_step", "minibatch_size"):
+            if getattr(cfg, name) % ctx.world:
+                raise ReasonlabError(f"{cfg.algo} config field {name}={getattr(cfg, name)} must be a multiple of "
+                                     f"the {ctx.world} processes, which share it equally")
         base, self.tokenizer = load_model(cfg)
         self.policy = maybe_lora(base, cfg)
         ctx.use_tokenizer(self.tokenizer)
@@ -317,14 +390,18 @@ class PolicyRun:
             ctx.evaluate_base(self.policy, self.tokenizer)
         if cfg.reward == "orm":
             self.orm = self._reward_model()
+        self.minibatch_size = cfg.minibatch_size // ctx.world
+        self.model, *heads, self.opt = ctx.acc.prepare(self.policy, *self.heads.values(), self.opt)
+        self.trained_heads = dict(zip(self.heads, heads))
 
     def _reward_model(self):
         from engine.algorithms.orm import OutcomeRewardModel
 
         cfg = self.cfg
         path = cfg.orm or self.ctx.run_dir / "orm"
-        if not cfg.orm and not (path / "orm_head.safetensors").is_file():
+        if not cfg.orm and self.ctx.is_main and not (path / "orm_head.safetensors").is_file():
             train_orm_from_samples(self.ctx, cfg, self.policy, self.tokenizer, path)
+        self.ctx.acc.wait_for_everyone()
         return OutcomeRewardModel.load(path, device=cfg.device, dtype=cfg.dtype, trust_remote_code=cfg.trust_remote_code)
 
     def iterations(self):
@@ -339,14 +416,16 @@ class PolicyRun:
             yield step, rollouts
 
     def rollouts(self, step: int) -> list[Rollout]:
-        """Sample n solutions for this step's problems, score them, assign rewards, store them."""
+        """Sample n solutions for this process's share of the step's problems, score them, assign
+        rewards, store every process's. A problem's n samples (a GRPO group) stay on one process."""
         ctx, cfg = self.ctx, self.cfg
-        problems = draw_problems(ctx.task, cfg, step, cfg.prompts_per_step)
+        problems = ctx.shard(draw_problems(ctx.task, cfg, step, cfg.prompts_per_step))
         rollouts = sample_rollouts(self.policy, self.tokenizer, ctx.task, problems, cfg.n, cfg,
-                                   seed=step_seed(cfg.seed, step), prompt=ctx.prompt)
+                                   seed=step_seed(cfg.seed, step) + ctx.rank, prompt=ctx.prompt)
         assign_rewards(rollouts, cfg.reward, self.orm)
-        ctx.samples_seen += len(rollouts)
-        ctx.log_rollouts(step, rollouts)
+        everyone = ctx.gather(rollouts)
+        ctx.samples_seen += len(everyone)
+        ctx.log_rollouts(step, everyone)
         return rollouts
 
     def stopping(self, last_done: int) -> bool:

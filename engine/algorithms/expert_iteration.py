@@ -8,6 +8,9 @@
 
 `run_rounds` is also the skeleton of return-conditioned RL (rcrl.py), which differs only in which
 samples it keeps and how it labels them.
+
+Under a multi-process launch each process samples its share of the round's problems; the rollouts
+are gathered, so every process grows the same D_i and fine-tunes on shards of its batches (DDP).
 """
 
 from __future__ import annotations
@@ -70,24 +73,27 @@ def run_rounds(ctx: RunContext, cfg: EIConfig, select: Selection, sample_suffix:
     for r in range(first, cfg.rounds + 1):
         done = (r - 1) / cfg.rounds
 
-        # 1) sample K solutions per problem, in chunks so progress shows and cancel is prompt
+        # 1) sample K solutions per problem, in chunks so progress shows and cancel is prompt;
+        #    each process its share (every process goes through as many chunks: the cancel check is collective)
         problems = draw_problems(ctx.task, cfg, r, cfg.problems_per_round)
+        mine = ctx.shard(problems)
         suffix = sample_suffix if r > 1 else ""
         chunk = max(1, 4 * cfg.sample_batch_size // cfg.k)
         rollouts: list[Rollout] = []
         t0, tokens = time.time(), 0
         sampler = make_sampler(policy, tokenizer, cfg)  # vLLM: this round's weights pushed once
-        for i in range(0, len(problems), chunk):
+        for i in range(0, -(-len(problems) // ctx.world), chunk):
             if ctx.stop_requested():
                 return
-            ctx.progress(r - 1, cfg.rounds, done + 0.5 * i / len(problems) / cfg.rounds,
-                         f"round {r}/{cfg.rounds}: sampling {i}/{len(problems)} problems x {cfg.k}")
-            part = sample_rollouts(policy, tokenizer, ctx.task, problems[i:i + chunk], cfg.k, cfg,
-                                   seed=step_seed(cfg.seed, r, salt=i), prompt_suffix=suffix, prompt=ctx.prompt,
-                                   sampler=sampler)
+            ctx.progress(r - 1, cfg.rounds, done + 0.5 * i * ctx.world / len(problems) / cfg.rounds,
+                         f"round {r}/{cfg.rounds}: sampling {i * ctx.world}/{len(problems)} problems x {cfg.k}")
+            part = sample_rollouts(policy, tokenizer, ctx.task, mine[i:i + chunk], cfg.k, cfg,
+                                   seed=step_seed(cfg.seed, r, salt=i) + ctx.rank, prompt_suffix=suffix,
+                                   prompt=ctx.prompt, sampler=sampler) if mine[i:i + chunk] else []
             tokens += sum(len(x.completion.token_ids) for x in part)
             rollouts += part
         sample_s = time.time() - t0
+        rollouts = ctx.gather(rollouts)  # every process holds every rollout: the same D_i everywhere
         for x in rollouts:
             x.reward = float(x.score.correct)
         ctx.samples_seen += len(rollouts)

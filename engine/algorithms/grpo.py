@@ -6,6 +6,9 @@ other samples of the same problem. Each iteration:
   3) advantages: (r - mean of the group) / std of the group, the same for every token;
   4) a few epochs of the clipped policy loss (+ optional k3 KL to the frozen base);
   5) log; checkpoint and evaluate every `checkpoint_every` iterations.
+
+Under a multi-process launch each process samples and trains on its share of the problems (whole
+groups), and `accelerator.backward` averages the gradients (DDP).
 """
 
 from __future__ import annotations
@@ -23,6 +26,7 @@ from engine.config import GRPOConfig
 def train(ctx: RunContext, cfg: GRPOConfig) -> None:
     run = common.PolicyRun(ctx, cfg)
     policy, tokenizer, opt = run.policy, run.tokenizer, run.opt
+    model, acc = run.model, ctx.acc  # the policy as accelerate prepared it for gradient passes
     gen = torch.Generator().manual_seed(cfg.seed)
 
     # 1) sample, 2) score (the cancel check and sampling live in run.iterations)
@@ -41,9 +45,9 @@ def train(ctx: RunContext, cfg: GRPOConfig) -> None:
         policy.train()
         stats = common.Stats()
         for _ in range(cfg.epochs):
-            for idx in minibatches(len(rollouts), cfg.minibatch_size, gen):
+            for idx in minibatches(len(rollouts), run.minibatch_size, gen):
                 mb = {k: v[idx] for k, v in batch.items()}
-                logprobs, _, _ = forward_logprobs(policy, mb)
+                logprobs, _, _ = forward_logprobs(model, mb)
                 mask = mb["mask"]
                 pg_loss, clipfrac, approx_kl = policy_loss(logprobs, old_logprobs[idx],
                                                            adv[idx, None].expand_as(logprobs), mask, cfg.clip_eps)
@@ -53,8 +57,8 @@ def train(ctx: RunContext, cfg: GRPOConfig) -> None:
                     loss = loss + cfg.kl_coef * kl
                     stats.add(kl_ref=kl.item())
                 opt.zero_grad(set_to_none=True)
-                loss.backward()
-                grad_norm = torch.nn.utils.clip_grad_norm_(policy.parameters(), 1.0)
+                acc.backward(loss)
+                grad_norm = acc.clip_grad_norm_(model.parameters(), 1.0)
                 opt.step()
                 stats.add(policy_loss=pg_loss.item(), approx_kl=approx_kl.item(), clip_frac=clipfrac.item(),
                           grad_norm=grad_norm.item())

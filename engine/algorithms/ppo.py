@@ -9,6 +9,10 @@ Each iteration:
   6) adapt the KL coefficient (if kl_target), log; checkpoint and evaluate every few iterations.
 
 The value head is one linear layer on the policy's last hidden state (a shared body, as in TRL).
+Under a multi-process launch each process samples and trains on its share of the problems,
+`accelerator.backward` averages the gradients (DDP), and the reward scale and the adaptive KL
+coefficient are updated from every process's samples, so they stay the same on all of them.
+Advantages are whitened within each process's share.
 """
 
 from __future__ import annotations
@@ -66,13 +70,14 @@ def train(ctx: RunContext, cfg: PPOConfig) -> None:
     moments = RunningMoments()
     run = common.PolicyRun(ctx, cfg, heads={"value_head": value_head}, stateful={"kl": kl_ctl, "rewards": moments})
     policy, tokenizer, opt = run.policy, run.tokenizer, run.opt
+    model, value_model, acc = run.model, run.trained_heads["value_head"], ctx.acc  # as prepared for gradients
     gen = torch.Generator().manual_seed(cfg.seed)
 
     # 1) sample, 2) score (scaled by a running std, clipped); run.iterations checks for a cancel
     for step, rollouts in run.iterations():
         scores = torch.tensor([r.reward for r in rollouts])
         if cfg.reward_scale:
-            moments.update(scores)
+            moments.update(torch.tensor(ctx.gather(scores.tolist())))
             scores = scores / moments.std
         if cfg.reward_clip > 0:
             scores = scores.clamp(-cfg.reward_clip, cfg.reward_clip)
@@ -100,26 +105,27 @@ def train(ctx: RunContext, cfg: PPOConfig) -> None:
         policy.train()
         stats = common.Stats()
         for _ in range(cfg.epochs):
-            for idx in minibatches(len(rollouts), cfg.minibatch_size, gen):
+            for idx in minibatches(len(rollouts), run.minibatch_size, gen):
                 mb = {k: v[idx] for k, v in batch.items()}
-                logprobs, logits, hidden = forward_logprobs(policy, mb, with_hidden=True)
-                values = value_head(hidden.float()).squeeze(-1)
+                logprobs, logits, hidden = forward_logprobs(model, mb, with_hidden=True)
+                values = value_model(hidden.float()).squeeze(-1)
                 m = mb["mask"]
                 pg_loss, clipfrac, approx_kl = policy_loss(logprobs, old_logprobs[idx], advantages[idx], m, cfg.clip_eps)
                 v_loss, vf_clipfrac = value_loss(values, old_values[idx], returns[idx], m, cfg.vf_clip)
                 entropy = masked_mean(entropy_from_logits(logits), m)
                 loss = pg_loss + cfg.vf_coef * v_loss - cfg.entropy_coef * entropy
                 opt.zero_grad(set_to_none=True)
-                loss.backward()
-                grad_norm = torch.nn.utils.clip_grad_norm_(opt.param_groups[0]["params"], 1.0)
+                acc.backward(loss)
+                grad_norm = acc.clip_grad_norm_(opt.param_groups[0]["params"], 1.0)
                 opt.step()
                 stats.add(policy_loss=pg_loss.item(), value_loss=v_loss.item(), approx_kl=approx_kl.item(),
                           clip_frac=clipfrac.item(), vf_clip_frac=vf_clipfrac.item(), entropy=entropy.item(),
                           grad_norm=grad_norm.item())
 
         # 6) adapt the KL coefficient, log, checkpoint
-        seq_kl = kl.sum(1).mean().item()
-        kl_ctl.update(seq_kl, len(rollouts))
+        seq_kls = torch.tensor(ctx.gather(kl.sum(1).tolist()))  # (every process's samples,)
+        seq_kl = seq_kls.mean().item()
+        kl_ctl.update(seq_kl, len(seq_kls))
         ctx.log(step, {**common.summary(rollouts), **stats.means(), "reward_mean": scores.mean().item(),
                        "kl_ref": seq_kl, "kl_coef": kl_ctl.value,
                        "value_mean": masked_mean(old_values, mask).item(),

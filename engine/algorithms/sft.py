@@ -19,6 +19,7 @@ from pathlib import Path
 import torch
 from tqdm.auto import tqdm
 
+from engine import distributed
 from engine.errors import ReasonlabError
 from engine.model.checkpoint import save_checkpoint
 from engine.model.presets import PRESETS, new_model
@@ -177,11 +178,16 @@ def finetune(model, tokenizer, pairs: list[tuple[str, str]], steps: int, batch_s
              seed: int, weight_decay: float = 0.01, on_step=None) -> float | None:
     """Fine-tune `model` in place on (prompt, completion) pairs: shuffled epochs, batches grouped
     by length, cosine schedule. `on_step(step)` returning True stops early (a cancel). Returns the
-    final smoothed loss (None when stopped before the first step)."""
+    final smoothed loss (None when stopped before the first step).
+
+    Under a multi-process launch every process holds the same pairs and draws the same batches;
+    each trains on every world-th row of a batch and DDP averages the gradients."""
     rng = random.Random(seed)
     model.train()
     params = [p for p in model.parameters() if p.requires_grad]  # the adapters only, under LoRA
     opt = torch.optim.AdamW(params, lr=lr, weight_decay=weight_decay, betas=(0.9, 0.95))
+    acc = distributed.accelerator(model.device.type)
+    trained, opt = acc.prepare(model, opt)
     order: list[tuple[str, str]] = []
     pending: list[dict] = []
     loss_ema = None
@@ -195,17 +201,23 @@ def finetune(model, tokenizer, pairs: list[tuple[str, str]], steps: int, batch_s
                 order += epoch
             pool, order = order[:batch_size * 8], order[batch_size * 8:]
             pool.sort(key=lambda x: len(x[0]) + len(x[1]))
-            pending = [completion_batch(tokenizer, *zip(*pool[i:i + batch_size]))
+            pending = [completion_batch(tokenizer, *zip(*_share(pool[i:i + batch_size], acc)))
                        for i in range(0, len(pool), batch_size)]
             rng.shuffle(pending)
         inputs = pending.pop()
         for group in opt.param_groups:
             group["lr"] = cosine_lr(step, steps, lr, warmup=max(1, steps // 10))
-        loss = model(**{k: v.to(model.device) for k, v in inputs.items()}).loss
+        loss = trained(**{k: v.to(model.device) for k, v in inputs.items()}).loss
         opt.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(params, 1.0)
+        acc.backward(loss)
+        acc.clip_grad_norm_(params, 1.0)
         opt.step()
         loss_ema = loss.item() if loss_ema is None else 0.9 * loss_ema + 0.1 * loss.item()
     model.eval()
     return loss_ema
+
+
+def _share(rows: list, acc) -> list:
+    """This process's rows of a batch. A batch with fewer rows than processes (a dataset of one
+    solution) gives each process one of them, repeated, since every process must take a step."""
+    return rows[acc.process_index::acc.num_processes] or rows[acc.process_index % len(rows):][:1]

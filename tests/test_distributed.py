@@ -1,0 +1,134 @@
+"""Training on several processes through accelerate, on CPU (gloo): `accelerate launch --multi_gpu
+--num_processes 2 -m engine.cli train ...` as a user starts it, and DDP's gradient averaging
+checked against one process training on the whole batch."""
+
+import json
+import os
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from engine.store import Store
+from tests.test_training import SMALL, sets
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def launch(*args, processes=2):
+    """`accelerate launch` of `args` (a script, or `-m module ...`) on `processes` CPU processes."""
+    with socket.socket() as s:  # a free port for the process group's rendezvous
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    cmd = [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", f"--num_processes={processes}",
+           "--num_machines=1", "--mixed_precision=no", "--dynamo_backend=no", f"--main_process_port={port}",
+           *map(str, args)]
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT)}
+    return subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT, env=env, timeout=300)
+
+
+def train(algo, base, *items):
+    return launch("-m", "engine.cli", "train", "--algo", algo, "--base", base, "--quiet", *sets(*SMALL, *items))
+
+
+def assert_one_run_finished_and_evaluated(result, total):
+    assert result.returncode == 0, result.stderr[-3000:]
+    lines = result.stdout.strip().splitlines()
+    assert lines[0] == "run 1" and lines.count("run 1") == 1  # only rank 0 speaks
+    assert json.loads(lines[-1])["status"] == "finished"
+    with Store() as s:
+        runs = s.runs()
+        assert len(runs) == 1 and runs.iloc[0]["status"] == "finished"
+        checkpoints = s.checkpoints(1)
+        assert checkpoints["step"].tolist() == list(range(total + 1))
+        assert all("maj@1" in m for m in checkpoints["metrics"])
+        metrics = s.metrics(1)
+        # one row per step and metric, not one per process (elapsed time also goes with each evaluation)
+        counts = metrics[metrics["name"] != "time/elapsed_s"].groupby(["step", "name"]).size()
+        assert counts.max() == 1, counts[counts > 1]
+        return metrics, s.samples(run_id=1, kind="rollout")
+
+
+@pytest.mark.slow
+def test_grpo_on_two_processes_is_one_run_with_both_shares(tiny_checkpoint):
+    result = train("grpo", tiny_checkpoint, "steps=2", "prompts_per_step=4", "n=2", "minibatch_size=4",
+                   "checkpoint_every=1")
+    metrics, rollouts = assert_one_run_finished_and_evaluated(result, total=2)
+    # each process sampled 2 of the 4 problems x 2; both shares are stored and counted
+    assert rollouts.groupby("step").size().tolist() == [8, 8]
+    assert rollouts.groupby("step")["problem_id"].nunique().tolist() == [4, 4]
+    reward = metrics[metrics["name"] == "reward"].sort_values("step")
+    assert reward["samples_seen"].tolist() == [8, 16]
+    assert {"policy_loss", "grad_norm", "tokens_per_s", "eval/maj@1"} <= set(metrics["name"])
+
+
+@pytest.mark.slow
+def test_expert_iteration_on_two_processes(tiny_checkpoint):
+    result = train("ei", tiny_checkpoint, "rounds=2", "k=3", "problems_per_round=5", "sft_max_steps=3",
+                   "batch_size=4")
+    metrics, rollouts = assert_one_run_finished_and_evaluated(result, total=2)
+    # 5 problems shared 3 / 2 between the processes, all K=3 samples of each stored once
+    assert rollouts.groupby("step").size().tolist() == [15, 15]
+    assert metrics[metrics["name"] == "reward"].sort_values("step")["samples_seen"].tolist() == [15, 30]
+    dataset = metrics[metrics["name"] == "ei/dataset"]["value"]
+    assert len(dataset) == 2  # the same D_i on both processes: logged once, as their (equal) mean
+
+
+@pytest.mark.slow
+def test_two_process_finetune_step_equals_one_process_on_the_whole_batch(tiny_checkpoint, tmp_path):
+    from engine.model.checkpoint import load_checkpoint
+    from tests.ddp_finetune import PAIRS
+    from tests.ddp_finetune import train as finetune_alone
+
+    _, tokenizer = load_checkpoint(tiny_checkpoint)
+    lengths = {len(tokenizer(p + c)["input_ids"]) for p, c in PAIRS}
+    assert len(lengths) == 1  # the premise: every process's share has as many tokens
+
+    result = launch(ROOT / "tests" / "ddp_finetune.py", tiny_checkpoint, tmp_path)
+    assert result.returncode == 0, result.stderr[-3000:]
+    rank0, rank1 = (load_file(tmp_path / f"rank{r}.safetensors") for r in (0, 1))
+    alone = finetune_alone(tiny_checkpoint)
+    start = {k: v for k, v in load_checkpoint(tiny_checkpoint)[0].state_dict().items()}
+
+    moved = max((alone[k] - start[k]).abs().max().item() for k in alone)
+    assert moved > 1e-3  # the steps did change the weights
+    for k in alone:
+        assert torch.equal(rank0[k], rank1[k]), k  # DDP keeps the processes' weights identical
+        assert torch.allclose(rank0[k], alone[k], atol=moved * 1e-3, rtol=0), k  # averaged = whole batch
+
+
+def test_one_process_builds_no_process_group(monkeypatch):
+    from engine import distributed
+
+    monkeypatch.delenv("WORLD_SIZE", raising=False)
+    acc = distributed.accelerator("cpu")
+    model = torch.nn.Linear(2, 2)
+    prepared, _ = acc.prepare(model, torch.optim.AdamW(model.parameters()))
+    assert acc.num_processes == 1 and not torch.distributed.is_initialized()
+    assert prepared is model  # no DDP wrapper: the single-process update is unchanged
+    assert distributed.gather([1, 2], acc) == [1, 2] and distributed.broadcast("x", acc) == "x"
+
+
+def test_detach_is_refused_under_a_multi_process_launch(tiny_checkpoint):
+    from tests.test_cli import assert_one_line_error, reasonlab
+
+    result = reasonlab("train", "--algo", "grpo", "--base", tiny_checkpoint, "--detach",
+                       env={"WORLD_SIZE": "2", "RANK": "0", "LOCAL_RANK": "0"})
+    assert_one_line_error(result, "--detach", "multi-process launch")
+    with Store() as s:
+        assert s.runs().empty
+
+
+def test_vllm_sampling_is_refused_for_a_multi_process_run():
+    """vLLM is one in-process engine on one GPU per run: a multi-process run samples with torch."""
+    from engine import distributed
+    from engine.errors import ReasonlabError
+
+    with pytest.raises(ReasonlabError, match="sampler=vllm needs a single-process run.*sampler=torch"):
+        distributed.check_sampler("vllm", 2)
+    distributed.check_sampler("vllm", 1)
+    distributed.check_sampler("torch", 4)
