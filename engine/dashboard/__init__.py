@@ -1,0 +1,32 @@
+"""What the dashboard's pages show, as plain functions over the store (no Streamlit here).
+
+Pages wrap these in `st.cache_data` loaders keyed by the workspace path, so every function takes
+a `Store` (from `store_at`) and returns DataFrames, dicts or analysis tables small enough to
+cache: per-problem summaries are aggregated in SQL, curves and diversity are computed here from
+column-limited queries, and sample texts are read one problem at a time.
+
+"A view" of samples is (run_id, kind, step): the evaluation samples of the checkpoint a run saved
+at that step (kind "eval"), or the rollouts it trained on at that step (kind "rollout").
+"""
+
+from engine.dashboard.analysis import (aligned, comparison, curve_samples, diversity_over_training,
+                                       diversity_per_problem, k_grid, pass_at_k, problem_subset, run_curves)
+from engine.dashboard.runs import (ACTIVE, CURVE_COLUMNS, TEXT_COLUMNS, base_checkpoints, cancel_run,
+                                   checkpoints_table, default_run, evaluated_checkpoints, format_seconds,
+                                   latest_metrics, resume_run, run_detail, run_label, run_log, run_metrics, runs_table,
+                                   start_points, store_at, worker_log_tail)
+from engine.dashboard.samples import (PROBLEM_FILTERS, answer_distribution, distinct_texts,
+                                      filter_problems, filter_samples, node_label, node_samples, problem_history,
+                                      problem_info, problem_samples, problem_table, problems_by_id, run_task,
+                                      run_task_options, sample_steps, tree, view_version)
+
+__all__ = [
+    'aligned', 'comparison', 'curve_samples', 'diversity_over_training', 'diversity_per_problem', 'k_grid',
+    'pass_at_k', 'problem_subset', 'run_curves', 'ACTIVE', 'CURVE_COLUMNS', 'TEXT_COLUMNS',
+    'base_checkpoints', 'cancel_run', 'checkpoints_table', 'default_run', 'evaluated_checkpoints',
+    'format_seconds', 'latest_metrics', 'resume_run', 'run_detail', 'run_label', 'run_log', 'run_metrics',
+    'runs_table', 'start_points', 'store_at', 'worker_log_tail', 'PROBLEM_FILTERS', 'answer_distribution',
+    'distinct_texts', 'filter_problems', 'filter_samples', 'node_label', 'node_samples', 'problem_history',
+    'problem_info', 'problem_samples', 'problem_table', 'problems_by_id', 'run_task', 'run_task_options',
+    'sample_steps', 'tree', 'view_version',
+]

@@ -1,0 +1,114 @@
+"""Analyses for the dashboard: pass@k / maj@k / rerank@k curves, diversity over training and per
+problem, and two checkpoints compared."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import pandas as pd
+
+from engine.dashboard.runs import CURVE_COLUMNS, checkpoints_table
+from engine.dashboard.samples import problem_table, sample_steps
+from engine.errors import ReasonlabError
+from engine.evaluation import (aligned_samples, checkpoint_curves, checkpoint_diversity, compare_checkpoints,
+                               diversity_by_checkpoint, training_curves)
+from engine.store import Store
+
+
+# -- curves ---------------------------------------------------------------------------------------
+
+
+def curve_samples(store: Store, checkpoint_ids: Sequence[int]) -> pd.DataFrame:
+    """The eval samples of some checkpoints, without their texts."""
+    parts = [store.sample_rows(CURVE_COLUMNS, checkpoint_id=int(c), kind="eval") for c in checkpoint_ids]
+    parts = [p for p in parts if not p.empty]
+    return pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(columns=CURVE_COLUMNS)
+
+
+def k_grid(n: int) -> list[int]:
+    """1, 2, 3, 4, 6, 8, 12, ... up to n, and n itself: evenly spread on a log axis, and an
+    eighth of the work of every k from 1 to 96."""
+    ks, k = {1, n}, 2
+    while k < n:
+        ks.update({k, k * 3 // 2})
+        k *= 2
+    return sorted(x for x in ks if x <= n)
+
+
+def pass_at_k(store: Store, checkpoint_ids: Sequence[int], rerank: bool = False, n_boot: int = 200) -> pd.DataFrame:
+    """pass@k and maj@k (and rerank@k by log-probability) against k for each checkpoint, with
+    bootstrap bands: checkpoint_curves' table, plus a label column ("run 3 ei · step 2")."""
+    samples = curve_samples(store, checkpoint_ids)
+    drawn = samples[samples["sample_idx"] >= 0]
+    if drawn.empty:
+        return pd.DataFrame(columns=["metric", "k", "value", "lo", "hi", "problems", "checkpoint_id", "step", "label"])
+    n = int(drawn.groupby(["checkpoint_id", "problem_id"]).size().min())
+    table = checkpoint_curves(samples, ks=k_grid(n), scores="logprob" if rerank else None, n_boot=n_boot)
+    labels = checkpoints_table(store).set_index("checkpoint_id")["label"]
+    return table.assign(label=table["checkpoint_id"].map(labels))
+
+
+def run_curves(store: Store, run_id: int, n_boot: int = 200) -> pd.DataFrame:
+    """maj@1, pass@1, pass@K and maj@K against training step for a run's evaluated checkpoints."""
+    evaluated = checkpoints_table(store, run_id)
+    samples = curve_samples(store, evaluated[evaluated["evaluated"]]["checkpoint_id"].tolist())
+    if samples.empty:
+        return pd.DataFrame(columns=["checkpoint_id", "step", "metric", "value", "lo", "hi", "problems"])
+    return training_curves(samples, n_boot=n_boot)
+
+
+# -- diversity ------------------------------------------------------------------------------------
+
+
+def problem_subset(store: Store, run_id: int, step: int, limit: int | None) -> list[str]:
+    """The first `limit` problems (all when None) of a run's evaluation at a step."""
+    ids = problem_table(store, run_id, "eval", step)["problem_id"].tolist()
+    return ids if limit is None else ids[:limit]
+
+
+def diversity_over_training(store: Store, run_id: int, problems: int | None = 100) -> pd.DataFrame:
+    """Diversity means per evaluated checkpoint of a run, over its first `problems` problems
+    (diversity needs every text, so a subset keeps a million-sample store responsive)."""
+    steps = sample_steps(store, run_id, "eval")
+    if not steps:
+        return pd.DataFrame()
+    ids = problem_subset(store, run_id, steps[0], problems)
+    rows = store.sample_rows(["problem_id", "sample_idx", "text", "answer", "checkpoint_id", "step"],
+                             run_id=run_id, kind="eval", problem_ids=ids)
+    return diversity_by_checkpoint(rows)
+
+
+def diversity_per_problem(store: Store, run_id: int, step: int, problems: int | None = 100) -> pd.DataFrame:
+    """Every diversity measure for each of a checkpoint's first `problems` problems, with its
+    solve rate."""
+    ids = problem_subset(store, run_id, step, problems)
+    rows = store.sample_rows(["problem_id", "sample_idx", "text", "answer", "correct"], run_id=run_id,
+                             kind="eval", step=step, problem_ids=ids)
+    if rows.empty:
+        return pd.DataFrame()
+    per_problem = checkpoint_diversity(rows).per_problem
+    solve = rows[rows["sample_idx"] >= 0].groupby("problem_id")["correct"].apply(lambda s: float((s == 1).mean()))
+    return per_problem.assign(solve_rate=per_problem["problem_id"].map(solve))
+
+
+# -- two checkpoints --------------------------------------------------------------------------------
+
+
+def comparison(store: Store, checkpoint_a: int, checkpoint_b: int, n_boot: int = 1000):
+    """compare_checkpoints of two checkpoints' eval samples (texts not read)."""
+    a = store.sample_rows(CURVE_COLUMNS, checkpoint_id=checkpoint_a, kind="eval")
+    b = store.sample_rows(CURVE_COLUMNS, checkpoint_id=checkpoint_b, kind="eval")
+    if a.empty or b.empty:
+        raise ReasonlabError("one of the two checkpoints has no evaluation samples")
+    try:
+        return compare_checkpoints(a, b, n_boot=n_boot)
+    except ValueError as e:  # e.g. evaluated on different problems
+        raise ReasonlabError(str(e)) from None
+
+
+def aligned(store: Store, checkpoint_a: int, checkpoint_b: int, problem_id: str) -> pd.DataFrame:
+    """One problem's samples of two checkpoints side by side, with text diffs."""
+    columns = ["problem_id", "sample_idx", "text", "answer", "correct"]
+    a = store.sample_rows(columns, checkpoint_id=checkpoint_a, kind="eval", problem_ids=[problem_id])
+    b = store.sample_rows(columns, checkpoint_id=checkpoint_b, kind="eval", problem_ids=[problem_id])
+    return aligned_samples(a, b, problem_id)
