@@ -8,7 +8,7 @@ halfway with "database is locked").
 One `Store` per process: a connection must not cross a fork, so a child opens its own. Within a
 process a `Store` may be shared between threads; a lock serialises use of its one connection.
 
-Schema changes are migrations: append a SQL script to MIGRATIONS and never edit a shipped one.
+Schema changes are migrations (engine/schema.py): append a SQL script to MIGRATIONS and never edit a shipped one.
 `PRAGMA user_version` records how many have been applied.
 """
 
@@ -27,76 +27,7 @@ import pandas as pd
 
 from engine import workspace
 from engine.errors import ReasonlabError
-
-# MIGRATIONS[i] brings schema version i to i + 1. Times are unix seconds (REAL); JSON is TEXT.
-MIGRATIONS: list[str] = [
-    """
-    CREATE TABLE runs (
-        id INTEGER PRIMARY KEY,
-        name TEXT,
-        algo TEXT NOT NULL,
-        config TEXT NOT NULL,
-        status TEXT NOT NULL,
-        created_at REAL NOT NULL,
-        started_at REAL, finished_at REAL, heartbeat_at REAL,
-        step INTEGER NOT NULL DEFAULT 0, total INTEGER, pid INTEGER,
-        error TEXT, traceback TEXT,
-        parent_checkpoint TEXT  -- path of the checkpoint training started from
-    );
-    CREATE TABLE metrics (
-        run_id INTEGER NOT NULL REFERENCES runs(id) ON DELETE CASCADE,
-        step INTEGER NOT NULL,
-        name TEXT NOT NULL,
-        value REAL, samples_seen INTEGER, wall_time REAL
-    );
-    CREATE INDEX metrics_run_name_step ON metrics(run_id, name, step);
-    CREATE TABLE checkpoints (
-        id INTEGER PRIMARY KEY,
-        run_id INTEGER NOT NULL REFERENCES runs(id) ON DELETE CASCADE,
-        step INTEGER NOT NULL,
-        path TEXT NOT NULL,
-        created_at REAL NOT NULL,
-        metrics TEXT
-    );
-    CREATE INDEX checkpoints_run_step ON checkpoints(run_id, step);
-    CREATE TABLE problems (
-        task TEXT NOT NULL, split TEXT NOT NULL, problem_id TEXT NOT NULL,
-        question TEXT NOT NULL, answer TEXT NOT NULL,
-        reference TEXT,  -- a reference solution, for dense rewards
-        PRIMARY KEY (task, split, problem_id)
-    );
-    CREATE TABLE samples (
-        id INTEGER PRIMARY KEY,
-        run_id INTEGER NOT NULL REFERENCES runs(id) ON DELETE CASCADE,
-        checkpoint_id INTEGER REFERENCES checkpoints(id) ON DELETE CASCADE,
-        step INTEGER NOT NULL,
-        kind TEXT NOT NULL,  -- 'rollout' (training) or 'eval'
-        task TEXT NOT NULL, split TEXT NOT NULL, problem_id TEXT NOT NULL,
-        sample_idx INTEGER NOT NULL,  -- which of the K samples drawn for this problem
-        text TEXT NOT NULL,
-        answer TEXT,  -- extracted final answer, NULL when none was found
-        correct INTEGER, reward REAL, n_tokens INTEGER,
-        logprob REAL,  -- sum of token log-probabilities
-        created_at REAL NOT NULL
-    );
-    CREATE INDEX samples_run_step ON samples(run_id, step);
-    CREATE INDEX samples_checkpoint_problem ON samples(checkpoint_id, problem_id);
-    CREATE INDEX samples_run_problem ON samples(run_id, problem_id);
-    """,
-    # 2: jobs. cancel_requested is set by `reasonlab cancel` and read by the training loop at each
-    # step; progress (0..1) and phase ("round 2/4: sampling") feed progress bars and ETAs.
-    """
-    ALTER TABLE runs ADD COLUMN cancel_requested INTEGER NOT NULL DEFAULT 0;
-    ALTER TABLE runs ADD COLUMN progress REAL NOT NULL DEFAULT 0;
-    ALTER TABLE runs ADD COLUMN phase TEXT;
-    CREATE INDEX runs_status ON runs(status, id);
-    """,
-    # 3: the dashboard's per-problem summaries of one step's samples (solve rates, greedy
-    # correctness, distinct answers) read this covering index alone, never the sample texts.
-    """
-    CREATE INDEX samples_run_kind_step ON samples(run_id, kind, step, problem_id, sample_idx, correct, answer);
-    """,
-]
+from engine.schema import MIGRATIONS  # a name of this module: tests swap it for their own migrations
 
 RUN_STATUSES = ("queued", "running", "finished", "failed", "cancelled", "interrupted")
 SAMPLE_KINDS = ("rollout", "eval")
