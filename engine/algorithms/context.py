@@ -1,0 +1,201 @@
+"""The job around a training loop: the store (metrics, rollouts, progress, checkpoints and their
+evaluation), the cancel check and the state a resumed run continues from.
+
+Under a multi-process launch (engine/distributed.py) every process runs the same loop with its own
+RunContext; only rank 0's has a store, and the context's methods say which are collective.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from dataclasses import asdict
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import torch
+
+from engine import distributed
+from engine.evaluation.evaluate import EvalConfig, evaluate
+from engine.model.checkpoint import read_meta, save_checkpoint
+from engine.model.prompts import Prompter, resolve_format
+from engine.sampling import make_sampler
+from engine.tasks import task_from_config, task_options
+from engine.tasks.base import Problem
+
+if TYPE_CHECKING:
+    from engine.algorithms.common import Rollout
+
+STATE_FILE = "trainer_state.pt"
+
+
+class RunContext:
+    """The job around a training loop. Loops report through it and never touch the store's
+    schema; `ctx.stop_requested()` is how `reasonlab cancel` reaches them.
+
+    Several processes: every rank builds one (store None except on rank 0). `log`, `gather`,
+    `stop_requested`, `save` and `evaluate_base` are collective (every rank calls them at the same
+    point of the loop); `progress` and `log_rollouts` write on rank 0 and do nothing elsewhere."""
+
+    def __init__(self, store, run_id: int, cfg, run_dir: Path):
+        self.store, self.run_id, self.cfg, self.run_dir = store, run_id, cfg, Path(run_dir)
+        self.acc = distributed.accelerator(cfg.device)  # one process: no process group, prepare() is a no-op
+        self.rank, self.world, self.is_main = self.acc.process_index, self.acc.num_processes, self.acc.is_main_process
+        distributed.check_sampler(cfg.sampler, self.world)
+        self.task = task_from_config(cfg)
+        self.prompter: Prompter | None = None  # set by use_tokenizer, once the loop has loaded the model
+        self.samples_seen = 0  # sampled solutions so far: the paper's sample-complexity axis
+        self.started = time.time()
+        self.meta: dict = {}  # extra checkpoint metadata, e.g. RCRL's prompt suffix
+        self.on_progress = None  # a foreground run's progress bar: on_progress(run_fields, phase)
+        self.stop_signal = threading.Event()  # set by the job's SIGTERM handler
+        self._resume = self._find_resume_point()
+
+    def use_tokenizer(self, tokenizer) -> None:
+        """Fix the prompt format for this run (recorded in every checkpoint's reasonlab.json), and
+        report malformed lines of the data files that skip_bad left out."""
+        fmt = resolve_format(self.cfg.prompt_format, tokenizer, read_meta(self.cfg.base))
+        self.meta["prompt_format"] = fmt
+        self.prompter = Prompter(self.task, tokenizer, fmt)
+        skipped = getattr(self.task, "skipped", [])
+        if skipped and self.resume_point() is None:  # a resumed run logged it the first time
+            self.log(0, {"data/skipped_lines": len(skipped)})
+
+    def prompt(self, problem: Problem) -> str:
+        """The text the policy continues for a problem (before any RCRL return token)."""
+        return self.prompter(problem) if self.prompter is not None else self.task.prompt(problem)
+
+    # -- progress -------------------------------------------------------------------------------
+    def progress(self, step: int, total: int, fraction: float, phase: str) -> None:
+        """fraction: of the whole run (0..1), for the progress bar and ETA."""
+        if not self.is_main:
+            return
+        fields = {"step": step, "total": total, "progress": min(max(fraction, 0.0), 1.0), "phase": phase}
+        self.store.update_run(self.run_id, heartbeat_at=time.time(), **fields)
+        if self.on_progress is not None:
+            self.on_progress(fields, phase)
+
+    def stop_requested(self) -> bool:
+        """Collective: rank 0 reads the cancel flag, so all processes stop at the same step."""
+        stop = None
+        if self.is_main:
+            run = self.store.get_run(self.run_id)
+            stop = self.stop_signal.is_set() or bool(run and run["cancel_requested"])
+        return distributed.broadcast(stop, self.acc)
+
+    # Rates add up over processes; every other metric is a per-sample mean of an equal share.
+    SUMMED = ("tokens_per_s",)
+
+    def log(self, step: int, metrics: dict) -> None:
+        """Collective: each process's metrics of its share; the store gets their mean over processes."""
+        if self.world > 1:
+            shares = distributed.gather([metrics], self.acc)
+            metrics = {k: _combine([m[k] for m in shares], summed=k in self.SUMMED) for k in metrics}
+        self._record(step, metrics)
+
+    def _record(self, step: int, metrics: dict) -> None:
+        if self.is_main:
+            self.store.log_metrics(self.run_id, step, {**metrics, "time/elapsed_s": time.time() - self.started},
+                                   samples_seen=self.samples_seen)
+
+    def gather(self, items: list) -> list:
+        """Collective: every process's items (e.g. rollouts), in rank order, on every process."""
+        return distributed.gather(items, self.acc)
+
+    def shard(self, items: list) -> list:
+        """This process's share of a list the processes all hold: every world-th item."""
+        return items[self.rank::self.world]
+
+    def log_rollouts(self, step: int, rollouts: list[Rollout]) -> None:
+        """Every rollout trained on, so a person can watch completions change over training.
+        Rank 0 writes the rollouts it is given (all processes' when the loop gathered them)."""
+        if not self.is_main:
+            return
+        split = "train"
+        self.store.add_samples([
+            {"run_id": self.run_id, "step": step, "kind": "rollout", "task": self.cfg.task, "split": split,
+             "problem_id": r.problem.id, "sample_idx": r.sample_idx, "text": r.completion.text,
+             "answer": r.score.answer, "correct": int(r.score.correct), "reward": r.reward,
+             "n_tokens": len(r.completion.token_ids), "logprob": r.completion.logprob} for r in rollouts])
+
+    # -- checkpoints ----------------------------------------------------------------------------
+    def checkpoint_path(self, step: int) -> Path:
+        return self.run_dir / f"step-{step:05d}"
+
+    def save(self, step: int, model, tokenizer, state: dict, evaluate_now: bool = True) -> Path:
+        """Write an HF checkpoint plus the trainer state needed to resume, then evaluate it.
+        Collective: rank 0 writes and evaluates while the others wait."""
+        out = self.checkpoint_path(step)
+        if self.is_main:
+            self._save(out, step, self.acc.unwrap_model(model), tokenizer, state, evaluate_now)
+        self.acc.wait_for_everyone()
+        return out
+
+    def _save(self, out: Path, step: int, model, tokenizer, state: dict, evaluate_now: bool) -> None:
+        meta = {"made_by": f"reasonlab {self.cfg.algo}", "run_id": self.run_id, "step": step,
+                "config": asdict(self.cfg), **self.meta}
+        save_checkpoint(model, tokenizer, out, meta)
+        torch.save({"step": step, "samples_seen": self.samples_seen, "elapsed": time.time() - self.started,
+                    "rng": torch.get_rng_state(), **state}, out / STATE_FILE)
+        checkpoint_id = self.store.add_checkpoint(self.run_id, step, out)
+        if evaluate_now:
+            self.evaluate(step, checkpoint_id, model, tokenizer)
+
+    def evaluate(self, step: int, checkpoint_id: int, model, tokenizer) -> dict:
+        """maj@1 (greedy) and pass@k / maj@k on the eval split; samples and metrics go to the store."""
+        cfg = self.cfg
+        ecfg = EvalConfig(task=cfg.task, task_options=task_options(cfg.task, cfg), split=cfg.eval_split,
+                          k=cfg.eval_k, limit=cfg.eval_limit, max_new_tokens=cfg.max_new_tokens, seed=cfg.seed,
+                          prompt_suffix=self.meta.get("prompt_suffix", ""),
+                          prompt_format=self.meta.get("prompt_format", "plain"))
+        was_training = model.training
+        model.eval()
+        metrics, rows = evaluate(make_sampler(model, tokenizer, cfg), ecfg)
+        model.train(was_training)
+        self.store.add_samples([{**row, "run_id": self.run_id, "checkpoint_id": checkpoint_id, "step": step,
+                                 "kind": "eval"} for row in rows])
+        scores = {k: v for k, v in metrics.items() if k.startswith(("maj@", "pass@"))}
+        self.store.update_checkpoint_metrics(checkpoint_id, {**scores, "split": cfg.eval_split,
+                                                             "problems": metrics["problems"]})
+        self._record(step, {f"eval/{k}": v for k, v in scores.items()})
+        return scores
+
+    def evaluate_base(self, model, tokenizer) -> None:
+        """Step 0 of every run is its base checkpoint, evaluated like the others (the 'before').
+        Collective: rank 0 evaluates while the others wait."""
+        if self.is_main:
+            checkpoint_id = self.store.add_checkpoint(self.run_id, 0, self.cfg.base)
+            self.evaluate(0, checkpoint_id, model, tokenizer)
+        self.acc.wait_for_everyone()
+
+    def resume_point(self) -> tuple[int, Path, dict] | None:
+        """(step, path, trainer state) of the last checkpoint this run saved, if any (as it was
+        when the run started)."""
+        return self._resume
+
+    def _find_resume_point(self) -> tuple[int, Path, dict] | None:
+        found = None  # rank 0 reads the store; every process loads the state file it names
+        if self.is_main:
+            df = self.store.checkpoints(self.run_id)
+            for _, row in df.sort_values("step", ascending=False).iterrows():
+                path = Path(row["path"])
+                if row["step"] > 0 and (path / STATE_FILE).is_file():
+                    found = (int(row["step"]), path)
+                    break
+        found = distributed.broadcast(found, self.acc)
+        if found is None:
+            return None
+        return found[0], found[1], torch.load(found[1] / STATE_FILE, weights_only=True)
+
+    def restore(self, state: dict) -> None:
+        self.samples_seen = int(state["samples_seen"])
+        self.started = time.time() - float(state.get("elapsed", 0.0))
+        torch.set_rng_state(state["rng"])
+
+
+def _combine(values: list, summed: bool):
+    """One logged metric from every process's value: their sum or mean (None where none has one)."""
+    values = [v for v in values if v is not None]
+    if not values:
+        return None
+    return sum(values) if summed else sum(values) / len(values)
