@@ -300,3 +300,4 @@ def test_a_run_logs_how_many_lines_skip_bad_left_out(base_dir, tmp_path):
     assert metrics.set_index("name")["value"]["data/skipped_lines"] == 2
     assert ctx.meta["prompt_format"] == "few_shot"
     assert ctx.prompt(ctx.task.problems("train")[0]).count("Question:") == 5  # 4 worked examples, then it
+    assert ctx.stop == ("Question:",)  # sampling ends where the model would start a fifth example

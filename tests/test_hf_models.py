@@ -92,6 +92,8 @@ def test_few_shot_without_a_chat_template_and_plain_for_reasonlab_models(chat_ba
     shots = [p for p in task.problems("train", SHOTS + 1) if p is not first][:SHOTS]
     assert text == "".join(f"{task.prompt(p)}{p.reference}\n\n" for p in shots) + task.prompt(first)
     assert text.count(first.question) == 1  # never its own worked answer
+    assert Prompter(task, tok, "few_shot").stop == ("Question:",)
+    assert Prompter(task, tok, "plain").stop == () and Prompter(task, tok, "chat").stop == ()
     with pytest.raises(ReasonlabError, match="prompt format chat needs a tokenizer with a chat template"):
         resolve_format("chat", tok, {})
 

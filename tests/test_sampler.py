@@ -99,3 +99,49 @@ def test_bad_arguments(tiny_model, kwargs):
     model, tokenizer = tiny_model
     with pytest.raises(ValueError):
         TorchSampler(model, tokenizer).sample(PROMPTS[:1], **kwargs)
+
+
+# -- stop strings -------------------------------------------------------------------------------
+
+
+def test_cut_at_the_first_of_several_stop_strings():
+    from engine.sampling.base import cut_at_stop
+
+    assert cut_at_stop("a = 1\nQuestion: b", ["Question:", "\n"]) == ("a = 1", True)
+    assert cut_at_stop("a = 1", ["Question:"]) == ("a = 1", False)
+    assert cut_at_stop("a = 1", []) == ("a = 1", False)
+
+
+@pytest.mark.parametrize("stop", [["="], ["\n", "#"]])
+def test_a_stop_string_ends_a_completion_where_it_first_appears(tiny_model, stop):
+    """Greedy decoding with a stop string gives the same completion as without it, cut: the text
+    before the stop string, the fewest tokens whose text holds it, their logprobs."""
+    model, tokenizer = tiny_model
+    sampler = TorchSampler(model, tokenizer)
+    full = sampler.sample(PROMPTS, n=1, temperature=0, max_new_tokens=48)
+    cut = sampler.sample(PROMPTS, n=1, temperature=0, max_new_tokens=48, stop=stop)
+    stopped = 0
+    for [f], [c] in zip(full, cut):
+        hit = [f.text.find(s) for s in stop if s in f.text]
+        if not hit:  # the stop string never comes: nothing changes
+            assert c == f
+            continue
+        stopped += 1
+        assert c.text == f.text[:min(hit)] and c.finish_reason == "stop"
+        assert c.token_ids == f.token_ids[:len(c.token_ids)] and c.logprobs == f.logprobs[:len(c.token_ids)]
+        decoded = tokenizer.decode(c.token_ids, skip_special_tokens=True)
+        shorter = tokenizer.decode(c.token_ids[:-1], skip_special_tokens=True)
+        assert any(s in decoded for s in stop) and not any(s in shorter for s in stop)
+    assert stopped >= len(PROMPTS) // 2  # the strings are common in solutions: the cut really ran
+
+
+def test_sampling_with_a_stop_string_stops_early_and_keeps_samples_apart(tiny_model):
+    model, tokenizer = tiny_model
+    out = TorchSampler(model, tokenizer).sample(PROMPTS[:4], n=6, max_new_tokens=64, seed=2, stop=["\n"])
+    for comps in out:
+        assert len(comps) == 6
+        for c in comps:
+            assert "\n" not in c.text and len(c.logprobs) == len(c.token_ids)
+            assert c.finish_reason == "stop" or len(c.token_ids) == 64
+    # a first line is a few tokens: far fewer than the 64 allowed
+    assert max(len(c.token_ids) for cs in out for c in cs) < 32

@@ -40,6 +40,7 @@ class SamplingParams:
     seed: int | None = None
     max_tokens: int | None = 16
     stop_token_ids: list[int] | None = None
+    stop: list[str] | None = None
     logprobs: int | None = None
     detokenize: bool = True
 
@@ -390,3 +391,15 @@ def test_launch_form_offers_the_sampler_backends():
 
     (field,) = [f for f in launch.fields("grpo") if f.name == "sampler"]
     assert field.kind == "choice" and field.choices == ("torch", "vllm") and field.default == "torch"
+
+
+def test_stop_strings_reach_vllm_and_cut_completions_as_the_torch_backend_does(fake_vllm, tiny_checkpoint, tiny_model):
+    model, tokenizer = tiny_model
+    sampler = vllm_sampler.VLLMSampler(str(tiny_checkpoint), tokenizer)
+    ours = sampler.sample(PROMPTS, n=1, temperature=0, max_new_tokens=40, stop=["="])
+    params = FakeLLM.instances[0].seen_params
+    assert all(p.stop == ["="] and p.detokenize for p in params)  # vLLM needs its text to find them
+    ref = TorchSampler(model, tokenizer).sample(PROMPTS, n=1, temperature=0, max_new_tokens=40, stop=["="])
+    assert [(c[0].token_ids, c[0].text, c[0].finish_reason) for c in ours] == \
+        [(c[0].token_ids, c[0].text, c[0].finish_reason) for c in ref]
+    assert any(c[0].finish_reason == "stop" and "=" not in c[0].text for c in ours)

@@ -38,7 +38,7 @@ class Rollout:
 
 
 def sample_rollouts(model, tokenizer, task, problems: list[Problem], n: int, cfg, seed: int,
-                    prompt_suffix: str = "", prompt=None, sampler=None) -> list[Rollout]:
+                    prompt_suffix: str = "", prompt=None, sampler=None, stop: tuple[str, ...] = ()) -> list[Rollout]:
     """n samples per problem (consecutive), each scored by the task. `prompt(problem)` makes the
     prompt text (default: the task's own prompt); `sampler` one from make_sampler(model, ...)
     when several calls share it. The model is left in eval mode."""
@@ -47,7 +47,7 @@ def sample_rollouts(model, tokenizer, task, problems: list[Problem], n: int, cfg
     prompts = [prompt(p) + prompt_suffix for p in problems]
     sampler = sampler or make_sampler(model, tokenizer, cfg)
     out = sampler.sample(prompts, n=n, temperature=cfg.temperature, top_p=cfg.top_p,
-                         max_new_tokens=cfg.max_new_tokens, seed=seed)
+                         max_new_tokens=cfg.max_new_tokens, seed=seed, stop=stop)
     rollouts = []
     for p, prompt, completions in zip(problems, prompts, out):
         ids = tokenizer(prompt, add_special_tokens=False)["input_ids"]
@@ -241,7 +241,7 @@ class PolicyRun:
         ctx, cfg = self.ctx, self.cfg
         problems = ctx.shard(draw_problems(ctx.task, cfg, step, cfg.prompts_per_step))
         rollouts = sample_rollouts(self.policy, self.tokenizer, ctx.task, problems, cfg.n, cfg,
-                                   seed=step_seed(cfg.seed, step) + ctx.rank, prompt=ctx.prompt)
+                                   seed=step_seed(cfg.seed, step) + ctx.rank, prompt=ctx.prompt, stop=ctx.stop)
         assign_rewards(rollouts, cfg.reward, self.orm)
         everyone = ctx.gather(rollouts)
         ctx.samples_seen += len(everyone)
@@ -283,7 +283,7 @@ def train_orm_from_samples(ctx: RunContext, cfg, policy, tokenizer, out: Path, p
     rng = random.Random(step_seed(cfg.seed, 0, salt=3))
     chosen = rng.sample(pool[len(pool) // 2:], min(problems, len(pool) // 2))  # apart from early RL steps
     rollouts = sample_rollouts(policy, tokenizer, ctx.task, chosen, n, cfg, seed=step_seed(cfg.seed, 0, salt=4),
-                               prompt=ctx.prompt)
+                               prompt=ctx.prompt, stop=ctx.stop)
     for r in rollouts:
         r.reward = float(r.score.correct)
     ctx.log_rollouts(0, rollouts)

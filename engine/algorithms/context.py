@@ -61,6 +61,11 @@ class RunContext:
         if skipped and self.resume_point() is None:  # a resumed run logged it the first time
             self.log(0, {"data/skipped_lines": len(skipped)})
 
+    @property
+    def stop(self) -> tuple[str, ...]:
+        """Strings that end a sampled solution in this run's prompt format (few-shot: `Question:`)."""
+        return self.prompter.stop if self.prompter is not None else ()
+
     def prompt(self, problem: Problem) -> str:
         """The text the policy continues for a problem (before any RCRL return token)."""
         return self.prompter(problem) if self.prompter is not None else self.task.prompt(problem)

@@ -89,7 +89,7 @@ def run_rounds(ctx: RunContext, cfg: EIConfig, select: Selection, sample_suffix:
                          f"round {r}/{cfg.rounds}: sampling {i * ctx.world}/{len(problems)} problems x {cfg.k}")
             part = sample_rollouts(policy, tokenizer, ctx.task, mine[i:i + chunk], cfg.k, cfg,
                                    seed=step_seed(cfg.seed, r, salt=i) + ctx.rank, prompt_suffix=suffix,
-                                   prompt=ctx.prompt, sampler=sampler) if mine[i:i + chunk] else []
+                                   prompt=ctx.prompt, sampler=sampler, stop=ctx.stop) if mine[i:i + chunk] else []
             tokens += sum(len(x.completion.token_ids) for x in part)
             rollouts += part
         sample_s = time.time() - t0

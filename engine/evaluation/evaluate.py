@@ -71,9 +71,9 @@ def evaluate(sampler, cfg: EvalConfig) -> tuple[dict, list[dict]]:
     prompter = Prompter(task, getattr(sampler, "tokenizer", None), cfg.prompt_format, cfg.prompt_suffix)
     prompts = [prompter(p) for p in problems]
     start = time.time()
-    greedy = sampler.sample(prompts, n=1, temperature=0.0, max_new_tokens=cfg.max_new_tokens)
+    greedy = sampler.sample(prompts, n=1, temperature=0.0, max_new_tokens=cfg.max_new_tokens, stop=prompter.stop)
     sampled = sampler.sample(prompts, n=cfg.k, temperature=cfg.temperature, top_p=cfg.top_p,
-                             max_new_tokens=cfg.max_new_tokens, seed=cfg.seed)
+                             max_new_tokens=cfg.max_new_tokens, seed=cfg.seed, stop=prompter.stop)
     wall = time.time() - start
 
     rows, answers, greedy_correct, lenient_correct = [], [], [], []

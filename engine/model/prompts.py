@@ -4,7 +4,7 @@
     chat      the tokenizer's chat template (apply_chat_template, add_generation_prompt) around the
               task's instruction and the question: instruction-tuned models (Qwen2.5-Instruct, ...)
     few_shot  SHOTS worked examples from the task's train split, then the plain prompt: base models
-              with no chat template (their completions are scored up to the next `Question:`)
+              with no chat template (sampling stops at the next `Question:`, the `stop` string)
 
 `auto` (the default) picks, in order: the format recorded in the checkpoint's reasonlab.json
 (a checkpoint trained by reasonlab keeps the format it was trained with), `chat` when the
@@ -14,6 +14,7 @@ tokenizer has a chat template, `plain` for a model reasonlab made, else `few_sho
 from __future__ import annotations
 
 from engine.errors import ReasonlabError
+from engine.tasks.answers import STOP  # how the next worked example starts
 from engine.tasks.base import Problem
 
 PROMPT_FORMATS = ("auto", "plain", "chat", "few_shot")
@@ -46,6 +47,8 @@ class Prompter:
         if fmt not in PROMPT_FORMATS[1:]:
             raise ReasonlabError(f"prompt format must be plain, chat or few_shot here, got {fmt!r}")
         self.task, self.tokenizer, self.format, self.suffix = task, tokenizer, fmt, suffix
+        # a base model after worked examples goes on to write the next one: sampling stops there
+        self.stop: tuple[str, ...] = (STOP,) if fmt == "few_shot" else ()
 
     def __call__(self, problem: Problem) -> str:
         if self.format == "chat":

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -20,10 +21,12 @@ class Completion:
 
 class Sampler(Protocol):
     def sample(self, prompts: list[str], n: int = 1, temperature: float = 1.0, top_p: float = 1.0,
-               max_new_tokens: int = 128, seed: int | None = 0) -> list[list[Completion]]:
+               max_new_tokens: int = 128, seed: int | None = 0, stop: Sequence[str] = ()) -> list[list[Completion]]:
         """n completions for each prompt: result[i][j] is the j-th sample of prompts[i].
 
         temperature 0 is greedy decoding. The same seed and arguments give the same completions.
+        `stop`: strings that end a completion (a few-shot prompt's next `Question:`): its text ends
+        before the first one, its tokens at the one that completes it, finish_reason "stop".
         """
 
 
@@ -44,3 +47,25 @@ def stop_token_ids(model, tokenizer) -> list[int]:
     stop = config.eos_token_id if config is not None else None
     stop = stop if isinstance(stop, list) else [stop]
     return sorted({i for i in [*stop, tokenizer.eos_token_id] if i is not None})
+
+
+def cut_at_stop(text: str, stop: Sequence[str]) -> tuple[str, bool]:
+    """`text` up to the first of the `stop` strings, and whether one was found."""
+    cut = min((i for i in (text.find(s) for s in stop if s) if i >= 0), default=-1)
+    return (text[:cut], True) if cut >= 0 else (text, False)
+
+
+def stop_at_string(c: Completion, stop: Sequence[str], decode) -> Completion:
+    """`c` ended at the first stop string in its text: the text before it, the tokens up to the
+    one that completes it (the fewest whose decoding holds it), finish_reason "stop"."""
+    text, found = cut_at_stop(c.text, stop)
+    if not found:
+        return c
+    lo, hi = 1, len(c.token_ids)  # binary search: a longer prefix decodes to a longer text
+    while lo < hi:
+        mid = (lo + hi) // 2
+        if cut_at_stop(decode(c.token_ids[:mid]), stop)[1]:
+            hi = mid
+        else:
+            lo = mid + 1
+    return Completion(c.token_ids[:lo], text, c.logprobs[:lo], "stop")

@@ -15,15 +15,17 @@ forward with a `DynamicCache`. Both are checked against `model.generate` in the 
 from __future__ import annotations
 
 import inspect
+from collections.abc import Sequence
 
 import torch
 import torch.nn.functional as F
 from transformers import DynamicCache
 from transformers.models.llama.modeling_llama import apply_rotary_pos_emb
 
-from engine.sampling.base import Completion, check_sampling_args, stop_token_ids
+from engine.sampling.base import Completion, check_sampling_args, cut_at_stop, stop_at_string, stop_token_ids
 
 FAST_MODEL_TYPES = {"llama", "mistral", "qwen2", "qwen3"}
+STOP_CHECK_EVERY = 8  # decode steps between looks for stop strings in the live rows' text
 
 
 class _StaticKV:
@@ -176,7 +178,7 @@ class TorchSampler:
 
     @torch.inference_mode()
     def sample(self, prompts: list[str], n: int = 1, temperature: float = 1.0, top_p: float = 1.0,
-               max_new_tokens: int = 128, seed: int | None = 0) -> list[list[Completion]]:
+               max_new_tokens: int = 128, seed: int | None = 0, stop: Sequence[str] = ()) -> list[list[Completion]]:
         check_sampling_args(n, temperature, top_p, max_new_tokens)
         gen = torch.Generator(device=self.device)
         gen.manual_seed(seed if seed is not None else torch.seed())
@@ -188,12 +190,12 @@ class TorchSampler:
             idx = list(range(start, min(start + per_batch, len(prompts))))
             for done in range(0, n, chunk):
                 m = min(chunk, n - done)
-                results = self._batch([prompts[i] for i in idx], m, temperature, top_p, max_new_tokens, gen)
+                results = self._batch([prompts[i] for i in idx], m, temperature, top_p, max_new_tokens, gen, stop)
                 for i, comps in zip(idx, results):
                     out[i].extend(comps)
         return out
 
-    def _batch(self, prompts, n, temperature, top_p, max_new_tokens, gen) -> list[list[Completion]]:
+    def _batch(self, prompts, n, temperature, top_p, max_new_tokens, gen, stop=()) -> list[list[Completion]]:
         enc = self.tokenizer(prompts, return_tensors="pt", padding=True, add_special_tokens=False)
         ids, real = enc["input_ids"].to(self.device), enc["attention_mask"].to(self.device).bool()
         if self.max_positions:
@@ -212,7 +214,7 @@ class TorchSampler:
         logp_buf = torch.zeros(rows, max_new_tokens, dtype=torch.float32, device=self.device)
         length = torch.full((rows,), max_new_tokens, dtype=torch.long, device=self.device)
         stopped = torch.zeros(rows, dtype=torch.bool, device=self.device)
-        stop = torch.tensor(self.stop_ids, device=self.device)
+        stop_tokens = torch.tensor(self.stop_ids, device=self.device)
         done = torch.zeros(rows, dtype=torch.bool, device=self.device)  # per live row: stopped already
         # 3) decode
         for step in range(max_new_tokens):
@@ -221,10 +223,16 @@ class TorchSampler:
             fresh = ~done
             token_buf[alive[fresh], step] = token[fresh]
             logp_buf[alive[fresh], step] = logp[fresh]
-            ended = fresh & torch.isin(token, stop)
+            ended = fresh & torch.isin(token, stop_tokens)
             length[alive[ended]] = step + 1
             stopped[alive[ended]] = True
             done |= ended
+            if stop and step % STOP_CHECK_EVERY == STOP_CHECK_EVERY - 1:  # a stop string: that row is done
+                live = (~done).nonzero()[:, 0]
+                texts = self.tokenizer.batch_decode(token_buf[alive[live], :step + 1].tolist(), skip_special_tokens=True)
+                hit = live[torch.tensor([cut_at_stop(t, stop)[1] for t in texts], dtype=torch.bool, device=self.device)]
+                length[alive[hit]] = step + 1
+                done[hit] = True
             n_done = int(done.sum())
             if n_done == len(alive) or step == max_new_tokens - 1:
                 break
@@ -242,6 +250,9 @@ class TorchSampler:
         texts = self.tokenizer.batch_decode(tokens, skip_special_tokens=True)
         comps = [Completion(t, s, lp, "stop" if st else "length")
                  for t, s, lp, st in zip(tokens, texts, logps, stopped.tolist())]
+        if stop:  # cut each at its first stop string (found above, or in the tokens since the last check)
+            decode = lambda ids: self.tokenizer.decode(ids, skip_special_tokens=True)  # noqa: E731
+            comps = [stop_at_string(c, stop, decode) for c in comps]
         return [comps[i * n:(i + 1) * n] for i in range(len(prompts))]
 
     @staticmethod

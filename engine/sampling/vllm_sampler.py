@@ -12,7 +12,8 @@ training loop on the same GPU can hand it new weights without copying them acros
   sample(...)  prompts go in as token ids, tokenized as the torch backend tokenizes them; n samples
                per prompt through one SamplingParams(n, temperature, top_p, max_tokens, seed) per
                prompt; each sampled token's logprob under the model's raw distribution (vLLM's
-               default logprobs_mode); text decoded by our tokenizer, as the torch backend does.
+               default logprobs_mode); text decoded by our tokenizer, as the torch backend does, and
+               cut at a stop string the same way.
 
 Checked against the torch backend's greedy output in tests/test_vllm.py where vLLM and a GPU exist.
 """
@@ -20,10 +21,11 @@ Checked against the torch backend's greedy output in tests/test_vllm.py where vL
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from contextlib import contextmanager
 
 from engine.errors import ReasonlabError
-from engine.sampling.base import Completion, check_sampling_args, stop_token_ids
+from engine.sampling.base import Completion, check_sampling_args, stop_at_string, stop_token_ids
 
 
 def vllm_available() -> bool:
@@ -67,17 +69,20 @@ class VLLMSampler:
         self.llm.reset_prefix_cache()
 
     def sample(self, prompts: list[str], n: int = 1, temperature: float = 1.0, top_p: float = 1.0,
-               max_new_tokens: int = 128, seed: int | None = 0) -> list[list[Completion]]:
+               max_new_tokens: int = 128, seed: int | None = 0, stop: Sequence[str] = ()) -> list[list[Completion]]:
         from vllm import SamplingParams
 
         check_sampling_args(n, temperature, top_p, max_new_tokens)
         ids = [self.tokenizer(p, add_special_tokens=False)["input_ids"] for p in prompts]
         params = [SamplingParams(n=n, temperature=temperature, top_p=top_p, seed=None if seed is None else prompt_seed(seed, i),
                                  max_tokens=max(1, min(max_new_tokens, self.max_model_len - len(p))),
-                                 stop_token_ids=self.stop_ids, logprobs=0, detokenize=False)
+                                 stop_token_ids=self.stop_ids, logprobs=0, stop=list(stop) or None,
+                                 detokenize=bool(stop))  # vLLM finds stop strings in its own detokenized text
                   for i, p in enumerate(ids)]
         outputs = self.llm.generate([{"prompt_token_ids": p} for p in ids], params, use_tqdm=False)
-        return [[self._completion(o) for o in sorted(req.outputs, key=lambda o: o.index)] for req in outputs]
+        decode = lambda ids: self.tokenizer.decode(ids, skip_special_tokens=True)  # noqa: E731
+        return [[stop_at_string(self._completion(o), stop, decode) for o in sorted(req.outputs, key=lambda o: o.index)]
+                for req in outputs]
 
     def _completion(self, out) -> Completion:
         tokens = list(out.token_ids)
