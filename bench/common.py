@@ -22,12 +22,15 @@ def base_checkpoint(path: str | None) -> Path:
     return out
 
 
-def matmul_flops(size: int = 1024, seconds: float = 1.0) -> float:
-    """Dense float32 matmul FLOP/s on this machine, now (the denominator of FLOP utilisation)."""
-    a, b = torch.randn(size, size), torch.randn(size, size)
+def matmul_flops(size: int = 1024, seconds: float = 1.0, device: str = "cpu") -> float:
+    """Dense float32 matmul FLOP/s on `device`, now (the denominator of FLOP utilisation)."""
+    a, b = torch.randn(size, size, device=device), torch.randn(size, size, device=device)
     a @ b
+    sync = torch.cuda.synchronize if str(device).startswith("cuda") else (lambda: None)
+    sync()
     done, start = 0, time.perf_counter()
     while time.perf_counter() - start < seconds:
         a @ b
         done += 1
+    sync()
     return 2 * size**3 * done / (time.perf_counter() - start)

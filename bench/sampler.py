@@ -2,7 +2,8 @@
 
 Prints tokens/s of both, their ratio (target >= 3) and model FLOP utilisation
 (2 x params x tokens/s over the matmul FLOP/s measured in the same run); last line is JSON.
-Usage: python bench/sampler.py [CHECKPOINT] [--prompts 8] [--n 96]
+With --vllm (a CUDA GPU and `reasonlab[gpu]`), vLLM's sampler is timed on the same prompts too.
+Usage: python bench/sampler.py [CHECKPOINT] [--prompts 8] [--n 96] [--device cuda] [--vllm]
 """
 
 from __future__ import annotations
@@ -51,9 +52,12 @@ def main() -> None:
     ap.add_argument("--n", type=int, default=96)
     ap.add_argument("--max-new-tokens", type=int, default=96)
     ap.add_argument("--batch-size", type=int, default=512)
+    ap.add_argument("--device", default="cpu")
+    ap.add_argument("--vllm", action="store_true", help="also time the vLLM backend (CUDA GPU)")
     args = ap.parse_args()
 
-    model, tokenizer = load_checkpoint(base_checkpoint(args.checkpoint))
+    checkpoint = base_checkpoint(args.checkpoint)
+    model, tokenizer = load_checkpoint(checkpoint, device=args.device)
     task = get_task("multistep")
     prompts = [task.prompt(p) for p in task.problems("test", args.prompts)]
     sampler = TorchSampler(model, tokenizer, batch_size=args.batch_size)
@@ -61,7 +65,7 @@ def main() -> None:
 
     time_sampler(sampler, prompts[:1], 4, 8)  # warm-up both paths
     time_generate(model, tokenizer, prompts[:1], 4, 8, 1)
-    flops = matmul_flops()
+    flops = matmul_flops(device=args.device)
     s_time, s_tokens = time_sampler(sampler, prompts, args.n, args.max_new_tokens)
     g_time, g_tokens = time_generate(model, tokenizer, prompts, args.n, args.max_new_tokens, per_call)
     params = sum(p.numel() for p in model.parameters())
@@ -76,6 +80,15 @@ def main() -> None:
     print(f"sampler  {ours:10.0f} tok/s   ({s_tokens} tokens in {s_time:.1f}s)")
     print(f"generate {theirs:10.0f} tok/s   ({g_tokens} tokens in {g_time:.1f}s)")
     print(f"ratio {ours / theirs:.2f}x   MFU sampler {result['sampler_mfu']:.2%}  generate {result['generate_mfu']:.2%}")
+    if args.vllm:
+        from engine.sampling.vllm_sampler import VLLMSampler
+
+        dtype = str(next(model.parameters()).dtype).removeprefix("torch.")
+        vllm = VLLMSampler(str(checkpoint), tokenizer, dtype=dtype, gpu_memory=0.5)
+        time_sampler(vllm, prompts[:1], 4, 8)  # warm-up
+        v_time, v_tokens = time_sampler(vllm, prompts, args.n, args.max_new_tokens)
+        result.update(vllm_tokens_per_s=round(v_tokens / v_time, 1), vllm_vs_sampler=round(v_tokens / v_time / ours, 2))
+        print(f"vllm     {v_tokens / v_time:10.0f} tok/s   ({v_tokens} tokens in {v_time:.1f}s)")
     print(json.dumps(result))
 
 
