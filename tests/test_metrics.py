@@ -198,3 +198,20 @@ def test_ks_up_to(K, ks):
 def test_ks_up_to_rejects_zero():
     with pytest.raises(ValueError):
         ks_up_to(0)
+
+
+def test_maj_at_n_over_many_problems_is_each_ones_majority_vote():
+    """The batched k = n path (every sample votes, no resampling) problem by problem."""
+    from engine.evaluation.metrics import _encode, _maj_at_ks
+
+    rng = np.random.default_rng(11)
+    problems = [[None if x == 0 else str(x) for x in rng.integers(0, rng.integers(2, 6), 12)] for _ in range(40)]
+    references = [str(rng.integers(1, 6)) for _ in problems]
+    encoded = [_encode(a, r) for a, r in zip(problems, references)]
+    ids, ref = np.stack([e[0] for e in encoded]), np.array([e[1] for e in encoded])
+    got = _maj_at_ks(ids, ref, [1, 6, 12], n_resamples=64, seed=0)
+    want = [majority_vote(a).accuracy(r) for a, r in zip(problems, references)]
+    np.testing.assert_allclose(got[12], want)
+    assert len(set(np.round(want, 3))) > 2  # wins, losses and split ties all occur
+    np.testing.assert_allclose(got[1], [sum(x == r for x in a) / 12 for a, r in zip(problems, references)])
+    assert ((0 <= got[6]) & (got[6] <= 1)).all()

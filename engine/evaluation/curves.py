@@ -106,7 +106,7 @@ def per_problem_curves(samples: pd.DataFrame, ks: Sequence[int] | None = None,
     out = {"pass": pd.DataFrame(_pass_table(n, c, ks), index=problems, columns=ks)}
 
     refs = reference_answers(samples, references)
-    answers = [None if pd.isna(a) else str(a) for a in rows["answer"]]
+    answers = rows["answer"].astype(object).where(rows["answer"].notna(), None).tolist()
     starts = np.concatenate([[0], np.cumsum(n)])  # rows are sorted by problem, like the groups
     encoded = [_encode(answers[starts[i]:starts[i + 1]], refs.get(p)) for i, p in enumerate(problems)]
     maj = np.zeros((len(problems), len(ks)))
@@ -241,7 +241,7 @@ def training_curves(samples: pd.DataFrame, k: int | None = None, references: Ref
             parts.append(table.assign(checkpoint_id=checkpoint_id, step=step))
         greedy = rows[rows["sample_idx"] < 0]
         if not greedy.empty:
-            solved = greedy.groupby("problem_id")["correct"].apply(lambda s: float((s.fillna(0) == 1).mean()))
+            solved = (greedy["correct"].fillna(0) == 1).groupby(greedy["problem_id"]).mean()
             mean, lo, hi = bootstrap_band(solved.to_numpy(), n_boot, ci, seed)
             parts.append(pd.DataFrame([{"metric": "maj@1", "value": float(mean), "lo": float(lo), "hi": float(hi),
                                         "problems": len(solved), "checkpoint_id": checkpoint_id, "step": step}]))

@@ -161,7 +161,9 @@ def _maj_at_ks(
     P, n = ids.shape
     hit_ref = (ids == ref[:, None]) & (ref >= 0)[:, None]  # (P, n) sample is correct
     out = {1: hit_ref.mean(1)} if 1 in ks else {}
-    wanted = {k for k in ks if k > 1}
+    if n in ks and n > 1:  # every sample votes: one vote per problem, no resampling
+        out[n] = _vote_accuracy(_vote_counts(ids), ref)
+    wanted = {k for k in ks if 1 < k < n}
     if not wanted:
         return out
     perms = np.argsort(np.random.default_rng(seed).random((n_resamples, n)), axis=1)  # (R, n)
@@ -171,9 +173,24 @@ def _maj_at_ks(
     for j in range(max(wanted)):
         counts[p, r, ids[:, perms[:, j]] + 1] += 1
         if j + 1 in wanted:
-            votes = counts[..., 1:]
-            top = votes.max(-1)  # (P, R)
-            n_top = (votes == top[..., None]).sum(-1)  # (P, R) answers tied for first
-            won = (votes[p, r, ref[:, None]] == top) & (top > 0) & (ref >= 0)[:, None]
-            out[j + 1] = (won / n_top).mean(1)
+            out[j + 1] = _vote_accuracy(counts[..., 1:], ref).mean(1)
     return out
+
+
+def _vote_counts(ids: np.ndarray) -> np.ndarray:
+    """(P, n) vote ids -> (P, answers) votes per answer, abstentions (-1) left out."""
+    P = ids.shape[0]
+    counts = np.zeros((P, max(ids.max(), 0) + 2), np.int64)
+    np.add.at(counts, (np.repeat(np.arange(P), ids.shape[1]), ids.ravel() + 1), 1)
+    return counts[:, 1:]
+
+
+def _vote_accuracy(votes: np.ndarray, ref: np.ndarray) -> np.ndarray:
+    """votes (P, ..., answers) -> credit of the majority vote (P, ...): 1 / (answers tied for first)
+    when the reference is among them, else 0; no votes at all (every sample abstained) scores 0."""
+    top = votes.max(-1)
+    n_top = (votes == top[..., None]).sum(-1)
+    ref_index = np.clip(ref, 0, None).reshape(-1, *([1] * (votes.ndim - 1)))
+    ref_votes = np.take_along_axis(votes, ref_index, axis=-1)[..., 0]
+    won = (ref_votes == top) & (top > 0) & (ref >= 0).reshape(-1, *([1] * (votes.ndim - 2)))
+    return won / n_top
