@@ -123,12 +123,15 @@ def test_a_stop_string_ends_a_completion_where_it_first_appears(tiny_model, stop
     stopped = 0
     for [f], [c] in zip(full, cut):
         hit = [f.text.find(s) for s in stop if s in f.text]
+        # (logprobs within float noise: rows that stop early change the batch the others decode in)
         if not hit:  # the stop string never comes: nothing changes
-            assert c == f
+            assert (c.token_ids, c.text, c.finish_reason) == (f.token_ids, f.text, f.finish_reason)
+            assert torch.allclose(torch.tensor(c.logprobs), torch.tensor(f.logprobs), atol=1e-5)
             continue
         stopped += 1
         assert c.text == f.text[:min(hit)] and c.finish_reason == "stop"
-        assert c.token_ids == f.token_ids[:len(c.token_ids)] and c.logprobs == f.logprobs[:len(c.token_ids)]
+        assert c.token_ids == f.token_ids[:len(c.token_ids)]
+        assert torch.allclose(torch.tensor(c.logprobs), torch.tensor(f.logprobs[:len(c.token_ids)]), atol=1e-5)
         decoded = tokenizer.decode(c.token_ids, skip_special_tokens=True)
         shorter = tokenizer.decode(c.token_ids[:-1], skip_special_tokens=True)
         assert any(s in decoded for s in stop) and not any(s in shorter for s in stop)
