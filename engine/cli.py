@@ -78,7 +78,7 @@ def _train(args) -> None:
 
     sets = _task_sets(args) + (args.set or [])  # --set, later, wins
     cfg = make_config(args.algo, base=args.base, sets=sets)  # refuses bad fields before any process
-    acc = _launched(cfg.device, args.detach, cfg.sampler)
+    acc = _launched(cfg.device, args.detach, cfg)
     if acc is not None and not acc.is_main_process:
         return _replica(acc)
     with Store() as store:
@@ -90,7 +90,7 @@ def _train(args) -> None:
         _follow(store, run_id, quiet=args.quiet, acc=acc)
 
 
-def _launched(device: str, detach: bool, sampler: str = "torch"):
+def _launched(device: str, detach: bool, cfg=None):
     """The Accelerator of a multi-process launch (accelerate launch, torchrun), else None."""
     from engine import distributed
 
@@ -99,7 +99,8 @@ def _launched(device: str, detach: bool, sampler: str = "torch"):
     if detach:
         raise ReasonlabError("--detach cannot be used under a multi-process launch (accelerate launch, torchrun): "
                              "its processes train the run together in the foreground; leave out --detach")
-    distributed.check_sampler(sampler, distributed.launched_world_size())
+    if cfg is not None:  # before the run is queued (resume checks when the run starts)
+        distributed.check_config(cfg, distributed.launched_world_size())
     acc = distributed.accelerator(device)
     return acc if acc.num_processes > 1 else None
 

@@ -57,11 +57,18 @@ def accelerator(device: str):
     return acc
 
 
-def check_sampler(sampler: str, world: int) -> None:
-    """vLLM runs one in-process engine on one GPU per run, so a multi-process run samples with torch."""
-    if sampler == "vllm" and world > 1:
+def check_config(cfg, world: int) -> None:
+    """What a run config must allow to train on `world` processes: checked before the run is queued,
+    and again when it starts (a resumed run may meet a launch of another size)."""
+    if world == 1:
+        return
+    if cfg.sampler == "vllm":  # one in-process engine on one GPU per run
         raise ReasonlabError(f"sampler=vllm needs a single-process run; under a {world}-process launch use "
                              "sampler=torch (each process samples its share on its own GPU)")
+    for name in ("prompts_per_step", "minibatch_size"):  # PPO and GRPO split a step's problems equally
+        if getattr(cfg, name, world) % world:
+            raise ReasonlabError(f"{cfg.algo} config field {name}={getattr(cfg, name)} must be a multiple of "
+                                 f"the {world} processes, which share it equally")
 
 
 def broadcast(obj, acc):

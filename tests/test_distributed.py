@@ -123,12 +123,21 @@ def test_detach_is_refused_under_a_multi_process_launch(tiny_checkpoint):
         assert s.runs().empty
 
 
-def test_vllm_sampling_is_refused_for_a_multi_process_run():
-    """vLLM is one in-process engine on one GPU per run: a multi-process run samples with torch."""
+def test_configs_a_multi_process_run_cannot_train_are_refused_before_queueing(tiny_checkpoint):
+    """vLLM (one in-process engine per run) and a step that does not split equally over the processes."""
     from engine import distributed
+    from engine.config import make_config
     from engine.errors import ReasonlabError
+    from tests.test_cli import assert_one_line_error, reasonlab
 
+    vllm = make_config("grpo", base=tiny_checkpoint, validate=False, sets=["sampler=vllm"])
     with pytest.raises(ReasonlabError, match="sampler=vllm needs a single-process run.*sampler=torch"):
-        distributed.check_sampler("vllm", 2)
-    distributed.check_sampler("vllm", 1)
-    distributed.check_sampler("torch", 4)
+        distributed.check_config(vllm, 2)
+    distributed.check_config(vllm, 1)
+    distributed.check_config(make_config("ei", base=tiny_checkpoint, validate=False), 3)  # EI shards any count
+
+    result = reasonlab("train", "--algo", "grpo", "--base", tiny_checkpoint, "--set", "prompts_per_step=3",
+                       env={"WORLD_SIZE": "2", "RANK": "0", "LOCAL_RANK": "0"})
+    assert_one_line_error(result, "prompts_per_step=3 must be a multiple of the 2 processes")
+    with Store() as s:
+        assert s.runs().empty  # refused before anything was queued

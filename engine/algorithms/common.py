@@ -15,7 +15,6 @@ import torch
 import torch.nn.functional as F
 
 from engine.algorithms.context import RunContext  # the loops import it from here too
-from engine.errors import ReasonlabError
 from engine.model.checkpoint import load_checkpoint
 from engine.model.lora import maybe_lora, trainable
 from engine.sampling import make_sampler
@@ -176,10 +175,6 @@ class PolicyRun:
         self.ctx, self.cfg = ctx, cfg
         self.heads = heads or {}  # extra trainable modules, e.g. PPO's value head
         self.stateful = stateful or {}  # objects with state_dict()/load_state_dict(), e.g. a KL controller
-        for name in ("prompts_per_step", "minibatch_size"):
-            if getattr(cfg, name) % ctx.world:
-                raise ReasonlabError(f"{cfg.algo} config field {name}={getattr(cfg, name)} must be a multiple of "
-                                     f"the {ctx.world} processes, which share it equally")
         base, self.tokenizer = load_model(cfg)
         self.policy = maybe_lora(base, cfg)
         ctx.use_tokenizer(self.tokenizer)

@@ -41,7 +41,7 @@ class RunContext:
         self.store, self.run_id, self.cfg, self.run_dir = store, run_id, cfg, Path(run_dir)
         self.acc = distributed.accelerator(cfg.device)  # one process: no process group, prepare() is a no-op
         self.rank, self.world, self.is_main = self.acc.process_index, self.acc.num_processes, self.acc.is_main_process
-        distributed.check_sampler(cfg.sampler, self.world)
+        distributed.check_config(cfg, self.world)
         self.task = task_from_config(cfg)
         self.prompter: Prompter | None = None  # set by use_tokenizer, once the loop has loaded the model
         self.samples_seen = 0  # sampled solutions so far: the paper's sample-complexity axis
