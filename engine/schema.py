@@ -3,6 +3,9 @@ MIGRATIONS and never edit a shipped one; `PRAGMA user_version` records how many 
 
 from __future__ import annotations
 
+import sqlite3
+from collections.abc import Iterator
+
 # MIGRATIONS[i] brings schema version i to i + 1. Times are unix seconds (REAL); JSON is TEXT.
 MIGRATIONS: list[str] = [
     """
@@ -72,3 +75,15 @@ MIGRATIONS: list[str] = [
     CREATE INDEX samples_run_kind_step ON samples(run_id, kind, step, problem_id, sample_idx, correct, answer);
     """,
 ]
+
+
+def statements(script: str) -> Iterator[str]:
+    """Split a script into statements (sqlite3.complete_statement knows about quotes and triggers)."""
+    buf = ""
+    for line in script.splitlines(keepends=True):
+        buf += line
+        if sqlite3.complete_statement(buf):
+            yield buf.strip()
+            buf = ""
+    if buf.strip():
+        raise ValueError(f"incomplete SQL statement in migration: {buf.strip()[:80]}")

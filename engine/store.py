@@ -27,7 +27,7 @@ import pandas as pd
 
 from engine import workspace
 from engine.errors import ReasonlabError
-from engine.schema import MIGRATIONS  # a name of this module: tests swap it for their own migrations
+from engine.schema import MIGRATIONS, statements  # MIGRATIONS: tests swap this module's name for theirs
 
 RUN_STATUSES = ("queued", "running", "finished", "failed", "cancelled", "interrupted")
 SAMPLE_KINDS = ("rollout", "eval")
@@ -44,18 +44,6 @@ for _t in (np.int8, np.int16, np.int32, np.int64, np.uint8, np.uint16, np.uint32
     sqlite3.register_adapter(_t, int)
 for _t in (np.float16, np.float32):  # np.float64 is a float already
     sqlite3.register_adapter(_t, float)
-
-
-def _statements(script: str) -> Iterator[str]:
-    """Split a script into statements (sqlite3.complete_statement knows about quotes and triggers)."""
-    buf = ""
-    for line in script.splitlines(keepends=True):
-        buf += line
-        if sqlite3.complete_statement(buf):
-            yield buf.strip()
-            buf = ""
-    if buf.strip():
-        raise ValueError(f"incomplete SQL statement in migration: {buf.strip()[:80]}")
 
 
 def migrate(conn: sqlite3.Connection, target: int | None = None) -> int:
@@ -85,7 +73,7 @@ def migrate(conn: sqlite3.Connection, target: int | None = None) -> int:
         version = conn.execute("PRAGMA user_version").fetchone()[0]
         check(version)
         for script in MIGRATIONS[version:target]:
-            for statement in _statements(script):
+            for statement in statements(script):
                 conn.execute(statement)
         if version < target:
             conn.execute(f"PRAGMA user_version = {int(target)}")  # pragmas take no parameters
