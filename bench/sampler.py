@@ -2,7 +2,8 @@
 
 Prints tokens/s of both, their ratio (target >= 3) and model FLOP utilisation
 (2 x params x tokens/s over the matmul FLOP/s measured in the same run); last line is JSON.
-With --vllm (a CUDA GPU and `reasonlab[gpu]`), vLLM's sampler is timed on the same prompts too.
+With --vllm (a CUDA GPU and `reasonlab[gpu]`, or vLLM's CPU build: `.venv-vllm/bin/python`), vLLM's
+sampler is timed on the same prompts too.
 Usage: python bench/sampler.py [CHECKPOINT] [--prompts 8] [--n 96] [--device cuda] [--vllm]
 """
 
@@ -53,7 +54,7 @@ def main() -> None:
     ap.add_argument("--max-new-tokens", type=int, default=96)
     ap.add_argument("--batch-size", type=int, default=512)
     ap.add_argument("--device", default="cpu")
-    ap.add_argument("--vllm", action="store_true", help="also time the vLLM backend (CUDA GPU)")
+    ap.add_argument("--vllm", action="store_true", help="also time the vLLM backend (CUDA GPU, or vLLM's CPU build)")
     args = ap.parse_args()
 
     checkpoint = base_checkpoint(args.checkpoint)

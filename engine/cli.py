@@ -311,8 +311,8 @@ def parser() -> argparse.ArgumentParser:
     e.add_argument("--batch-size", type=int, default=512, help="rows decoded together (torch sampler)")
     e.add_argument("--device", default="cpu")
     e.add_argument("--sampler", default="torch", choices=["torch", "vllm"],
-                   help="vllm: sample with vLLM on a CUDA GPU (pip install 'reasonlab[gpu]')")
-    e.add_argument("--vllm-memory", type=float, default=0.9, help="share of the GPU's memory vLLM may take")
+                   help="vllm: sample with vLLM (pip install 'reasonlab[gpu]' on a CUDA GPU, or vLLM's CPU build)")
+    e.add_argument("--vllm-memory", type=float, default=0.9, help="share of the GPU's memory (RAM on the CPU) vLLM may take")
     e.add_argument("--dtype", default="auto", choices=["auto", "float32", "bfloat16"],
                    help="auto: bfloat16 on a CUDA device that supports it, else float32")
     e.add_argument("--prompt-format", default="auto", choices=["auto", "plain", "chat", "few_shot"],

