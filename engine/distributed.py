@@ -6,6 +6,9 @@
   wait for it at a barrier and learn the run id from it.
 - Each process samples its own share of a step's problems (a problem's n samples stay together);
   gradients are averaged by DDP (`accelerator.prepare`), so all ranks hold the same weights.
+  Each process scales its token-mean loss by `share_weight`, so that the average is the mean
+  over every token of the batch, as one process would take it, however unevenly the shares'
+  token counts fall.
 - Logged metrics are gathered from every process; a cancel is decided on rank 0 and broadcast so
   all processes stop at the same step.
 
@@ -69,6 +72,22 @@ def check_config(cfg, world: int) -> None:
         if getattr(cfg, name, world) % world:
             raise ReasonlabError(f"{cfg.algo} config field {name}={getattr(cfg, name)} must be a multiple of "
                                  f"the {world} processes, which share it equally")
+
+
+def share_weight(tokens, acc) -> float:
+    """What turns this process's mean loss over its `tokens` (a count, or a 0/1 mask) into its
+    part of the whole batch's mean over all tokens, given that DDP averages the processes'
+    gradients: tokens here x processes / tokens on all processes. 1 on one process.
+
+    (Averaging the processes' own means instead would weigh a token of a short share more than a
+    token of a long one.)"""
+    import torch
+
+    if acc.num_processes == 1:
+        return 1.0
+    here = float(tokens.sum()) if torch.is_tensor(tokens) else float(tokens)
+    total = float(acc.reduce(torch.tensor([here], device=acc.device), reduction="sum").item())
+    return here * acc.num_processes / total if total else 0.0
 
 
 def broadcast(obj, acc):

@@ -79,14 +79,14 @@ def test_expert_iteration_on_two_processes(tiny_checkpoint):
 
 
 @pytest.mark.slow
-def test_two_process_finetune_step_equals_one_process_on_the_whole_batch(tiny_checkpoint, tmp_path):
+def test_two_process_updates_equal_one_process_on_the_whole_batch(tiny_checkpoint, tmp_path):
     from engine.model.checkpoint import load_checkpoint
-    from tests.ddp_finetune import PAIRS
+    from tests.ddp_finetune import PAIRS, token_mean_grad
     from tests.ddp_finetune import train as finetune_alone
 
     _, tokenizer = load_checkpoint(tiny_checkpoint)
     lengths = {len(tokenizer(p + c)["input_ids"]) for p, c in PAIRS}
-    assert len(lengths) == 1  # the premise: every process's share has as many tokens
+    assert len(lengths) > 2  # the premise: the processes' shares hold different numbers of tokens
 
     result = launch(ROOT / "tests" / "ddp_finetune.py", tiny_checkpoint, tmp_path)
     assert result.returncode == 0, result.stderr[-3000:]
@@ -94,11 +94,21 @@ def test_two_process_finetune_step_equals_one_process_on_the_whole_batch(tiny_ch
     alone = finetune_alone(tiny_checkpoint)
     start = {k: v for k, v in load_checkpoint(tiny_checkpoint)[0].state_dict().items()}
 
-    moved = max((alone[k] - start[k]).abs().max().item() for k in alone)
-    assert moved > 1e-3  # the steps did change the weights
+    def norm(weights):
+        return sum(float((w**2).sum()) for w in weights) ** 0.5
+
+    moved = norm(alone[k] - start[k] for k in alone)
+    assert moved > 1e-2  # the steps did change the weights
     for k in alone:
         assert torch.equal(rank0[k], rank1[k]), k  # DDP keeps the processes' weights identical
-        assert torch.allclose(rank0[k], alone[k], atol=moved * 1e-3, rtol=0), k  # averaged = whole batch
+    # averaged = whole batch, up to float noise (the shares are padded to other widths; Adam
+    # amplifies noise on near-zero gradients). Averaging the processes' mean losses instead of
+    # weighting them by tokens missed by 9% of the update.
+    assert norm(rank0[k] - alone[k] for k in alone) < 1e-3 * moved
+    # PPO's and GRPO's token means: rows of 1 + 2 tokens on one process, 6 + 5 on the other
+    grad = token_mean_grad()
+    assert torch.allclose(rank0["token_mean_grad"], grad, atol=1e-6)
+    assert torch.equal(rank0["token_mean_grad"], rank1["token_mean_grad"])
 
 
 def test_one_process_builds_no_process_group(monkeypatch):

@@ -354,8 +354,8 @@ def test_a_run_samples_through_one_engine_that_follows_the_policy(fake_vllm, tin
 REAL_DEVICE = vllm_sampler.vllm_device()
 if REAL_DEVICE == "cuda" and not torch.cuda.is_available():
     REAL_DEVICE = None
-REAL_REASON = ("needs vLLM: `pip install 'reasonlab[gpu]'` and a CUDA GPU (`pytest tests/test_vllm.py -k real` "
-               "on a GPU machine), or vLLM's CPU build (README, 'vLLM without a GPU')")
+REAL_REASON = ("needs vLLM: `make test-vllm` runs these with vLLM's CPU build (part of `make test`), "
+               "and `pytest tests/test_vllm.py -k real` on a CUDA GPU with `reasonlab[gpu]`")
 real_vllm = pytest.mark.skipif(REAL_DEVICE is None, reason=REAL_REASON)
 
 

@@ -8,7 +8,8 @@ other samples of the same problem. Each iteration:
   5) log; checkpoint and evaluate every `checkpoint_every` iterations.
 
 Under a multi-process launch each process samples and trains on its share of the problems (whole
-groups), and `accelerator.backward` averages the gradients (DDP).
+groups), and `accelerator.backward` averages the gradients (DDP; each process's loss weighted by
+its share of the minibatch's tokens, so it is the mean over all of them).
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ import time
 
 import torch
 
+from engine import distributed
 from engine.algorithms import common
 from engine.algorithms.common import RunContext, forward_logprobs, minibatches, token_batch
 from engine.algorithms.losses import group_advantages, kl_penalty, masked_mean, policy_loss
@@ -57,7 +59,7 @@ def train(ctx: RunContext, cfg: GRPOConfig) -> None:
                     loss = loss + cfg.kl_coef * kl
                     stats.add(kl_ref=kl.item())
                 opt.zero_grad(set_to_none=True)
-                acc.backward(loss)
+                acc.backward(loss * distributed.share_weight(mask, acc))  # token means over every process
                 grad_norm = acc.clip_grad_norm_(model.parameters(), 1.0)
                 opt.step()
                 stats.add(policy_loss=pg_loss.item(), approx_kl=approx_kl.item(), clip_frac=clipfrac.item(),

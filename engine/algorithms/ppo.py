@@ -10,7 +10,8 @@ Each iteration:
 
 The value head is one linear layer on the policy's last hidden state (a shared body, as in TRL).
 Under a multi-process launch each process samples and trains on its share of the problems,
-`accelerator.backward` averages the gradients (DDP), and the reward scale and the adaptive KL
+`accelerator.backward` averages the gradients (DDP; each process's losses weighted by its share
+of the minibatch's tokens, so they are means over all of them), and the reward scale and the adaptive KL
 coefficient are updated from every process's samples, so they stay the same on all of them.
 Advantages are whitened within each process's share.
 """
@@ -23,6 +24,7 @@ import time
 import torch
 from transformers import AutoConfig
 
+from engine import distributed
 from engine.algorithms import common
 from engine.algorithms.common import RunContext, forward_logprobs, minibatches, token_batch
 from engine.algorithms.losses import (AdaptiveKLController, FixedKLController, entropy_from_logits, gae,
@@ -115,7 +117,7 @@ def train(ctx: RunContext, cfg: PPOConfig) -> None:
                 entropy = masked_mean(entropy_from_logits(logits), m)
                 loss = pg_loss + cfg.vf_coef * v_loss - cfg.entropy_coef * entropy
                 opt.zero_grad(set_to_none=True)
-                acc.backward(loss)
+                acc.backward(loss * distributed.share_weight(m, acc))  # token means over every process
                 grad_norm = acc.clip_grad_norm_(opt.param_groups[0]["params"], 1.0)
                 opt.step()
                 stats.add(policy_loss=pg_loss.item(), value_loss=v_loss.item(), approx_kl=approx_kl.item(),

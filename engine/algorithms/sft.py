@@ -181,7 +181,8 @@ def finetune(model, tokenizer, pairs: list[tuple[str, str]], steps: int, batch_s
     final smoothed loss (None when stopped before the first step).
 
     Under a multi-process launch every process holds the same pairs and draws the same batches;
-    each trains on every world-th row of a batch and DDP averages the gradients."""
+    each trains on every world-th row of a batch and DDP averages the gradients, each process's
+    loss weighted by its share of the batch's target tokens (the mean over all of them)."""
     rng = random.Random(seed)
     model.train()
     params = [p for p in model.parameters() if p.requires_grad]  # the adapters only, under LoRA
@@ -209,7 +210,8 @@ def finetune(model, tokenizer, pairs: list[tuple[str, str]], steps: int, batch_s
             group["lr"] = cosine_lr(step, steps, lr, warmup=max(1, steps // 10))
         loss = trained(**{k: v.to(model.device) for k, v in inputs.items()}).loss
         opt.zero_grad(set_to_none=True)
-        acc.backward(loss)
+        targets = (inputs["labels"][:, 1:] != -100).sum()  # the tokens the loss averages over
+        acc.backward(loss * distributed.share_weight(targets, acc))
         acc.clip_grad_norm_(params, 1.0)
         opt.step()
         loss_ema = loss.item() if loss_ema is None else 0.9 * loss_ema + 0.1 * loss.item()
