@@ -39,7 +39,7 @@ def _sft(args) -> None:
 
 def _eval(args) -> None:
     from engine.evaluation.evaluate import EvalConfig, evaluate
-    from engine.model.checkpoint import load_checkpoint, load_tokenizer, read_meta
+    from engine.model.checkpoint import load_checkpoint, load_tokenizer, read_meta, torch_dtype
     from engine.model.prompts import resolve_format
     from engine.sampling.torch_sampler import TorchSampler
 
@@ -49,10 +49,13 @@ def _eval(args) -> None:
                      temperature=args.temperature, top_p=args.top_p, max_new_tokens=args.max_new_tokens, seed=args.seed)
     cfg.validate()  # before the (slow) model load: reads the data files
     if args.sampler == "vllm":  # vLLM loads the weights itself; only the tokenizer is needed here
-        from engine.sampling.vllm_sampler import VLLMSampler
+        from engine.sampling.vllm_sampler import VLLMSampler, vllm_device
 
         tokenizer = load_tokenizer(args.checkpoint, trust_remote_code=args.trust_remote_code)
-        sampler = VLLMSampler(args.checkpoint, tokenizer, dtype=args.dtype, gpu_memory=args.vllm_memory,
+        device = vllm_device() or args.device
+        memory = args.vllm_memory or (0.3 if device == "cpu" else 0.9)  # RAM is shared with the rest
+        dtype = str(torch_dtype(args.dtype, device)).removeprefix("torch.")  # auto as the torch sampler takes it
+        sampler = VLLMSampler(args.checkpoint, tokenizer, dtype=dtype, gpu_memory=memory,
                               seed=args.seed, trust_remote_code=args.trust_remote_code)
     else:
         model, tokenizer = load_checkpoint(args.checkpoint, device=args.device, dtype=args.dtype,
@@ -312,7 +315,8 @@ def parser() -> argparse.ArgumentParser:
     e.add_argument("--device", default="cpu")
     e.add_argument("--sampler", default="torch", choices=["torch", "vllm"],
                    help="vllm: sample with vLLM (pip install 'reasonlab[gpu]' on a CUDA GPU, or vLLM's CPU build)")
-    e.add_argument("--vllm-memory", type=float, default=0.9, help="share of the GPU's memory (RAM on the CPU) vLLM may take")
+    e.add_argument("--vllm-memory", type=float,
+                   help="share of the GPU's memory vLLM may take (default 0.9; of RAM with vLLM's CPU build: 0.3)")
     e.add_argument("--dtype", default="auto", choices=["auto", "float32", "bfloat16"],
                    help="auto: bfloat16 on a CUDA device that supports it, else float32")
     e.add_argument("--prompt-format", default="auto", choices=["auto", "plain", "chat", "few_shot"],

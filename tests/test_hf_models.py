@@ -20,7 +20,7 @@ from engine.model.prompts import SHOTS, Prompter, resolve_format
 from engine.sampling.torch_sampler import TorchSampler
 from engine.store import Store
 from engine.tasks import get_task
-from tests.data_files import build_chat_model, write_gsm8k
+from tests.data_files import build_chat_model, train_chat_model, write_gsm8k
 from tests.test_cli import reasonlab
 
 pytest.importorskip("peft", reason="LoRA is the optional extra `lora` (part of `dev`)")
@@ -33,16 +33,8 @@ def data(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def chat_base(tmp_path_factory, data):
-    """A tiny chat model that has seen the file's solutions in its chat format (~5 s), so that it
-    writes `#### N` answers and expert iteration finds correct samples."""
-    task = get_task("gsm8k", data=str(data))
-    texts = [task.prompt(p) + p.reference for p in task.problems("all")] + [task.instruction]
-    out = build_chat_model(tmp_path_factory.mktemp("models") / "chat", texts)
-    model, tok = AutoModelForCausalLM.from_pretrained(out), AutoTokenizer.from_pretrained(out)
-    prompter = Prompter(task, tok, "chat")
-    finetune(model, tok, [(prompter(p), p.reference) for p in task.problems("train")], steps=150, batch_size=16,
-             lr=3e-3, seed=0)
-    model.save_pretrained(out)
+    """A tiny chat model that has seen the file's solutions in its chat format."""
+    out = train_chat_model(tmp_path_factory.mktemp("models") / "chat", data)
     assert not (out / "reasonlab.json").exists()  # to reasonlab, a model from elsewhere
     return out
 

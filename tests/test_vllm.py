@@ -265,6 +265,29 @@ def test_sync_of_a_lora_policy_sends_merged_weights_and_leaves_the_adapters_trai
     assert not any(p.requires_grad for n, p in policy.named_parameters() if "lora_" not in n)
 
 
+def test_an_engine_that_cannot_start_is_one_error_naming_the_checkpoint(fake_vllm, monkeypatch, tiny_checkpoint,
+                                                                       tiny_model):
+    def refuse(self):
+        raise ValueError("Available memory on node 0 (1.0/15.2 GiB) is less than\n desired CPU memory utilization")
+    monkeypatch.setattr(FakeLLM, "__post_init__", refuse)
+    with pytest.raises(ReasonlabError) as err:
+        vllm_sampler.VLLMSampler(str(tiny_checkpoint), tiny_model[1], gpu_memory=0.99)
+    message = str(err.value)
+    assert message.startswith(f"vLLM could not start on {tiny_checkpoint}: Available memory on node 0")
+    assert "\n" not in message and "vllm_memory" in message
+
+
+def test_an_engine_failure_while_sampling_is_one_error_naming_the_checkpoint(fake_vllm, monkeypatch, tiny_checkpoint,
+                                                                            tiny_model):
+    sampler = vllm_sampler.VLLMSampler(str(tiny_checkpoint), tiny_model[1])
+
+    def fail(*args, **kwargs):
+        raise RuntimeError("Unsupported CPU attention configuration: head_dim=16")
+    monkeypatch.setattr(sampler.llm, "generate", fail)
+    with pytest.raises(ReasonlabError, match=f"vLLM failed sampling from {tiny_checkpoint}: Unsupported CPU attention"):
+        sampler.sample(PROMPTS[:1])
+
+
 def test_without_vllm_the_error_says_what_to_install(monkeypatch, tiny_model):
     monkeypatch.setitem(sys.modules, "vllm", None)  # import vllm raises ImportError
     with pytest.raises(ReasonlabError, match=r"pip install 'reasonlab\[gpu\]'"):
@@ -467,6 +490,31 @@ def test_real_vllm_runs_a_whole_run_and_ends_holding_the_last_checkpoint(real_en
     base, _ = load_checkpoint(tiny_checkpoint, device=REAL_DEVICE, dtype="float32")
     assert logprob_gap(real_engine, trained, tokenizer, PROMPTS) < 1e-3
     assert logprob_gap(real_engine, base, tokenizer, PROMPTS) > 1e-2
+
+
+@real_vllm
+@pytest.mark.slow
+def test_real_vllm_evaluates_a_chat_model_as_the_torch_sampler_does(tmp_path_factory):
+    """`reasonlab eval --sampler vllm` on a Qwen2 model with a chat template (built here, as in
+    test_hf_models): the same prompts, so the same greedy answers and maj@1 as the torch sampler."""
+    import json
+
+    from tests.data_files import train_chat_model, write_gsm8k
+    from tests.test_cli import reasonlab
+
+    data_file = write_gsm8k(tmp_path_factory.mktemp("data") / "gsm8k.jsonl", n=40)
+    # 2 heads of 32: vLLM's CPU attention has no kernel for head_dim 16
+    model = train_chat_model(tmp_path_factory.mktemp("models") / "chat", data_file, heads=2, steps=300)
+    args = [model, "--task", "gsm8k", "--data", data_file, "--split", "train", "-k", "2",
+            "--max-new-tokens", "40", "--dtype", "float32", "--json", "--device", REAL_DEVICE]
+    ours = reasonlab("eval", *args, "--sampler", "vllm", "--vllm-memory", "0.2")
+    ref = reasonlab("eval", *args)
+    assert ours.returncode == 0, ours.stderr[-3000:]
+    assert ref.returncode == 0, ref.stderr[-3000:]
+    ours, ref = (json.loads(r.stdout.strip().splitlines()[-1]) for r in (ours, ref))
+    assert ref["maj@1"] >= 0.3  # the premise: the model answers in the file's format
+    assert ours["problems"] == ref["problems"] and ours["prompt_format"] == ref["prompt_format"] == "chat"
+    assert abs(ours["maj@1"] - ref["maj@1"]) <= 1.01 / ref["problems"]  # at most one near-tie flipped
 
 
 def test_cli_eval_samples_through_vllm_when_asked(fake_vllm, tiny_checkpoint, capsys):

@@ -79,9 +79,17 @@ class VLLMSampler:
             # a prompt prefilled in chunks has its seeded generator rewound after each partial step
             # (`Generator.set_offset`), which CPU generators lack: whole prompts per step instead
             extra["enable_chunked_prefill"] = False
-        self.llm = LLM(model=self.path, tokenizer=self.path, dtype=dtype, seed=seed,
-                       gpu_memory_utilization=gpu_memory, trust_remote_code=trust_remote_code,
-                       max_model_len=max_model_len, enable_prefix_caching=True, **extra)
+        try:
+            self.llm = LLM(model=self.path, tokenizer=self.path, dtype=dtype, seed=seed,
+                           gpu_memory_utilization=gpu_memory, trust_remote_code=trust_remote_code,
+                           max_model_len=max_model_len, enable_prefix_caching=True, **extra)
+        except (ValueError, RuntimeError, NotImplementedError, OSError) as err:
+            # an architecture vLLM lacks, too little memory for its share, a bad dtype: one line
+            # naming the checkpoint, not vLLM's traceback
+            message = " ".join(str(err).split()) or type(err).__name__
+            if "memory" in message.lower():
+                message += " (in reasonlab that share is vllm_memory, or eval's --vllm-memory)"
+            raise ReasonlabError(f"vLLM could not start on {self.path}: {message}") from err
         self.max_model_len = self.llm.llm_engine.model_config.max_model_len
         self.stop_ids = stop_ids if stop_ids is not None else stop_token_ids(None, tokenizer)
 
@@ -106,7 +114,10 @@ class VLLMSampler:
                                  stop_token_ids=self.stop_ids, logprobs=0, stop=list(stop) or None,
                                  detokenize=bool(stop))  # vLLM finds stop strings in its own detokenized text
                   for i, p in enumerate(ids)]
-        outputs = self.llm.generate([{"prompt_token_ids": p} for p in ids], params, use_tqdm=False)
+        try:
+            outputs = self.llm.generate([{"prompt_token_ids": p} for p in ids], params, use_tqdm=False)
+        except (RuntimeError, NotImplementedError, ValueError) as err:  # e.g. no kernel for this model's shape
+            raise ReasonlabError(f"vLLM failed sampling from {self.path}: {' '.join(str(err).split())}") from err
         decode = lambda ids: self.tokenizer.decode(ids, skip_special_tokens=True)  # noqa: E731
         return [[stop_at_string(self._completion(o), stop, decode) for o in sorted(req.outputs, key=lambda o: o.index)]
                 for req in outputs]
