@@ -114,7 +114,7 @@ def _replica(acc) -> None:
 
     run = distributed.broadcast(None, acc)
     if run is not None:  # None: rank 0's run was cancelled while it waited in the queue
-        jobs.run_replica(run)
+        jobs.run_replica(run, acc.process_index)
 
 
 def _follow(store, run_id: int, quiet: bool, acc=None) -> None:

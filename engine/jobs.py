@@ -15,7 +15,9 @@ It trains in its own process, so it outlives the dashboard or terminal that star
   with the same config and seed, after the store forgets what was logged after that checkpoint.
 - Under a multi-process launch (`accelerate launch -m engine.cli train ...`), rank 0 queues and
   claims the run as above and tells the other processes which run it claimed; they train it with
-  it (`run_replica`) and never touch the store.
+  it (`run_replica`) and never touch the store. One that crashes leaves its traceback in the run's
+  directory, and the run fails with that error (`process_failure`), whether rank 0 records the
+  end or `reconcile` finds rank 0 killed by the launcher.
 """
 
 from __future__ import annotations
@@ -86,8 +88,10 @@ def reconcile(store: Store, spawn: bool = True) -> None:
             stale = run["heartbeat_at"] is not None and now - run["heartbeat_at"] > STALE_S
             if not pid_alive(pid) or stale:
                 why = f"heartbeat stale for {now - run['heartbeat_at']:.0f} s" if stale else f"process {pid} died"
-                store.update_run(run["id"], status="interrupted", finished_at=now,
-                                 error=f"interrupted at step {run['step']}: {why}")
+                # a launch whose other process crashed, then the launcher killed rank 0: failed
+                fields = process_failure(run["id"]) or {"status": "interrupted",
+                                                         "error": f"interrupted at step {run['step']}: {why}"}
+                store.update_run(run["id"], finished_at=now, **fields)
         elif run["status"] == "queued" and pid is not None and not pid_alive(pid):
             store.update_run(run["id"], status="interrupted", finished_at=now,
                              error="the foreground `reasonlab train` waiting for this run exited")
@@ -139,6 +143,8 @@ def run_foreground(store: Store, run_id: int, on_progress=None, poll_s: float = 
         reconcile(store, spawn=True)  # older detached runs need a worker, or we wait forever
         run = store.claim_run(run_id, os.getpid(), MAX_RUNNING)
         if run is not None:
+            for old in process_errors(run_id):  # from an earlier launch of this run
+                old.unlink()
             announce(run)
             execute(store, run, on_progress=on_progress)
             return store.get_run(run_id)
@@ -191,6 +197,9 @@ def execute(store: Store, run: dict, on_progress=None) -> str:
         fields = {"status": "interrupted", "error": "interrupted by the user (Ctrl-C)"}
     except BaseException as e:  # a crash: keep the traceback for the dashboard
         fields = {"status": "failed", "error": f"{type(e).__name__}: {e}", "traceback": traceback.format_exc()}
+        # under a multi-process launch, rank 0's error (a collective that lost its peer) is most
+        # likely the echo of another process's: record that one
+        fields.update(process_failure(run_id) or {})
     finally:
         stop.set()
         if previous is not None:
@@ -201,14 +210,37 @@ def execute(store: Store, run: dict, on_progress=None) -> str:
     return fields["status"]
 
 
-def run_replica(run: dict) -> None:
+def run_replica(run: dict, rank: int) -> None:
     """Train rank 0's claimed run as another process of a multi-process launch: the same loop on
-    this process's share, with no store (rank 0 records how the run ends)."""
+    this process's share, with no store (rank 0 records how the run ends). A crash here leaves its
+    traceback in the run's directory, where rank 0 (or, if the launcher killed rank 0 first, the
+    next `reconcile`) finds it and records it as the run's error."""
     from engine.algorithms.common import RunContext
 
     cfg = config_from_dict(run["algo"], run["config"])
     ctx = RunContext(None, run["id"], cfg, run_dir(run["id"]))
-    importlib.import_module(f"engine.algorithms.{ALGORITHMS[run['algo']]}").train(ctx, cfg)
+    try:
+        importlib.import_module(f"engine.algorithms.{ALGORITHMS[run['algo']]}").train(ctx, cfg)
+    except BaseException:
+        path = run_dir(run["id"]) / f"process-{rank}.error"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(traceback.format_exc())
+        raise
+
+
+def process_errors(run_id: int) -> list[Path]:
+    """Tracebacks the other processes of a multi-process launch left for this run, by rank."""
+    return sorted(run_dir(run_id).glob("process-*.error"), key=lambda p: int(p.stem.split("-")[1]))
+
+
+def process_failure(run_id: int) -> dict | None:
+    """The run's error and traceback from the first process of its launch that crashed, if any."""
+    for path in process_errors(run_id):
+        tb = path.read_text()
+        last = tb.strip().splitlines()[-1] if tb.strip() else "no traceback"
+        return {"status": "failed", "error": f"process {path.stem.split('-')[1]} of the launch failed: {last}",
+                "traceback": tb}
+    return None
 
 
 def cancel(store: Store, run_id: int) -> str:

@@ -111,6 +111,23 @@ def test_two_process_updates_equal_one_process_on_the_whole_batch(tiny_checkpoin
     assert torch.equal(rank0["token_mean_grad"], rank1["token_mean_grad"])
 
 
+@pytest.mark.slow
+def test_a_crash_on_another_process_fails_the_run_with_that_processs_error(tiny_checkpoint):
+    from engine import jobs
+    from tests.ddp_crash import CRASH
+
+    result = launch(ROOT / "tests" / "ddp_crash.py", "train", "--algo", "grpo", "--base", tiny_checkpoint, "--quiet",
+                    *sets(*SMALL, "steps=2", "prompts_per_step=4", "n=2", "minibatch_size=4"))
+    assert result.returncode != 0
+    with Store() as s:
+        jobs.reconcile(s, spawn=False)  # if the launcher killed rank 0 before it could record the end
+        (run,) = jobs.run_rows(s)
+    assert run["status"] == "failed"  # not "interrupted": resuming would only crash again
+    assert run["error"] == f"process 1 of the launch failed: ValueError: {CRASH}"
+    assert "ddp_crash.py" in run["traceback"] and CRASH in run["traceback"]
+    assert jobs.process_errors(1)  # kept until the run is launched again
+
+
 def test_one_process_builds_no_process_group(monkeypatch):
     from engine import distributed
 

@@ -61,6 +61,28 @@ def test_dead_or_silent_processes_are_marked_interrupted(store):
     assert store.get_run(d)["status"] == "interrupted"
 
 
+def test_a_launch_killed_after_another_process_crashed_is_marked_failed_with_that_error(store, monkeypatch):
+    """The launcher may kill rank 0 before it records anything: the next reconcile finds the
+    traceback the crashed process left, and a new launch of the run clears it."""
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    (a,) = queue(store, 1)
+    store.update_run(a, status="running", pid=dead.pid, heartbeat_at=time.time())
+    jobs.run_dir(a).mkdir(parents=True)
+    (jobs.run_dir(a) / "process-3.error").write_text("Traceback (most recent call last):\n  ...\nOSError: disk full\n")
+    (jobs.run_dir(a) / "process-1.error").write_text("Traceback (most recent call last):\n  ...\nKeyError: 'x'\n")
+    jobs.reconcile(store, spawn=False)
+    run = store.get_run(a)
+    assert run["status"] == "failed" and run["error"] == "process 1 of the launch failed: KeyError: 'x'"
+    assert run["traceback"].endswith("KeyError: 'x'\n")
+
+    store.update_run(a, status="queued", pid=os.getpid())  # resumed in the foreground
+    seen = []
+    monkeypatch.setattr(jobs, "execute", lambda store, run, on_progress=None: seen.append(jobs.process_errors(run["id"])))
+    jobs.run_foreground(store, a)
+    assert seen == [[]]  # the earlier launch's tracebacks are gone before the new one starts
+
+
 def test_a_crash_records_its_error_and_traceback(store, tiny_checkpoint, monkeypatch):
     from engine.algorithms import grpo
 
