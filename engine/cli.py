@@ -39,15 +39,15 @@ def _sft(args) -> None:
 
 def _eval(args) -> None:
     from engine.evaluation.evaluate import EvalConfig, evaluate
-    from engine.model.checkpoint import load_checkpoint, load_tokenizer, read_meta, torch_dtype
+    from engine.model.checkpoint import check_dir, load_checkpoint, load_tokenizer, read_meta, torch_dtype
     from engine.model.prompts import resolve_format
-    from engine.sampling.torch_sampler import TorchSampler
 
     meta = read_meta(args.checkpoint)
     task, options = _eval_task(args, meta)
     cfg = EvalConfig(task=task, task_options=options, split=args.split, k=args.k, limit=args.limit,
                      temperature=args.temperature, top_p=args.top_p, max_new_tokens=args.max_new_tokens, seed=args.seed)
-    cfg.validate()  # before the (slow) model load: reads the data files
+    cfg.validate()  # before the slow imports and the model load: reads the data files
+    check_dir(args.checkpoint)
     if args.sampler == "vllm":  # vLLM loads the weights itself; only the tokenizer is needed here
         from engine.sampling.vllm_sampler import VLLMSampler, vllm_device
 
@@ -58,6 +58,8 @@ def _eval(args) -> None:
         sampler = VLLMSampler(args.checkpoint, tokenizer, dtype=dtype, gpu_memory=memory,
                               seed=args.seed, trust_remote_code=args.trust_remote_code)
     else:
+        from engine.sampling.torch_sampler import TorchSampler
+
         model, tokenizer = load_checkpoint(args.checkpoint, device=args.device, dtype=args.dtype,
                                            trust_remote_code=args.trust_remote_code)
         sampler = TorchSampler(model, tokenizer, batch_size=args.batch_size)

@@ -83,15 +83,21 @@ def load_checkpoint(path: str | Path, device: str = "cpu", dtype=None, trust_rem
     return model.to(device).eval(), tokenizer
 
 
-def load_tokenizer(path: str | Path, trust_remote_code: bool = False):
-    """A checkpoint's tokenizer, padding on the left (with EOS when it has no pad token)."""
-    from transformers import AutoTokenizer
-
+def check_dir(path: str | Path) -> Path:
+    """The path, if it is a directory with a config.json (cheap: nothing imported, nothing read)."""
     path = Path(path)
     if not path.is_dir():
         raise ReasonlabError(f"checkpoint {path} does not exist or is not a directory")
     if not (path / "config.json").is_file():
         raise ReasonlabError(f"checkpoint {path} has no config.json; is it a Hugging Face model directory?")
+    return path
+
+
+def load_tokenizer(path: str | Path, trust_remote_code: bool = False):
+    """A checkpoint's tokenizer, padding on the left (with EOS when it has no pad token)."""
+    from transformers import AutoTokenizer
+
+    path = check_dir(path)
     try:
         tokenizer = AutoTokenizer.from_pretrained(path, local_files_only=True, trust_remote_code=trust_remote_code)
     except Exception as e:

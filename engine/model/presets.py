@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from transformers import LlamaConfig, LlamaForCausalLM
-
 from engine.errors import ReasonlabError
 
 PRESETS = {
@@ -14,10 +12,12 @@ PRESETS = {
 }
 
 
-def new_model(preset: str, tokenizer, seed: int = 0) -> LlamaForCausalLM:
+def new_model(preset: str, tokenizer, seed: int = 0):
+    """A freshly initialised LlamaForCausalLM of the preset's size."""
     if preset not in PRESETS:
         raise ReasonlabError(f"unknown preset {preset!r}; choose one of {', '.join(PRESETS)}")
     import torch
+    from transformers import LlamaConfig, LlamaForCausalLM  # seconds to import: not for a bad --preset
 
     torch.manual_seed(seed)
     config = LlamaConfig(
