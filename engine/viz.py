@@ -42,6 +42,13 @@ def _band(fig: go.Figure, x, lo, hi, colour: str, group: str, **where) -> None:
                              hoverinfo="skip"), **where)
 
 
+def _k_axis(ks) -> dict:
+    """A log axis of k ticked at 1, 2, 4, ... and the largest k (plotly's own log ticks fall on
+    k = 1.5, 2.5, ... for small K)."""
+    top = int(max(ks, default=1))
+    return {"title": "k", "type": "log", "tickvals": sorted({2**i for i in range(top.bit_length())} | {top})}
+
+
 def fig_curves(table: pd.DataFrame, title: str | None = None) -> go.Figure:
     """Each metric of a `curve_table` against k (log axis), with its bootstrap band."""
     fig = go.Figure()
@@ -52,7 +59,7 @@ def fig_curves(table: pd.DataFrame, title: str | None = None) -> go.Figure:
         fig.add_trace(go.Scatter(x=rows["k"], y=rows["value"], mode="lines+markers", name=f"{metric}@k",
                                  legendgroup=metric, line={"color": colour},
                                  hovertemplate=f"{metric}@%{{x}} = %{{y:.3f}}<extra></extra>"))
-    fig.update_layout(title=title, xaxis={"title": "k", "type": "log"}, yaxis={"title": "accuracy", "range": [0, 1.02]},
+    fig.update_layout(title=title, xaxis=_k_axis(table["k"]), yaxis={"title": "accuracy", "range": [0, 1.02]},
                       hovermode="x unified")
     return fig
 
@@ -73,7 +80,7 @@ def fig_checkpoint_curves(table: pd.DataFrame, metric: str = "pass", title: str 
         fig.add_trace(go.Scatter(x=curve["k"], y=curve["value"], mode="lines", name=name,
                                  line={"color": colour},
                                  hovertemplate=f"{name}: {metric}@%{{x}} = %{{y:.3f}}<extra></extra>"))
-    fig.update_layout(title=title or f"{metric}@k by checkpoint", xaxis={"title": "k", "type": "log"},
+    fig.update_layout(title=title or f"{metric}@k by checkpoint", xaxis=_k_axis(rows["k"]),
                       yaxis={"title": f"{metric}@k", "range": [0, 1.02]})
     return fig
 

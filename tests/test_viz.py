@@ -46,6 +46,7 @@ def test_fig_curves_has_a_band_and_a_line_per_metric():
     assert [t.name for t in lines] == ["pass@k", "maj@k", "rerank@k"]
     assert len(fig.data) == 3 * 3  # upper edge, filled lower edge, line
     assert fig.layout.xaxis.type == "log"
+    assert list(fig.layout.xaxis.tickvals) == [1, 2, 4, 8]  # k = 8: no ticks at k = 1.5, 2.5...
     assert list(lines[0].y) == table[table["metric"] == "pass"]["value"].tolist()
 
 
@@ -53,6 +54,12 @@ def test_fig_checkpoint_curves_has_one_line_per_checkpoint():
     fig = viz.fig_checkpoint_curves(checkpoint_curves(BOTH, ks=[1, 2, 8], n_boot=20), metric="maj")
     assert trace_types(fig) == ["scatter", "scatter"]
     assert [t.name for t in fig.data] == ["step 0", "step 10"] and list(fig.data[0].x) == [1, 2, 8]
+
+
+@pytest.mark.parametrize("ks, ticks", [([1], [1]), ([1, 2, 3], [1, 2, 3]), (range(1, 97), [1, 2, 4, 8, 16, 32, 64, 96]),
+                                       ([1, 2, 4, 8, 16], [1, 2, 4, 8, 16])])
+def test_the_k_axis_is_ticked_at_powers_of_two_and_the_largest_k(ks, ticks):
+    assert viz._k_axis(ks) == {"title": "k", "type": "log", "tickvals": ticks}
 
 
 def test_fig_training_curves_plots_each_metric_against_step():
