@@ -52,14 +52,16 @@ def live_view(run_id, live):
     st.progress(min(max(run["progress"] or 0.0, 0.0), 1.0),
                 text=f"{run['status']} · step {run['step']} of {run['total'] or '?'} · {run['phase'] or 'waiting for a worker'}")
     metrics = load_metrics(HOME, run_id, store.metrics_version(run_id))
-    seen = metrics["samples_seen"].max() if not metrics.empty else 0
+    seen = metrics["samples_seen"].fillna(0).max() if not metrics.empty else 0  # NaN: logged without it
     maj = metrics[metrics["name"] == "eval/maj@1"].sort_values("step")["value"]
     c1, c2, c3, c4 = st.columns(4)
     c1.metric("Elapsed", dashboard.format_seconds(run["elapsed_s"]))
     c2.metric("Time left", dashboard.format_seconds(run["eta_s"]) if run["status"] == "running" else "-")
     c3.metric("Samples seen", f"{int(seen or 0):,}")
+    gain = round(maj.iloc[-1] - maj.iloc[0], 3) if len(maj) > 1 else None
     c4.metric("maj@1", f"{maj.iloc[-1]:.3f}" if len(maj) else "-",
-              delta=f"{maj.iloc[-1] - maj.iloc[0]:+.3f} since step 0" if len(maj) > 1 else None)
+              delta=None if gain is None else f"{gain:+.3f} since step 0",
+              delta_color="normal" if gain else "off", delta_arrow="auto" if gain else "off")  # no rise at 0
     if run["status"] == "failed":
         st.error(f"This run failed: {run['error']}", icon=":material/error:")
         if run["traceback"]:  # kept off the page; a bug report wants it whole

@@ -100,6 +100,14 @@ def test_home_shows_the_base_model_being_built(workspace):
     assert "step 120 of 600" in bar.proto.text and abs(bar.proto.value - 20) <= 1  # percent
 
 
+def test_home_lists_a_queued_run_before_any_checkpoint_exists(workspace):
+    with Store() as s:  # the first run of a workspace, still waiting for a worker
+        s.create_run("ei", {"base": "b", "rounds": 4}, total=4, status="queued")
+    at = open_page("home")
+    assert not at.exception and not at.error
+    assert at.get("metric")[0].value == "1"  # Runs
+
+
 def test_home_shows_a_failed_quickstart(workspace):
     workspace.mkdir(parents=True, exist_ok=True)
     (workspace / "quickstart.json").write_text(json.dumps(
@@ -412,3 +420,18 @@ def test_launch_repeats_an_error_in_the_folded_fields_next_to_the_button(store):
     at.number_input(key="ei:defaults:eval_k").set_value(0).run()
     assert [e.value for e in at.error] == ["ei config field eval_k must be >= 1, got 0",
                                            "ei config field eval_k must be >= 1, got 0 (under Sampling and evaluation)"]
+
+
+@pytest.mark.parametrize("maj, delta, colour", [((0.25, 0.5), "+0.250 since step 0", "green"),
+                                                ((0.5, 0.25), "-0.250 since step 0", "red"),
+                                                ((0.5, 0.5), "+0.000 since step 0", "gray")])
+def test_runs_maj1_change_is_coloured_by_its_sign_and_grey_when_none(workspace, maj, delta, colour):
+    with Store() as s:
+        run_id = s.create_run("ei", {"base": "b", "rounds": 1}, total=1, status="finished")
+        for step, value in enumerate(maj):
+            s.log_metrics(run_id, step, {"eval/maj@1": value})
+    at = open_page("runs", {"run": str(run_id)})
+    shown = next(m for m in at.metric if m.label == "maj@1")
+    assert shown.value == f"{maj[1]:.3f}" and shown.proto.delta == delta
+    assert type(shown.proto).MetricColor.Name(shown.proto.color).lower() == colour
+    assert (type(shown.proto).MetricDirection.Name(shown.proto.direction) == "NONE") == (colour == "gray")

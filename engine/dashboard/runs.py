@@ -168,8 +168,8 @@ def checkpoints_table(store: Store, run_id: int | None = None) -> pd.DataFrame:
     ckpts = store.checkpoints(run_id)
     columns = ["checkpoint_id", "run_id", "algo", "step", "path", "evaluated", "maj@1", "pass@1", "pass@K",
                "label", "created_at"]
-    if ckpts.empty:
-        return pd.DataFrame(columns=columns)
+    if ckpts.empty:  # typed, so that filtering on `evaluated` selects rows, not columns
+        return pd.DataFrame(columns=columns).astype({"evaluated": bool})
     algos = store.runs().set_index("id")["algo"]
 
     def top_pass(m):
