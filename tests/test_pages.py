@@ -435,3 +435,52 @@ def test_runs_maj1_change_is_coloured_by_its_sign_and_grey_when_none(workspace, 
     assert shown.value == f"{maj[1]:.3f}" and shown.proto.delta == delta
     assert type(shown.proto).MetricColor.Name(shown.proto.color).lower() == colour
     assert (type(shown.proto).MetricDirection.Name(shown.proto.direction) == "NONE") == (colour == "gray")
+
+
+# -- a workspace's first run, at each state a real run passes through ---------------------------------
+
+
+def first_run_states(workspace):
+    """Yield (state, run_id) as a first EI run goes: queued; started (step-0 checkpoint recorded,
+    not yet evaluated); its evaluation samples written but not yet scored; evaluated; round 1's
+    rollouts and metrics in, round 1's checkpoint recorded but not yet evaluated."""
+    from engine.tasks.multistep import MultiStep
+
+    task = MultiStep()
+    problems = task.problems("test", 3)
+    base = workspace / "checkpoints" / "base-tiny"  # as the quickstart leaves it (pages only look for config.json)
+    base.mkdir(parents=True)
+    (base / "config.json").write_text("{}")
+
+    def samples(run_id, checkpoint_id, step, kind):
+        return [{"run_id": run_id, "checkpoint_id": checkpoint_id, "step": step, "kind": kind, "task": "multistep",
+                 "split": "test" if kind == "eval" else "train", "problem_id": p.id, "sample_idx": i,
+                 "text": p.reference, "answer": p.answer, "correct": int(i % 2 == 0), "reward": float(i % 2 == 0),
+                 "n_tokens": 12, "logprob": -3.0} for p in problems for i in range(-1 if kind == "eval" else 0, 4)]
+
+    with Store() as s:
+        run_id = s.create_run("ei", {"base": str(base), "rounds": 2, "k": 4}, total=2, status="queued",
+                              parent_checkpoint=base)
+        yield "queued", run_id
+        s.update_run(run_id, status="running", pid=os.getpid(), started_at=time.time(), heartbeat_at=time.time(),
+                     phase="evaluating step 0")
+        step0 = s.add_checkpoint(run_id, 0, base)
+        yield "started", run_id
+        s.add_samples(samples(run_id, step0, 0, "eval"))
+        yield "evaluation written", run_id
+        s.update_checkpoint_metrics(step0, {"maj@1": 0.5, "pass@1": 0.5, "pass@4": 1.0, "maj@4": 0.5})
+        s.log_metrics(run_id, 0, {"eval/maj@1": 0.5, "eval/pass@4": 1.0}, samples_seen=0)
+        yield "evaluated", run_id
+        s.add_samples(samples(run_id, None, 1, "rollout"))
+        s.log_metrics(run_id, 1, {"reward": 0.5, "train/accuracy": 0.5}, samples_seen=12)
+        s.add_checkpoint(run_id, 1, str(workspace / "runs" / "step-1"))
+        s.update_run(run_id, step=1, progress=0.5, phase="evaluating step 1")
+        yield "round 1 saved", run_id
+
+
+def test_every_page_follows_a_first_run_through_each_state(workspace):
+    for state, run_id in first_run_states(workspace):
+        for name in PAGES:
+            at = open_page(name, {"run": str(run_id)} if name == "runs" else None)
+            assert not at.exception, f"{name} page, first run {state}: {at.exception}"
+            assert not at.error, f"{name} page, first run {state}: {[e.value for e in at.error]}"
