@@ -4,7 +4,8 @@ iteration on it, in a background process that outlives the browser tab that star
     start()   spawns `python -m engine.quickstart` and returns at once
     status()  what it is doing, from $REASONLAB_HOME/quickstart.json:
               {"phase": "starting" | "building" | "launching" | "launched" | "failed",
-               "step": 120, "steps": 600, "run_id": 1, "error": None, "pid": ..., "started_at": ...}
+               "step": 120, "steps": 2000, "run_id": 1, "error": None, "pid": ..., "started_at": ...,
+               "eta_s": 410.0 (building: seconds left at the pace so far, else None)}
 
 The EI run it queues is an ordinary run (`reasonlab quickstart` runs the same recipe in the
 terminal): the Runs page follows it like any other.
@@ -46,6 +47,9 @@ def status() -> dict | None:
     if state.get("phase") in WORKING and not jobs.pid_alive(state.get("pid")):
         state.update(phase="failed", error="the quickstart process exited unexpectedly; "
                                            f"see {workspace.home() / 'logs' / 'quickstart.log'}")
+    done, total, since = state.get("step") or 0, state.get("steps") or 0, state.get("building_since")
+    state["eta_s"] = ((time.time() - since) / done * (total - done)
+                      if state.get("phase") == "building" and since and 0 < done <= total else None)
     return state
 
 
@@ -99,7 +103,7 @@ def main(argv: list[str] | None = None) -> int:
             cfg = SFTConfig()
             if args.sft_steps:
                 cfg.steps = args.sft_steps
-            state["steps"] = cfg.steps
+            state.update(steps=cfg.steps, building_since=time.time())
             _write(phase="building", **state)
             last = [0.0]
 

@@ -31,7 +31,8 @@ def quickstart_progress():
     state = quickstart.status() or {"phase": "failed", "error": "the quickstart's status file disappeared"}
     if state["phase"] in ("starting", "building"):
         done, total = state.get("step") or 0, state.get("steps") or 0
-        text = (f"Building the weak base model: step {done} of {total}" if total
+        left = f" · about {dashboard.format_seconds(state['eta_s'])} left" if state.get("eta_s") else ""
+        text = (f"Building the weak base model: step {done} of {total}{left}" if total
                 else "Starting (loading PyTorch)…")
         st.progress(done / total if total else 0.0, text=text)
     elif state["phase"] == "launching":

@@ -237,10 +237,13 @@ def test_quickstart_builds_a_base_then_an_ei_run_finishes(workspace):
         state = quickstart.status()
         seen.add(state["phase"])
         assert state["phase"] != "failed", state["error"]
+        if state["phase"] == "building" and state["step"]:
+            assert state["eta_s"] >= 0
+            seen.add("eta")
         return state["run_id"] if state["phase"] == "launched" else None
 
     run_id = wait_for(launched, timeout=300, what="the quickstart to queue its run")
-    assert "building" in seen and (workspace / "checkpoints" / "base-tiny" / "model.safetensors").is_file()
+    assert {"building", "eta"} <= seen and (workspace / "checkpoints" / "base-tiny" / "model.safetensors").is_file()
     with Store() as s:
         run = wait_for(lambda: (r := s.get_run(run_id))["status"] not in ("queued", "running") and r,
                        timeout=300, what="the quickstart's EI run")

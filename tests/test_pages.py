@@ -5,6 +5,7 @@ figures built, empty states that say what to do next."""
 import base64
 import json
 import os
+import re
 import time
 from pathlib import Path
 
@@ -93,11 +94,15 @@ def test_home_quickstart_button_starts_it(workspace, monkeypatch):
 def test_home_shows_the_base_model_being_built(workspace):
     workspace.mkdir(parents=True, exist_ok=True)
     (workspace / "quickstart.json").write_text(json.dumps(
-        {"phase": "building", "pid": os.getpid(), "step": 120, "steps": 600, "run_id": None, "error": None}))
+        {"phase": "building", "pid": os.getpid(), "step": 120, "steps": 600, "run_id": None, "error": None,
+         "building_since": time.time() - 60}))
     at = open_page("home")
     assert not at.exception
     bar = at.get("progress")[0]
     assert "step 120 of 600" in bar.proto.text and abs(bar.proto.value - 20) <= 1  # percent
+    # 120 steps in a minute: 480 to go take about 4 more
+    left = re.search(r"about (\d+)m (\d+)s left", bar.proto.text)
+    assert left and 235 <= 60 * int(left[1]) + int(left[2]) <= 250, bar.proto.text
 
 
 def test_home_lists_a_queued_run_before_any_checkpoint_exists(workspace):
