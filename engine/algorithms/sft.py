@@ -103,49 +103,37 @@ def lr_at(step: int, cfg: SFTConfig) -> float:
     return cosine_lr(step, cfg.steps, cfg.lr, cfg.warmup)
 
 
-def encode_pair(tokenizer, prompt: str, completion: str) -> tuple[list[int], list[int]]:
-    """(input ids, labels) of prompt + completion + EOS; the loss covers completion + EOS only."""
-    p_ids = tokenizer(prompt, add_special_tokens=False)["input_ids"]
-    c_ids = tokenizer(completion, add_special_tokens=False)["input_ids"] + [tokenizer.eos_token_id]
-    return p_ids + c_ids, [-100] * len(p_ids) + c_ids
-
-
-def pad_batch(encoded: list[tuple[list[int], list[int]]], pad: int) -> dict[str, torch.Tensor]:
-    """Right-padded input_ids / attention_mask / labels of encoded pairs."""
-    width = max(len(ids) for ids, _ in encoded)
+def completion_batch(tokenizer, prompts: list[str], completions: list[str]) -> dict[str, torch.Tensor]:
+    """Right-padded input_ids / attention_mask / labels; the loss covers completion + EOS only."""
+    rows, labels = [], []
+    for p, c in zip(prompts, completions):
+        p_ids = tokenizer(p, add_special_tokens=False)["input_ids"]
+        c_ids = tokenizer(c, add_special_tokens=False)["input_ids"] + [tokenizer.eos_token_id]
+        rows.append(p_ids + c_ids)
+        labels.append([-100] * len(p_ids) + c_ids)
+    width = max(map(len, rows))
+    pad = tokenizer.pad_token_id
     return {
-        "input_ids": torch.tensor([ids + [pad] * (width - len(ids)) for ids, _ in encoded]),
-        "attention_mask": torch.tensor([[1] * len(ids) + [0] * (width - len(ids)) for ids, _ in encoded]),
-        "labels": torch.tensor([lab + [-100] * (width - len(lab)) for _, lab in encoded]),
+        "input_ids": torch.tensor([r + [pad] * (width - len(r)) for r in rows]),
+        "attention_mask": torch.tensor([[1] * len(r) + [0] * (width - len(r)) for r in rows]),
+        "labels": torch.tensor([lab + [-100] * (width - len(lab)) for lab in labels]),
     }
 
 
-def completion_batch(tokenizer, prompts: list[str], completions: list[str]) -> dict[str, torch.Tensor]:
-    """One padded batch of (prompt, completion) pairs, in their order."""
-    return pad_batch([encode_pair(tokenizer, p, c) for p, c in zip(prompts, completions)], tokenizer.pad_token_id)
-
-
-def length_grouped(tokenizer, pairs: list[tuple[str, str]], batch_size: int, rng: random.Random,
-                   rows=lambda batch: batch) -> list[dict]:
-    """Batches of pairs of similar token length (little padding), in random order. `rows` picks the
-    rows of each batch this process trains on (all of them, but under a multi-process launch)."""
-    encoded = sorted((encode_pair(tokenizer, p, c) for p, c in pairs), key=lambda e: len(e[0]))
-    batches = [pad_batch(rows(encoded[i:i + batch_size]), tokenizer.pad_token_id)
-               for i in range(0, len(encoded), batch_size)]
-    rng.shuffle(batches)
-    return batches
-
-
-def _teacher_batches(task, tokenizer, problems, cfg: SFTConfig, rng: random.Random, pool: int = 16) -> list[dict]:
-    """`pool` batches of freshly drawn problems with the teacher's solutions, grouped by length."""
-    drawn = [problems[rng.randrange(len(problems))] for _ in range(cfg.batch_size * pool)]
+def _bucketed_batches(task, tokenizer, problems, cfg: SFTConfig, rng: random.Random, pool: int = 8) -> list[dict]:
+    """`pool` batches whose examples were grouped by length, in random order: far less padding."""
+    batch_size = cfg.batch_size
+    drawn = [problems[rng.randrange(len(problems))] for _ in range(batch_size * pool)]
 
     def teacher(p, canonical: bool) -> str:
         if cfg.carry_slips or cfg.stops_short:
             return task.teacher_solution(p, rng, canonical, cfg.carry_slips, cfg.stops_short)
         return p.reference if canonical else task.sample_solution(p, rng)
     pairs = [(task.prompt(p), teacher(p, rng.random() < cfg.canonical)) for p in drawn]
-    return length_grouped(tokenizer, pairs, cfg.batch_size, rng)
+    pairs.sort(key=lambda x: len(x[0]) + len(x[1]))
+    batches = [completion_batch(tokenizer, *zip(*pairs[i:i + batch_size])) for i in range(0, len(pairs), batch_size)]
+    rng.shuffle(batches)
+    return batches
 
 
 def train_sft(cfg: SFTConfig, out: str | Path, progress: bool = True, on_step=None) -> dict:
@@ -165,7 +153,7 @@ def train_sft(cfg: SFTConfig, out: str | Path, progress: bool = True, on_step=No
     bar = tqdm(range(cfg.steps), desc=f"sft {cfg.preset}", disable=not progress, unit="step")
     for step in bar:
         if not pending:
-            pending = _teacher_batches(task, tokenizer, problems, cfg, rng)
+            pending = _bucketed_batches(task, tokenizer, problems, cfg, rng)
         inputs = pending.pop()
         for group in opt.param_groups:
             group["lr"] = lr_at(step, cfg)
@@ -213,7 +201,10 @@ def finetune(model, tokenizer, pairs: list[tuple[str, str]], steps: int, batch_s
                 rng.shuffle(epoch)
                 order += epoch
             pool, order = order[:batch_size * 8], order[batch_size * 8:]
-            pending = length_grouped(tokenizer, pool, batch_size, rng, rows=lambda batch: _share(batch, acc))
+            pool.sort(key=lambda x: len(x[0]) + len(x[1]))
+            pending = [completion_batch(tokenizer, *zip(*_share(pool[i:i + batch_size], acc)))
+                       for i in range(0, len(pool), batch_size)]
+            rng.shuffle(pending)
         inputs = pending.pop()
         for group in opt.param_groups:
             group["lr"] = cosine_lr(step, steps, lr, warmup=max(1, steps // 10))
