@@ -59,9 +59,9 @@ try:
         quickstart_progress()
     elif runs.empty:
         st.subheader("Start here")
-        st.write("One click builds a deliberately weak base model from scratch (about two minutes on a laptop CPU), "
-                 "then runs three rounds of Expert Iteration on it: sample solutions, keep the correct ones, "
-                 "fine-tune, evaluate. It keeps running if you close this tab.")
+        st.write("One click builds a deliberately weak base model from scratch (5 to 10 minutes on 2 CPU cores, "
+                 "once per workspace), then runs three rounds of Expert Iteration on it: sample solutions, keep "
+                 "the correct ones, fine-tune, evaluate (3 to 4 minutes). It keeps running if you close this tab.")
         if state and state["phase"] == "failed":
             st.error(f"The last quickstart failed: {state['error']}")
         if dashboard.base_checkpoints():

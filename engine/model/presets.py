@@ -5,7 +5,8 @@ from __future__ import annotations
 from engine.errors import ReasonlabError
 
 PRESETS = {
-    # ~1M parameters: learns the format and some arithmetic in a minute on 2 CPU cores.
+    # ~1M parameters: the format in a minute on 2 CPU cores, the arithmetic (and the teacher's
+    # habits, engine/algorithms/sft.py) in the default 2000 steps, 5 to 10 minutes.
     "tiny": dict(hidden_size=128, intermediate_size=384, num_hidden_layers=4, num_attention_heads=4),
     # ~10M parameters: a stronger base for longer runs.
     "small": dict(hidden_size=320, intermediate_size=864, num_hidden_layers=8, num_attention_heads=8),
