@@ -3,8 +3,8 @@
 The default base (`tiny`, 2000 steps, 5 to 10 minutes on 2 CPU cores) is weak the way real SFT
 models are weak where RL helps: it imitates an imperfect teacher who forgets carries and answers
 one step early, so greedy decoding follows those habits while sampling still finds correct
-solutions (maj@1 ~0.18-0.19, pass@16 ~0.47-0.49 on the test split). Expert iteration, keeping only correct
-samples, trains the habits away. With `carry_slips=0 stops_short=0` it learns from clean data
+solutions (maj@1 ~0.18-0.19, pass@16 ~0.47-0.49 on the test split). Expert iteration, keeping only
+correct samples, trains the habits away. With `carry_slips=0 stops_short=0` it learns from clean data
 (maj@1 ~0.54 at the same steps): the ceiling of what removing the habits can give.
 """
 
