@@ -178,6 +178,24 @@ def _cancel(args) -> None:
         print(jobs.cancel(store, args.run_id))
 
 
+def _delete(args) -> None:
+    from engine import jobs
+    from engine.store import Store
+
+    with Store() as store:
+        for run_id in args.run_ids:
+            if not args.yes:
+                if not sys.stdin.isatty():
+                    raise ReasonlabError("delete asks before it deletes; pass --yes to delete without asking")
+                run = store.get_run(run_id)
+                footprint = store.run_footprint(run_id) if run else None
+                if run and input(f"delete run {run_id} ({run['algo']}, {run['status']}, {footprint['checkpoints']} "
+                                 f"checkpoints, {footprint['samples']:,} samples)? [y/N] ").strip().lower() not in ("y", "yes"):
+                    print(f"run {run_id} kept")
+                    continue
+            print(jobs.delete(store, run_id))
+
+
 def _resume(args) -> None:
     import torch
 
@@ -345,6 +363,11 @@ def parser() -> argparse.ArgumentParser:
     c = sub.add_parser("cancel", help="stop a run at its next step (it keeps what it has done)")
     c.add_argument("run_id", type=int)
     c.set_defaults(run=_cancel)
+
+    d = sub.add_parser("delete", help="delete stopped runs: their metrics, samples, checkpoints and files")
+    d.add_argument("run_ids", type=int, nargs="+", metavar="run_id")
+    d.add_argument("--yes", action="store_true", help="do not ask for confirmation")
+    d.set_defaults(run=_delete)
 
     u = sub.add_parser("resume", help="continue an interrupted, cancelled or failed run from its last checkpoint")
     u.add_argument("run_id", type=int)

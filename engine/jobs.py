@@ -10,6 +10,8 @@ It trains in its own process, so it outlives the dashboard or terminal that star
   for its turn in the same queue and trains in its own process.
 - While it trains, a thread writes a heartbeat every HEARTBEAT_S. `reconcile` marks a running run
   whose process has died (SIGKILL, OOM, power loss) or whose heartbeat is stale as interrupted.
+- `delete` removes a stopped run, its store rows and its directory; never a running one, nor one
+  whose checkpoints another run starts from.
 - `cancel` asks the loop to stop at its next step (it saves what it has); `resume` queues an
   interrupted, cancelled or failed run again, and the loop continues from its last checkpoint
   with the same config and seed, after the store forgets what was logged after that checkpoint.
@@ -25,6 +27,7 @@ from __future__ import annotations
 import dataclasses
 import importlib
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -264,6 +267,51 @@ def resume(store: Store, run_id: int, foreground: bool = False) -> None:
     config_from_dict(run["algo"], run["config"]).validate()  # e.g. its base was deleted since
     store.update_run(run_id, status="queued", cancel_requested=0, error=None, traceback=None, finished_at=None,
                      pid=os.getpid() if foreground else None)
+
+
+def delete(store: Store, run_id: int) -> str:
+    """Delete a run that has stopped: its rows in the store (metrics, checkpoints, samples) and its
+    directory (checkpoints, log). The checkpoint it started from is left alone. Refused, naming the
+    reason, for a queued or running run and for a run whose checkpoints other runs start from."""
+    reconcile(store, spawn=False)  # a run whose process died is interrupted, so deletable
+    run = _get(store, run_id)
+    if run["status"] in ("queued", "running"):
+        raise ReasonlabError(f"run {run_id} is {run['status']}; cancel it first (reasonlab cancel {run_id}) "
+                             "and delete it once it has stopped")
+    folder = run_dir(run_id)
+    users = [r["id"] for r in run_rows(store) if r["id"] != run_id and _mentions(r["config"], folder)]
+    if users:
+        names = ", ".join(map(str, users))
+        raise ReasonlabError(f"run {run_id}'s checkpoints are used by run{'s' if len(users) > 1 else ''} {names} "
+                             f"(as a base or reward model); delete {'those' if len(users) > 1 else 'that run'} first")
+    footprint = store.run_footprint(run_id)
+    size = sum(f.stat().st_size for f in folder.rglob("*") if f.is_file()) if folder.is_dir() else 0
+    if not store.delete_run(run_id):  # resumed or deleted by someone else since the checks above
+        raise ReasonlabError(f"run {run_id} changed while it was being deleted; look at it again")
+    n = footprint["checkpoints"]
+    message = (f"run {run_id} deleted: {n} checkpoint{'' if n == 1 else 's'}, {footprint['samples']:,} samples, "
+               f"{size / 2**20:.1f} MB of files")
+    try:
+        shutil.rmtree(folder)
+    except FileNotFoundError:
+        pass
+    except OSError as e:
+        message += f"; could not remove {folder} ({e.strerror}): delete it by hand"
+    return message
+
+
+def _mentions(value, folder: Path) -> bool:
+    """Whether a config (nested dicts and lists of strings) names a path inside `folder`."""
+    if isinstance(value, dict):
+        return any(_mentions(v, folder) for v in value.values())
+    if isinstance(value, list | tuple):
+        return any(_mentions(v, folder) for v in value)
+    if isinstance(value, str) and value:
+        try:
+            return Path(value).expanduser().resolve().is_relative_to(folder.resolve())
+        except (OSError, ValueError):
+            return False
+    return False
 
 
 def _get(store: Store, run_id: int) -> dict:

@@ -74,6 +74,21 @@ MIGRATIONS: list[str] = [
     """
     CREATE INDEX samples_run_kind_step ON samples(run_id, kind, step, problem_id, sample_idx, correct, answer);
     """,
+    # 4: ids are never reused. SQLite gives a new row the largest id + 1, so deleting the newest
+    # run (or truncating a resumed run's last checkpoint) would hand its id to the next one, and
+    # anything keyed on it (a dashboard cache, a link, a note) would silently mean another run.
+    # Deletes record the largest id they removed; inserts start above it (Store._next_id).
+    """
+    CREATE TABLE retired_ids (tbl TEXT PRIMARY KEY, max_id INTEGER NOT NULL);
+    CREATE TRIGGER runs_retire_id AFTER DELETE ON runs BEGIN
+        INSERT INTO retired_ids VALUES ('runs', OLD.id)
+        ON CONFLICT(tbl) DO UPDATE SET max_id = max(max_id, excluded.max_id);
+    END;
+    CREATE TRIGGER checkpoints_retire_id AFTER DELETE ON checkpoints BEGIN
+        INSERT INTO retired_ids VALUES ('checkpoints', OLD.id)
+        ON CONFLICT(tbl) DO UPDATE SET max_id = max(max_id, excluded.max_id);
+    END;
+    """,
 ]
 
 

@@ -160,8 +160,8 @@ class Store:
         _check_status(status)
         with self._write() as conn:
             cur = conn.execute(
-                "INSERT INTO runs (name, algo, config, status, created_at, total, parent_checkpoint)"
-                " VALUES (?, ?, ?, ?, ?, ?, ?)",
+                "INSERT INTO runs (id, name, algo, config, status, created_at, total, parent_checkpoint)"
+                f" VALUES ({_next_id('runs')}, ?, ?, ?, ?, ?, ?, ?)",
                 (name, algo, _json(config), status, time.time(), total,
                  None if parent_checkpoint is None else str(parent_checkpoint)))
             return cur.lastrowid
@@ -231,8 +231,9 @@ class Store:
 
     def add_checkpoint(self, run_id: int, step: int, path: str | Path, metrics: dict | None = None) -> int:
         with self._write() as conn:
-            cur = conn.execute("INSERT INTO checkpoints (run_id, step, path, created_at, metrics)"
-                               " VALUES (?, ?, ?, ?, ?)", (run_id, step, str(path), time.time(), _json(metrics)))
+            cur = conn.execute("INSERT INTO checkpoints (id, run_id, step, path, created_at, metrics)"
+                               f" VALUES ({_next_id('checkpoints')}, ?, ?, ?, ?, ?)",
+                               (run_id, step, str(path), time.time(), _json(metrics)))
             return cur.lastrowid
 
     def update_checkpoint_metrics(self, checkpoint_id: int, metrics: dict) -> None:
@@ -260,6 +261,22 @@ class Store:
             conn.execute("DELETE FROM samples WHERE run_id = ? AND step > ?", (run_id, after_step))
             conn.execute("DELETE FROM metrics WHERE run_id = ? AND step > ?", (run_id, after_step))
             conn.execute("DELETE FROM checkpoints WHERE run_id = ? AND step > ?", (run_id, after_step))
+
+    def run_footprint(self, run_id: int) -> dict:
+        """What deleting a run removes from the store: its checkpoints, samples and metric rows."""
+        with self._lock:
+            counts = [self._conn.execute(f"SELECT count(*) FROM {table} WHERE run_id = ?", (run_id,)).fetchone()[0]
+                      for table in ("checkpoints", "samples", "metrics")]
+        return dict(zip(("checkpoints", "samples", "metrics"), counts))
+
+    def delete_run(self, run_id: int) -> bool:
+        """Delete a run that is neither queued nor running, with its metrics, checkpoints and
+        samples, in one transaction. False when there is no such run or it is queued or running
+        (checked under the write lock, so a worker cannot claim it meanwhile). Its files are the
+        caller's (engine.jobs.delete)."""
+        with self._write() as conn:
+            cur = conn.execute("DELETE FROM runs WHERE id = ? AND status NOT IN ('queued', 'running')", (run_id,))
+            return cur.rowcount == 1
 
     def claim_run(self, run_id: int | None, pid: int, max_running: int = 1) -> dict | None:
         """Atomically move a queued run to running for process `pid`, if the queue allows it:
@@ -392,6 +409,12 @@ class Store:
 
 
 SAMPLE_COLUMNS = {"id", *SAMPLE_REQUIRED, *SAMPLE_OPTIONAL}
+
+
+def _next_id(table: str) -> str:
+    """SQL for a new row's id: above every id the table holds or ever held (schema migration 4)."""
+    return (f"(SELECT max(ifnull((SELECT max(id) FROM {table}), 0),"
+            f" ifnull((SELECT max_id FROM retired_ids WHERE tbl = '{table}'), 0)) + 1)")
 
 
 def _check_status(status: str) -> None:

@@ -3,8 +3,11 @@ and lost (with a paired test), and one problem's samples aligned with a diff."""
 
 import streamlit as st
 
+import app
 from engine import dashboard, viz, workspace
 from engine.errors import ReasonlabError
+
+app.through_navigation()  # a link opened before app.py first ran (app.py says why)
 
 HOME = str(workspace.home())
 PAIR_COLUMNS = ["sample_idx_a", "answer_a", "correct_a", "text_a", "text_b", "answer_b", "correct_b", "same"]

@@ -3,8 +3,11 @@ answer distribution at every checkpoint."""
 
 import streamlit as st
 
+import app
 from engine import dashboard, viz, workspace
 from engine.errors import ReasonlabError
+
+app.through_navigation()  # a link opened before app.py first ran (app.py says why)
 
 HOME = str(workspace.home())
 OVER_TRAINING = ["distinct_answers", "distinct_steps", "answer_entropy", "distinct_2", "self_bleu"]

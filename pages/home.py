@@ -2,8 +2,11 @@
 
 import streamlit as st
 
+import app
 from engine import dashboard, quickstart, workspace
 from engine.errors import ReasonlabError
+
+app.through_navigation()  # a link opened before app.py first ran (app.py says why)
 
 HOME = str(workspace.home())
 

@@ -4,10 +4,13 @@ on every field), and queue the run in the background."""
 
 import streamlit as st
 
+import app
 from engine import dashboard, launch, workspace
 from engine.config import CONFIGS
 from engine.errors import ReasonlabError
 from engine.tasks import TASKS
+
+app.through_navigation()  # a link opened before app.py first ran (app.py says why)
 
 HOME = str(workspace.home())
 OTHER = "another directory…"

@@ -3,8 +3,11 @@ and maj@k against training step for a run, with bootstrap bands over problems.""
 
 import streamlit as st
 
+import app
 from engine import dashboard, viz, workspace
 from engine.errors import ReasonlabError
+
+app.through_navigation()  # a link opened before app.py first ran (app.py says why)
 
 HOME = str(workspace.home())
 METRICS = {"pass": "pass@k: any of k samples correct (unbiased estimate)",

@@ -1,10 +1,13 @@
 """Runs: every run with its status; one run live (progress and ETA, learning curves against samples
-seen, PPO / GRPO losses and KL, log tail), with cancel and resume."""
+seen, PPO / GRPO losses and KL, log tail), with cancel, resume and delete."""
 
 import streamlit as st
 
+import app
 from engine import dashboard, jobs, viz, workspace
 from engine.errors import ReasonlabError
+
+app.through_navigation()  # a link opened before app.py first ran (app.py says why)
 
 HOME = str(workspace.home())
 LIVE_EVERY_S = 2
@@ -41,6 +44,18 @@ def controls(run):
         st.toast(dashboard.resume_run(store, run["id"]))
         load_runs.clear()
         st.rerun()  # the whole page: the live view starts refreshing again
+    if run["status"] not in dashboard.ACTIVE:
+        with st.popover("Delete", icon=":material/delete:"):
+            st.write(dashboard.deletion_summary(store, run))
+            if st.button(f"Delete run {run['id']}", type="primary", icon=":material/delete_forever:", key="delete"):
+                try:
+                    st.session_state["deleted"] = dashboard.delete_run(store, run["id"])
+                except ReasonlabError as e:
+                    st.error(str(e))
+                    return
+                st.cache_data.clear()  # every page's cached views of the run
+                st.query_params.pop("run", None)
+                st.rerun()
 
 
 def live_view(run_id, live):
@@ -64,12 +79,13 @@ def live_view(run_id, live):
               delta_color="normal" if gain else "off", delta_arrow="auto" if gain else "off")  # no rise at 0
     if run["status"] == "failed":
         st.error(f"This run failed: {run['error']}", icon=":material/error:")
-        if run["traceback"]:  # kept off the page; a bug report wants it whole
-            st.download_button("Download the traceback", run["traceback"], file_name=f"run-{run['id']}-traceback.txt",
-                               icon=":material/download:")
     elif run["status"] in ("interrupted", "cancelled") and run["error"]:
         st.warning(run["error"])
-    controls(run)
+    with st.container(horizontal=True):
+        if run["status"] == "failed" and run["traceback"]:  # kept off the page; a bug report wants it whole
+            st.download_button("Download the traceback", run["traceback"], file_name=f"run-{run['id']}-traceback.txt",
+                               icon=":material/download:")
+        controls(run)
 
     if metrics.empty:
         st.info("Nothing logged yet: the run evaluates its base checkpoint first (step 0), then trains."
@@ -86,6 +102,8 @@ def live_view(run_id, live):
 
 
 st.title("Runs")
+if deleted := st.session_state.pop("deleted", None):
+    st.success(deleted, icon=":material/delete:")
 try:
     runs = load_runs(HOME)
     if runs.empty:

@@ -3,8 +3,11 @@ sample in a filterable table, the texts through a chosen step, and the problem a
 
 import streamlit as st
 
+import app
 from engine import dashboard, viz, workspace
 from engine.errors import ReasonlabError
+
+app.through_navigation()  # a link opened before app.py first ran (app.py says why)
 
 HOME = str(workspace.home())
 KINDS = {"eval": "evaluation", "rollout": "training rollouts"}

@@ -1,12 +1,14 @@
 """End to end in a real browser: `streamlit run app.py` on localhost, driven by Playwright in Debian's
 chromium. Opens every page, launches a tiny run from Launch and watches its progress advance on
-Runs, then opens the solution tree of its finished checkpoint. Screenshots go to tests/artifacts/.
+Runs, opens the solution tree of its finished checkpoint, then deletes the run. Screenshots go to
+tests/artifacts/.
 
 Waits are on page content (Playwright's expect / wait_for_* with timeouts), never fixed sleeps.
 Chromium comes from apt (`make test` installs it as root); without it these tests skip, except
 under CI, where they fail instead.
 """
 
+import contextlib
 import os
 import re
 import shutil
@@ -54,6 +56,35 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+@contextlib.contextmanager
+def serve(home: Path, log_name: str = "streamlit.log"):
+    """`streamlit run app.py` on a free localhost port over the workspace `home`; yields its url."""
+    port = free_port()
+    env = {**os.environ, "REASONLAB_HOME": str(home), "OMP_NUM_THREADS": "1"}
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    log = open(ARTIFACTS / log_name, "wb")
+    server = subprocess.Popen([sys.executable, "-m", "streamlit", "run", "app.py", "--server.headless", "true",
+                               "--server.port", str(port), "--server.address", "127.0.0.1"],
+                              cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
+    url = f"http://127.0.0.1:{port}"
+
+    def healthy():
+        if server.poll() is not None:
+            raise AssertionError(f"streamlit exited with {server.returncode}; see {ARTIFACTS / log_name}")
+        try:
+            return urllib.request.urlopen(f"{url}/_stcore/health", timeout=2).status == 200
+        except OSError:
+            return False
+
+    try:
+        wait_for(healthy, timeout=90, what="the streamlit server")
+        yield url
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
+        log.close()
+
+
 @pytest.fixture(scope="module")
 def app(tmp_path_factory, tiny_checkpoint):
     """A dashboard server on a workspace with fabricated runs and a real tiny base model."""
@@ -63,30 +94,10 @@ def app(tmp_path_factory, tiny_checkpoint):
     fabricate_store(home, problems=6, k=8, ei_rounds=2, ppo_checkpoints=2, rollout_problems=4)
     shutil.rmtree(home / "checkpoints" / "base-tiny")
     shutil.copytree(tiny_checkpoint, home / "checkpoints" / "base-tiny")
-    port = free_port()
-    env = {**os.environ, "REASONLAB_HOME": str(home), "OMP_NUM_THREADS": "1"}
-    ARTIFACTS.mkdir(parents=True, exist_ok=True)
-    log = open(ARTIFACTS / "streamlit.log", "wb")
-    server = subprocess.Popen([sys.executable, "-m", "streamlit", "run", "app.py", "--server.headless", "true",
-                               "--server.port", str(port), "--server.address", "127.0.0.1"],
-                              cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
-    url = f"http://127.0.0.1:{port}"
-
-    def healthy():
-        if server.poll() is not None:
-            raise AssertionError(f"streamlit exited with {server.returncode}; see {ARTIFACTS / 'streamlit.log'}")
-        try:
-            return urllib.request.urlopen(f"{url}/_stcore/health", timeout=2).status == 200
-        except OSError:
-            return False
-
     try:
-        wait_for(healthy, timeout=90, what="the streamlit server")
-        yield url, home
+        with serve(home) as url:
+            yield url, home
     finally:
-        server.terminate()
-        server.wait(timeout=30)
-        log.close()
         with Store(home / "store.sqlite") as s:  # a run the test launched and left behind
             for _, run in s.runs().iterrows():
                 if run["status"] == "running" and run["pid"] and run["pid"] == run["pid"]:
@@ -176,3 +187,33 @@ def test_launch_a_tiny_run_watch_it_and_open_its_solution_tree(app, page):
     expect(page.locator(".js-plotly-plot .scatterlayer .point").first).to_be_attached(timeout=MINUTE)
     no_error_shown(page)
     page.screenshot(path=str(ARTIFACTS / "solutions-tree.png"), full_page=True)
+
+    # 4) Runs again: delete the finished run through the Delete popover
+    open_page(page, url, f"runs?run={run_id}", "Runs")
+    page.locator('[data-testid="stPopover"] button').click()
+    expect(page.get_by_text(f"Deletes run {run_id} (ei, finished)")).to_be_visible()
+    page.get_by_role("button", name=f"Delete run {run_id}").click()
+    expect(page.get_by_text(re.compile(rf"run {run_id} deleted: 3 checkpoints"))).to_be_visible()
+    no_error_shown(page)
+    page.screenshot(path=str(ARTIFACTS / "runs-deleted.png"), full_page=True)
+    with Store(home / "store.sqlite") as s:
+        assert s.get_run(run_id) is None
+    assert not (home / "runs" / f"{run_id:05d}").exists()
+
+
+def test_a_link_opened_first_after_the_server_starts_gets_the_dashboards_navigation(app, page, tmp_path):
+    """Streamlit treats pages/ as an old-style multipage app until app.py first runs; a shared link to
+    a page, opened before anyone opened Home, must still get app.py's navigation and layout."""
+    home = tmp_path / "home"
+    fabricate_store(home, problems=3, k=2, ei_rounds=1, ppo_checkpoints=1, rollout_problems=2)
+    with serve(home, "streamlit-first-link.log") as url:
+        for path, title in (("runs?run=1", "Runs"), ("solutions", "Solutions"), ("", "reasonlab")):
+            open_page(page, url, path, title)
+            nav = page.locator('[data-testid="stSidebarNav"]')
+            expect(nav.get_by_role("link", name="pass@k")).to_be_visible()  # app.py's titles, not file names
+            expect(nav.get_by_text("Inspect")).to_be_visible()  # and its sections
+            expect(nav.get_by_role("link", name=re.compile("^app$"))).to_have_count(0)
+            if path.startswith("runs"):  # the link's run, not the newest
+                expect(page.get_by_role("combobox", name="Run")).to_have_value(re.compile(r"^run 1 · ei"))
+            no_error_shown(page)
+        page.screenshot(path=str(ARTIFACTS / "first-link.png"), full_page=True)

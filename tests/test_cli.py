@@ -4,6 +4,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 
 import pytest
 
@@ -12,7 +13,7 @@ from engine.evaluation import ks_up_to
 
 def reasonlab(*args, env=None):
     return subprocess.run([sys.executable, "-m", "engine.cli", *map(str, args)], capture_output=True, text=True,
-                          env={**os.environ, **(env or {})}, timeout=600)
+                          input="", env={**os.environ, **(env or {})}, timeout=600)
 
 
 def assert_one_line_error(result, *fragments):
@@ -78,3 +79,23 @@ def test_unwritable_workspace(tmp_path):
     assert_one_line_error(result, "workspace", "not writable")
     result = reasonlab("sft", "--steps", "1", "--quiet", "--out", blocker / "ck")
     assert_one_line_error(result, "cannot write checkpoint")
+
+
+def test_delete_asks_unless_told_yes_and_names_what_it_removed(workspace):
+    from engine import jobs
+    from engine.store import Store
+
+    with Store() as store:
+        run_id = store.create_run("ei", {"base": "b"}, status="finished")
+        store.add_checkpoint(run_id, 1, jobs.run_dir(run_id) / "step-00001")
+        running = store.create_run("ei", {"base": "b"}, status="running")
+        store.update_run(running, pid=os.getpid(), heartbeat_at=time.time())
+    (jobs.run_dir(run_id) / "step-00001").mkdir(parents=True)
+    assert_one_line_error(reasonlab("delete", run_id), "pass --yes")  # no terminal to ask on
+    assert jobs.run_dir(run_id).is_dir()
+    result = reasonlab("delete", run_id, "--yes")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.startswith(f"run {run_id} deleted: 1 checkpoint, 0 samples")
+    assert not jobs.run_dir(run_id).exists()
+    assert_one_line_error(reasonlab("delete", run_id, "--yes"), f"no run {run_id}")
+    assert_one_line_error(reasonlab("delete", running, "--yes"), f"run {running} is running; cancel it first")

@@ -131,3 +131,67 @@ def test_eta_from_progress():
     assert jobs.eta_s(run, now) == pytest.approx(90.0)
     assert jobs.eta_s({**run, "progress": 0.0}, now) is None
     assert jobs.eta_s({**run, "status": "finished"}, now) is None
+
+
+# -- delete -------------------------------------------------------------------------------------------
+
+
+def finished_run(store, base, step_files=("model.safetensors", "config.json")):
+    """A finished run from `base` with a checkpoint at step 0 (the base) and one in its directory."""
+    run_id = store.create_run("ei", {"base": str(base)}, status="finished")
+    store.add_checkpoint(run_id, 0, base)
+    ckpt = jobs.run_dir(run_id) / "step-00001"
+    ckpt.mkdir(parents=True)
+    for name in step_files:
+        (ckpt / name).write_bytes(b"x" * 1000)
+    checkpoint_id = store.add_checkpoint(run_id, 1, ckpt)
+    store.add_samples([{"run_id": run_id, "checkpoint_id": checkpoint_id, "step": 1, "kind": "eval", "task": "t",
+                        "split": "test", "problem_id": "p", "sample_idx": i, "text": "1 + 1 = 2"} for i in range(5)])
+    return run_id, ckpt
+
+
+def test_delete_removes_a_runs_rows_and_directory_but_not_the_base_it_started_from(store, tmp_path):
+    base = tmp_path / "base"
+    base.mkdir()
+    (base / "model.safetensors").write_bytes(b"weights")
+    run_id, ckpt = finished_run(store, base)
+    other, _ = finished_run(store, base)
+    message = jobs.delete(store, run_id)
+    assert message.startswith(f"run {run_id} deleted: 2 checkpoints, 5 samples")
+    assert store.get_run(run_id) is None and store.checkpoints(run_id).empty and store.samples(run_id).empty
+    assert not jobs.run_dir(run_id).exists()
+    assert (base / "model.safetensors").read_bytes() == b"weights"
+    assert len(store.samples(other)) == 5 and jobs.run_dir(other).is_dir()
+    with pytest.raises(ReasonlabError, match=f"no run {run_id}"):
+        jobs.delete(store, run_id)
+
+
+@pytest.mark.parametrize("status", ["queued", "running"])
+def test_delete_refuses_a_queued_or_running_run_and_says_to_cancel_it(store, tmp_path, status):
+    run_id, ckpt = finished_run(store, tmp_path)
+    store.update_run(run_id, status=status, pid=os.getpid(), heartbeat_at=time.time())
+    with pytest.raises(ReasonlabError, match=rf"run {run_id} is {status}; cancel it first \(reasonlab cancel {run_id}\)"):
+        jobs.delete(store, run_id)
+    assert ckpt.is_dir() and store.get_run(run_id)["status"] == status
+
+
+def test_delete_takes_a_run_whose_process_died(store, tmp_path):
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    run_id, ckpt = finished_run(store, tmp_path)
+    store.update_run(run_id, status="running", pid=dead.pid, heartbeat_at=time.time())
+    assert jobs.delete(store, run_id).startswith(f"run {run_id} deleted")
+    assert not ckpt.exists()
+
+
+def test_delete_refuses_a_run_whose_checkpoints_other_runs_start_from(store, tmp_path):
+    parent, ckpt = finished_run(store, tmp_path)
+    child = store.create_run("ppo", {"base": str(ckpt), "orm": None}, status="cancelled")
+    reranked = store.create_run("ei", {"base": str(tmp_path), "orm": str(jobs.run_dir(parent) / "orm")},
+                                status="finished")
+    with pytest.raises(ReasonlabError, match=rf"used by runs {child}, {reranked} .*delete those first"):
+        jobs.delete(store, parent)
+    assert ckpt.is_dir()
+    jobs.delete(store, child)
+    jobs.delete(store, reranked)
+    assert jobs.delete(store, parent).startswith(f"run {parent} deleted")

@@ -289,7 +289,7 @@ def test_launch_takes_any_hf_directory_and_groups_the_model_fields(store, tmp_pa
 def test_runs_shows_a_failed_run_with_its_error_and_resume(store):
     at = open_page("runs", {"run": str(store["runs"]["grpo"])})
     assert "fabricated failure" in at.error[0].value
-    assert [b.label for b in at.button] == ["Resume"]
+    assert [b.label for b in at.button] == ["Resume", f"Delete run {store['runs']['grpo']}"]
     assert not [c for c in at.code if "Traceback" in c.value]  # offered as a download, never shown
     assert at.get("download_button")
 
@@ -318,6 +318,45 @@ def test_runs_follows_a_live_run_and_cancels_it(store):
     at.button(key="cancel").click().run()
     with Store() as s:
         assert s.get_run(run_id)["cancel_requested"] == 1
+
+
+def test_runs_deletes_a_stopped_run_after_saying_what_goes(store):
+    ei, ppo = store["runs"]["ei"], store["runs"]["ppo"]
+    at = open_page("runs", {"run": str(ei)})
+    with Store() as s:
+        footprint = s.run_footprint(ei)
+    summary = texts(at.markdown)
+    assert f"Deletes run {ei} (ei, finished): its {footprint['checkpoints']} checkpoints, {footprint['samples']:,} samples" in summary
+    assert "cannot be undone" in summary
+    at.button(key="delete").click().run()
+    assert not at.exception
+    assert at.success[0].value.startswith(f"run {ei} deleted: {footprint['checkpoints']} checkpoints")
+    assert not [o for o in at.selectbox[0].options if o.startswith(f"run {ei} ")] and at.selectbox[0].value != ei
+    assert at.query_params["run"] == str(at.selectbox[0].value)  # the link follows the run now shown
+    with Store() as s:
+        assert s.get_run(ei) is None and s.get_run(ppo) is not None
+    for name in PAGES:  # the other pages no longer show it, and do not fail
+        other = open_page(name)
+        assert not other.exception, name
+
+
+def test_runs_offers_no_delete_for_an_active_run(store):
+    with Store() as s:
+        run_id = s.create_run("ei", {"base": "b", "rounds": 4}, total=4, status="running")
+        s.update_run(run_id, pid=os.getpid(), started_at=time.time(), heartbeat_at=time.time())
+    at = open_page("runs", {"run": str(run_id)})
+    assert [b.label for b in at.button] == ["Cancel"]
+
+
+def test_runs_says_why_a_run_cannot_be_deleted(store):
+    ei = store["runs"]["ei"]
+    with Store() as s:
+        child = s.create_run("ppo", {"base": str(jobs.run_dir(ei) / "step-00002")}, status="failed")
+    at = open_page("runs", {"run": str(ei)})
+    at.button(key="delete").click().run()
+    assert f"used by run {child}" in at.error[0].value
+    with Store() as s:
+        assert s.get_run(ei) is not None
 
 
 def test_runs_selects_the_run_in_the_link(store):

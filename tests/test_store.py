@@ -315,3 +315,53 @@ def test_concurrent_writer_and_reader(tmp_path):
         assert len(reader.metrics(run_id)) == 2 * WRITER_TRANSACTIONS
         assert reader.get_run(run_id)["step"] == WRITER_TRANSACTIONS - 1
         assert reader._conn.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+
+
+# --- deleting runs ---------------------------------------------------------------------------------
+
+
+def test_delete_run_takes_its_rows_and_leaves_the_others(store):
+    keep, gone = store.create_run("ei", CONFIG, status="finished"), store.create_run("ei", CONFIG, status="failed")
+    for run_id in (keep, gone):
+        ckpt = store.add_checkpoint(run_id, 1, f"/ck/{run_id}")
+        store.log_metrics(run_id, 1, {"reward": 0.5})
+        store.add_samples([sample(run_id, step=1, kind="eval", checkpoint_id=ckpt, sample_idx=i) for i in range(3)])
+    assert store.run_footprint(gone) == {"checkpoints": 1, "samples": 3, "metrics": 1}
+    assert store.delete_run(gone)
+    assert store.get_run(gone) is None and store.run_footprint(gone) == {"checkpoints": 0, "samples": 0, "metrics": 0}
+    assert store.run_footprint(keep) == {"checkpoints": 1, "samples": 3, "metrics": 1}
+    assert not store.delete_run(gone)  # already gone
+
+
+@pytest.mark.parametrize("status", ["queued", "running"])
+def test_delete_run_refuses_a_run_that_is_queued_or_running(store, status):
+    run_id = store.create_run("ei", CONFIG, status=status)
+    store.log_metrics(run_id, 1, {"reward": 0.5})
+    assert not store.delete_run(run_id)
+    assert store.get_run(run_id)["status"] == status and store.run_footprint(run_id)["metrics"] == 1
+
+
+def test_ids_of_deleted_runs_and_checkpoints_are_never_handed_out_again(store):
+    a, b = store.create_run("ei", CONFIG, status="finished"), store.create_run("ei", CONFIG, status="finished")
+    store.add_checkpoint(b, 1, "/ck/1")
+    last_ckpt = store.add_checkpoint(b, 2, "/ck/2")
+    store.truncate_run(b, after_step=1)  # a resume forgets the newest checkpoint
+    assert store.add_checkpoint(b, 2, "/ck/2") == last_ckpt + 1
+    store.delete_run(b)  # the newest run
+    c = store.create_run("ei", CONFIG)
+    assert c == b + 1 and store.add_checkpoint(c, 0, "/base") == last_ckpt + 2
+    store.update_run(c, status="cancelled")
+    store.delete_run(a)  # an older one leaves the next id as it was
+    assert store.create_run("ei", CONFIG) == c + 1
+
+
+def test_a_store_from_before_migration_4_keeps_counting_its_ids(tmp_path):
+    path = tmp_path / "store.sqlite"
+    conn = sqlite3.connect(path, isolation_level=None)
+    migrate(conn, target=3)
+    for _ in range(3):
+        conn.execute("INSERT INTO runs (algo, config, status, created_at) VALUES ('ei', '{}', 'finished', 1.0)")
+    conn.close()
+    with Store(path) as s:
+        assert s.delete_run(3)
+        assert s.create_run("ei", CONFIG) == 4

@@ -12,7 +12,7 @@ at that step (kind "eval"), or the rollouts it trained on at that step (kind "ro
 from engine.dashboard.analysis import (aligned, comparison, curve_samples, diversity_over_training,
                                        diversity_per_problem, k_grid, pass_at_k, problem_subset, run_curves)
 from engine.dashboard.runs import (ACTIVE, CURVE_COLUMNS, TEXT_COLUMNS, base_checkpoints, cancel_run,
-                                   checkpoints_table, default_run, evaluated_checkpoints, format_seconds,
+                                   checkpoints_table, default_run, delete_run, deletion_summary, evaluated_checkpoints, format_seconds,
                                    latest_metrics, resume_run, run_detail, run_label, run_log, run_metrics, runs_table,
                                    start_points, store_at, worker_log_tail)
 from engine.dashboard.samples import (PROBLEM_FILTERS, answer_distribution, distinct_texts,
@@ -23,7 +23,7 @@ from engine.dashboard.samples import (PROBLEM_FILTERS, answer_distribution, dist
 __all__ = [
     'aligned', 'comparison', 'curve_samples', 'diversity_over_training', 'diversity_per_problem', 'k_grid',
     'pass_at_k', 'problem_subset', 'run_curves', 'ACTIVE', 'CURVE_COLUMNS', 'TEXT_COLUMNS',
-    'base_checkpoints', 'cancel_run', 'checkpoints_table', 'default_run', 'evaluated_checkpoints',
+    'base_checkpoints', 'cancel_run', 'checkpoints_table', 'default_run', 'delete_run', 'deletion_summary', 'evaluated_checkpoints',
     'format_seconds', 'latest_metrics', 'resume_run', 'run_detail', 'run_label', 'run_log', 'run_metrics',
     'runs_table', 'start_points', 'store_at', 'worker_log_tail', 'PROBLEM_FILTERS', 'answer_distribution',
     'distinct_texts', 'filter_problems', 'filter_samples', 'node_label', 'node_samples', 'problem_history',

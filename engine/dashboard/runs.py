@@ -146,6 +146,18 @@ def cancel_run(store: Store, run_id: int) -> str:
     return jobs.cancel(store, run_id)
 
 
+def delete_run(store: Store, run_id: int) -> str:
+    return jobs.delete(store, run_id)
+
+
+def deletion_summary(store: Store, run: dict) -> str:
+    """What deleting the run removes, said before the user confirms."""
+    footprint = store.run_footprint(run["id"])
+    return (f"Deletes run {run['id']} ({run['algo']}, {run['status']}): its {footprint['checkpoints']} checkpoints, "
+            f"{footprint['samples']:,} samples and {footprint['metrics']:,} logged values, and its directory "
+            f"{jobs.run_dir(run['id'])}. The checkpoint it started from is kept. This cannot be undone.")
+
+
 def resume_run(store: Store, run_id: int) -> str:
     """Queue the run again and start a worker for it (as `reasonlab resume --detach`)."""
     jobs.resume(store, run_id)
