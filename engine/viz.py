@@ -99,6 +99,26 @@ def fig_training_curves(table: pd.DataFrame, title: str | None = None) -> go.Fig
     return fig
 
 
+def fig_runs_training(table: pd.DataFrame, kind: str = "maj@1", x: str = "samples_seen",
+                      title: str | None = None) -> go.Figure:
+    """One metric (maj@1, pass@1, pass@K or maj@K) of several runs against samples seen (or
+    training step), a line and band per run: `runs_training_curves`' table."""
+    fig = go.Figure()
+    rows = table[table["kind"] == kind]
+    for i, (label, run) in enumerate(rows.groupby("run", sort=False)):
+        colour = PALETTE[i % len(PALETTE)]
+        run = run.sort_values("step")
+        _band(fig, run[x], run["lo"], run["hi"], colour, label)
+        fig.add_trace(go.Scatter(x=run[x], y=run["value"], mode="lines+markers", name=label, legendgroup=label,
+                                 line={"color": colour}, customdata=run[["step", "metric"]].to_numpy(),
+                                 hovertemplate="%{customdata[1]} = %{y:.3f}<br>step %{customdata[0]}, "
+                                               "%{x:,} samples<extra></extra>" if x == "samples_seen"
+                                 else "%{customdata[1]} = %{y:.3f} at step %{x}<extra></extra>"))
+    fig.update_layout(title=title, xaxis={"title": "samples seen" if x == "samples_seen" else "training step"},
+                      yaxis={"title": kind, "range": [0, 1.02]}, legend={"orientation": "h", "y": -0.2})
+    return fig
+
+
 def fig_diversity(table: pd.DataFrame, measures: list[str] | None = None, title: str | None = None) -> go.Figure:
     """Diversity means (a `diversity_by_checkpoint` table) against training step, one panel per
     measure (their scales differ: counts, bits, fractions)."""

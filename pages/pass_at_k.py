@@ -1,5 +1,6 @@
 """pass@k: pass@k / maj@k / rerank@k against k (log axis) for chosen checkpoints, and maj@1, pass@k
-and maj@k against training step for a run, with bootstrap bands over problems."""
+and maj@k against training step for a run (or one of them for several runs against samples seen),
+with bootstrap bands over problems."""
 
 import streamlit as st
 
@@ -27,8 +28,9 @@ def load_curves(home, checkpoints, rerank):
 
 
 @st.cache_data(max_entries=16, show_spinner="Computing the training curves…")
-def load_run_curves(home, run_id, checkpoints):
-    return dashboard.run_curves(dashboard.store_at(home), run_id)
+def load_run_curves(home, runs):
+    """runs: ((run_id, ((checkpoint_id, created_at), ...)), ...): recomputed when a run evaluates a checkpoint."""
+    return dashboard.runs_training_curves(dashboard.store_at(home), [r for r, _ in runs])
 
 
 st.title("pass@k")
@@ -65,11 +67,29 @@ try:
     st.subheader("Over training")
     runs = checkpoints.drop_duplicates("run_id")
     run_labels = {r: f"run {r} · {a}" for r, a in zip(runs["run_id"], runs["algo"])}
-    run_id = st.selectbox("Run", sorted(run_labels, reverse=True), format_func=run_labels.get)
-    mine = checkpoints[checkpoints["run_id"] == run_id]
-    curves = load_run_curves(HOME, run_id, tuple(zip(mine["checkpoint_id"], mine["created_at"])))
-    st.plotly_chart(viz.fig_training_curves(curves, title="maj@1 (greedy), pass@1, pass@K and maj@K against step"),
-                    key="over_training")
-    st.caption("The paper's finding to look for: RL raises maj@1 and pass@1, while pass@K saturates early.")
+    ordered = sorted(run_labels, reverse=True)
+    run_ids = st.multiselect("Runs", ordered, default=ordered[:1], format_func=run_labels.get,
+                             help="One run: its four metrics against step. Several: one metric of each against "
+                                  "samples seen, to compare algorithms for the same sample budget.")
+    if not run_ids:
+        st.info("Choose one or more runs.")
+        st.stop()
+    evaluated = checkpoints[["run_id", "checkpoint_id", "created_at"]]
+    curves = load_run_curves(HOME, tuple((r, tuple(evaluated[evaluated["run_id"] == r].itertuples(index=False, name=None)))
+                                         for r in sorted(run_ids)))
+    if len(run_ids) == 1:
+        st.plotly_chart(viz.fig_training_curves(curves, title="maj@1 (greedy), pass@1, pass@K and maj@K against step"),
+                        key="over_training")
+        st.caption("The paper's finding to look for: RL raises maj@1 and pass@1, while pass@K saturates early.")
+    else:
+        c1, c2 = st.columns(2)
+        kind = c1.radio("Metric", dashboard.TRAINING_METRICS, horizontal=True, key="runs_metric",
+                        help="K: each run's own number of samples per problem (in its label)")
+        x = c2.radio("Against", ["samples_seen", "step"], horizontal=True, key="runs_x",
+                     format_func={"samples_seen": "samples seen", "step": "training step"}.get)
+        st.plotly_chart(viz.fig_runs_training(curves, kind, x, title=f"{kind} of each run, 95% bootstrap bands"),
+                        key="runs_over_training")
+        st.caption("The paper's comparison: for the same number of sampled solutions, expert iteration "
+                   "does as well as PPO.")
 except ReasonlabError as e:
     st.error(str(e))

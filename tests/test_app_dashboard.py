@@ -136,6 +136,22 @@ def test_curves_diversity_and_comparison(store):
     assert len(pairs) == 7 and {"text_a", "text_b", "diff"} <= set(pairs.columns)
 
 
+def test_runs_side_by_side_name_k_and_skip_runs_without_evaluations(store):
+    s, ids = store
+    ei, ppo = ids["runs"]["ei"], ids["runs"]["ppo"]
+    waiting = s.create_run("grpo", {"base": "b"})  # nothing evaluated yet
+    table = dashboard.runs_training_curves(s, [ei, waiting, ppo], n_boot=20)
+    assert list(table["run_id"].unique()) == [ei, ppo]
+    assert set(table["kind"]) == set(dashboard.TRAINING_METRICS)
+    assert set(table.loc[table["kind"] == "pass@K", "metric"]) == {"pass@6"}
+    assert table["run"].str.endswith("(K=6)").all()
+    for run_id in (ei, ppo):
+        seen = s.metrics(run_id).groupby("step")["samples_seen"].max()
+        mine = table[table["run_id"] == run_id]
+        assert (mine["samples_seen"] == mine["step"].map(seen)).all() and mine["samples_seen"].iloc[0] == 0
+    assert dashboard.runs_training_curves(s, [waiting]).empty
+
+
 def test_k_grid_is_even_on_a_log_axis():
     assert dashboard.k_grid(96) == [1, 2, 3, 4, 6, 8, 12, 16, 24, 32, 48, 64, 96]
     assert dashboard.k_grid(1) == [1] and dashboard.k_grid(5) == [1, 2, 3, 4, 5]

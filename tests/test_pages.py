@@ -437,6 +437,29 @@ def test_pass_at_k_curves_per_checkpoint_and_over_training(store):
     assert "Choose one or more checkpoints." in texts(at.info)
 
 
+def test_pass_at_k_sets_runs_side_by_side_against_samples_seen(store):
+    ei, ppo = store["runs"]["ei"], store["runs"]["ppo"]
+    at = open_page("pass_at_k")
+    at.multiselect[1].set_value([ppo, ei]).run()
+    assert not at.exception
+    runs = charts(at)[-1]
+    lines = [t for t in runs["data"] if t.get("name")]
+    assert [t["name"] for t in lines] == [f"run {ei} · ei quickstart (K=8)", f"run {ppo} · ppo (K=8)"]
+    assert runs["layout"]["xaxis"]["title"]["text"] == "samples seen"
+    with Store() as s:  # each point sits at what its run had sampled when it saved the checkpoint
+        for line, run_id in zip(lines, (ei, ppo)):
+            logged = s.metrics(run_id, ["eval/maj@1"]).sort_values("step")
+            assert array(line["x"]) == logged["samples_seen"].tolist()
+            assert np.allclose(array(line["y"]), logged["value"].tolist())
+    at.radio(key="runs_metric").set_value("pass@K").run()
+    at.radio(key="runs_x").set_value("step").run()
+    runs = charts(at)[-1]
+    assert runs["layout"]["yaxis"]["title"]["text"] == "pass@K" and runs["layout"]["xaxis"]["title"]["text"] == "training step"
+    assert {t["customdata"][0][1] for t in runs["data"] if t.get("name")} == {"pass@8"}
+    at.multiselect[1].set_value([]).run()
+    assert "Choose one or more runs." in texts(at.info)
+
+
 def test_diversity_over_training_per_problem_and_answers(store):
     at = open_page("diversity")
     over, hist, answers = charts(at)

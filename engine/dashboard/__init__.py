@@ -10,7 +10,8 @@ at that step (kind "eval"), or the rollouts it trained on at that step (kind "ro
 """
 
 from engine.dashboard.analysis import (aligned, comparison, curve_samples, diversity_over_training,
-                                       diversity_per_problem, k_grid, pass_at_k, problem_subset, run_curves)
+                                       diversity_per_problem, k_grid, pass_at_k, problem_subset, run_curves,
+                                       runs_training_curves, TRAINING_METRICS)
 from engine.dashboard.runs import (ACTIVE, CURVE_COLUMNS, TEXT_COLUMNS, base_checkpoints, cancel_run,
                                    checkpoints_table, default_run, delete_run, deletion_summary, evaluated_checkpoints, format_seconds,
                                    latest_metrics, resume_run, run_detail, run_label, run_log, run_metrics, runs_table,
@@ -22,7 +23,8 @@ from engine.dashboard.samples import (PROBLEM_FILTERS, answer_distribution, dist
 
 __all__ = [
     'aligned', 'comparison', 'curve_samples', 'diversity_over_training', 'diversity_per_problem', 'k_grid',
-    'pass_at_k', 'problem_subset', 'run_curves', 'ACTIVE', 'CURVE_COLUMNS', 'TEXT_COLUMNS',
+    'pass_at_k', 'problem_subset', 'run_curves', 'runs_training_curves', 'TRAINING_METRICS', 'ACTIVE',
+    'CURVE_COLUMNS', 'TEXT_COLUMNS',
     'base_checkpoints', 'cancel_run', 'checkpoints_table', 'default_run', 'delete_run', 'deletion_summary', 'evaluated_checkpoints',
     'format_seconds', 'latest_metrics', 'resume_run', 'run_detail', 'run_label', 'run_log', 'run_metrics',
     'runs_table', 'start_points', 'store_at', 'worker_log_tail', 'PROBLEM_FILTERS', 'answer_distribution',

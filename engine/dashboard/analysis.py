@@ -57,6 +57,32 @@ def run_curves(store: Store, run_id: int, n_boot: int = 200) -> pd.DataFrame:
     return training_curves(samples, n_boot=n_boot)
 
 
+TRAINING_METRICS = ("maj@1", "pass@1", "pass@K", "maj@K")
+
+
+def runs_training_curves(store: Store, run_ids: Sequence[int], n_boot: int = 200) -> pd.DataFrame:
+    """run_curves of several runs in one table, to set runs side by side (EI against PPO for the
+    same samples: the paper's comparison). Adds run_id, run (its label, with its K), samples_seen
+    at each checkpoint (what the run had sampled when it saved it) and kind: the metric with K
+    spelled as K (pass@K), since runs may sample different numbers of solutions."""
+    parts = []
+    for run_id in run_ids:
+        run = store.get_run(int(run_id))
+        curves = run_curves(store, int(run_id), n_boot=n_boot)
+        if run is None or curves.empty:
+            continue
+        logged = store.metrics(int(run_id))
+        seen = logged.dropna(subset=["samples_seen"]).groupby("step")["samples_seen"].max()
+        K = max((int(m.split("@")[1]) for m in curves["metric"] if m.startswith("pass@")), default=1)
+        name = f" {run['name']}" if run["name"] else ""
+        parts.append(curves.assign(
+            run_id=int(run_id), run=f"run {run_id} · {run['algo']}{name} (K={K})",
+            samples_seen=curves["step"].map(seen),
+            kind=curves["metric"].map(lambda m: m if m in ("maj@1", "pass@1") else m.split("@")[0] + "@K")))
+    columns = ["run_id", "run", "checkpoint_id", "step", "samples_seen", "metric", "kind", "value", "lo", "hi", "problems"]
+    return pd.concat(parts, ignore_index=True)[columns] if parts else pd.DataFrame(columns=columns)
+
+
 # -- diversity ------------------------------------------------------------------------------------
 
 
