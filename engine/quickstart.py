@@ -5,7 +5,10 @@ iteration on it, in a background process that outlives the browser tab that star
     status()  what it is doing, from $REASONLAB_HOME/quickstart.json:
               {"phase": "starting" | "building" | "launching" | "launched" | "failed",
                "step": 120, "steps": 2000, "run_id": 1, "error": None, "pid": ..., "started_at": ...,
-               "eta_s": 410.0 (building: seconds left at the pace so far, else None)}
+               "eta_s": 410.0 (building: seconds left at the pace so far, else None),
+               "loss": [[20, 2.31], ...] (building: the smoothed SFT loss at steps),
+               "probes": [{"step": 100, "question", "completion", "answer", "correct"}, ...]
+                         (building: the model's greedy solution to one held-out problem so far)}
 
 The EI run it queues is an ordinary run (`reasonlab quickstart` runs the same recipe in the
 terminal): the Runs page follows it like any other.
@@ -25,6 +28,8 @@ from engine import jobs, workspace
 from engine.errors import ReasonlabError
 
 STATUS_FILE = "quickstart.json"
+LOSS_POINTS = 100  # the base's smoothed loss, kept this many times over its training
+PROBES = 20  # its greedy solution to one held-out problem, this many times (a second or so in all)
 BASE_NAME = "base-tiny"
 WORKING = ("starting", "building", "launching")
 
@@ -106,14 +111,20 @@ def main(argv: list[str] | None = None) -> int:
             state.update(steps=cfg.steps, building_since=time.time())
             _write(phase="building", **state)
             last = [0.0]
+            state.update(loss=[], probes=[])
+            every = max(1, cfg.steps // LOSS_POINTS)
 
-            def on_step(done: int, total: int) -> None:
-                if time.time() - last[0] > 0.5 or done == total:  # a few writes a second at most
+            def on_step(done: int, total: int, info: dict) -> None:
+                if done % every == 0 or done == total:
+                    state["loss"].append([done, round(info["loss"], 4)])
+                if "probe" in info:
+                    state["probes"].append(info["probe"])
+                if time.time() - last[0] > 0.5 or done == total or "probe" in info:  # a few writes a second at most
                     last[0] = time.time()
                     state["step"] = done
                     _write(phase="building", **state)
 
-            train_sft(cfg, base, progress=False, on_step=on_step)
+            train_sft(cfg, base, progress=False, on_step=on_step, watch_every=max(1, cfg.steps // PROBES))
         _write(phase="launching", **state)
         cfg = make_config("ei", base=base, sets=[*QUICKSTART_EI, *args.set])
         with Store() as store:

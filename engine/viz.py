@@ -119,6 +119,16 @@ def fig_runs_training(table: pd.DataFrame, kind: str = "maj@1", x: str = "sample
     return fig
 
 
+def fig_sft_loss(points, title: str | None = "The base model's training loss") -> go.Figure:
+    """[[step, smoothed loss], ...] of a base model in training (the quickstart's status)."""
+    steps, losses = zip(*points) if points else ((), ())
+    fig = go.Figure(go.Scatter(x=list(steps), y=list(losses), mode="lines", line={"color": PALETTE[0]},
+                               hovertemplate="loss %{y:.3f} at step %{x}<extra></extra>"))
+    fig.update_layout(title=title, height=300, xaxis={"title": "step"}, yaxis={"title": "loss", "rangemode": "tozero"},
+                      margin={"t": 40, "b": 40})
+    return fig
+
+
 def fig_diversity(table: pd.DataFrame, measures: list[str] | None = None, title: str | None = None) -> go.Figure:
     """Diversity means (a `diversity_by_checkpoint` table) against training step, one panel per
     measure (their scales differ: counts, bits, fractions)."""

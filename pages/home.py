@@ -3,7 +3,7 @@
 import streamlit as st
 
 import app
-from engine import dashboard, quickstart, workspace
+from engine import dashboard, quickstart, viz, workspace
 from engine.errors import ReasonlabError
 
 app.through_navigation()  # a link opened before app.py first ran (app.py says why)
@@ -38,10 +38,29 @@ def quickstart_progress():
         text = (f"Building the weak base model: step {done} of {total}{left}" if total
                 else "Starting (loading PyTorch)…")
         st.progress(done / total if total else 0.0, text=text)
+        watch_the_base(state)
     elif state["phase"] == "launching":
         st.progress(1.0, text="Base model built; queuing expert iteration…")
     else:
         st.rerun()  # launched or failed: the whole page shows what happened
+
+
+def watch_the_base(state):
+    """The base learning as it trains: its loss, and what it writes for one held-out problem."""
+    loss, probes = state.get("loss") or [], state.get("probes") or []
+    if not loss and not probes:
+        return
+    c1, c2 = st.columns(2)
+    if loss:
+        c1.plotly_chart(viz.fig_sft_loss(loss), key="sft_loss")
+    if probes:
+        last = probes[-1]
+        c2.caption(f"What it writes at step {last['step']} for a problem it never trains on:")
+        c2.text(last["question"])
+        c2.code(last["completion"] or "(nothing)", language=None)
+        c2.caption(":green[correct]" if last["correct"] else ":red[wrong]")  # its answer is in the text above
+        with c2.expander("Its answers so far"):
+            st.dataframe(dashboard.probe_table(probes), hide_index=True)
 
 
 @st.fragment(run_every=3)

@@ -9,6 +9,7 @@ import pytest
 
 from bench.dashboard import fabricate_store
 from engine import dashboard, launch, quickstart
+from engine.tasks import get_task
 from engine.config import CONFIGS, describe
 from engine.store import Store
 from tests.test_training import BUDGETS, SMALL, wait_for
@@ -267,5 +268,9 @@ def test_quickstart_builds_a_base_then_an_ei_run_finishes(workspace):
         assert run["config"]["k"] == 3 and run["config"]["rounds"] == 1
     state = json.loads((workspace / "quickstart.json").read_text())
     assert state["step"] == state["steps"] == 20
+    # what Home showed while it built: the loss at every step and a probe at every one of 20 steps
+    assert [step for step, _ in state["loss"]] == list(range(1, 21)) and all(v > 0 for _, v in state["loss"])
+    assert [p["step"] for p in state["probes"]] == list(range(1, 21))
+    assert {p["question"] for p in state["probes"]} == {get_task("multistep").problems("test", 1)[0].question}
     # a second start reuses the base: it goes straight to launching
     assert os.path.getmtime(workspace / "checkpoints" / "base-tiny" / "model.safetensors") < time.time()

@@ -79,3 +79,26 @@ def test_load_checkpoint_errors_name_the_path(tmp_path, tokenizer):
     with pytest.raises(ReasonlabError, match=f"cannot load checkpoint {ck}"):
         load_checkpoint(ck)
     json.loads((ck / "tokenizer_config.json").read_text())  # the rest is untouched
+
+
+def test_sft_can_be_watched_as_it_learns_without_changing_what_it_learns(tmp_path):
+    from engine.algorithms.sft import SFTConfig, train_sft
+
+    seen = []
+    cfg = SFTConfig(steps=6, batch_size=4, train_problems=50)
+    train_sft(cfg, tmp_path / "watched", progress=False, watch_every=3,
+              on_step=lambda done, total, info: seen.append((done, total, info)))
+    train_sft(cfg, tmp_path / "plain", progress=False)
+    assert [(d, t) for d, t, _ in seen] == [(d, 6) for d in range(1, 7)]
+    assert all(info["loss"] > 0 for _, _, info in seen)
+    probes = [info["probe"] for _, _, info in seen if "probe" in info]
+    assert [p["step"] for p in probes] == [3, 6]
+    problem = TASK.problems("test", 1)[0]
+    for p in probes:
+        assert p["question"] == problem.question
+        score = TASK.score(problem, p["completion"])
+        assert (p["answer"], p["correct"]) == (score.answer, score.correct)
+    watched, _ = load_checkpoint(tmp_path / "watched")
+    plain, _ = load_checkpoint(tmp_path / "plain")
+    for (name, a), (_, b) in zip(watched.state_dict().items(), plain.state_dict().items()):
+        assert torch.equal(a, b), name  # decoding in between leaves training exactly as it was

@@ -105,6 +105,27 @@ def test_home_shows_the_base_model_being_built(workspace):
     assert left and 235 <= 60 * int(left[1]) + int(left[2]) <= 250, bar.proto.text
 
 
+def test_home_shows_the_base_learning_while_it_builds(workspace):
+    workspace.mkdir(parents=True, exist_ok=True)
+    probes = [{"step": 100, "question": "Ann has 3 <b>apples</b>.", "completion": "3 + 4 = 8\n#### 8", "answer": "8",
+               "correct": False},
+              {"step": 200, "question": "Ann has 3 <b>apples</b>.", "completion": "3 + 4 = 7\n#### 7", "answer": "7",
+               "correct": True}]
+    (workspace / "quickstart.json").write_text(json.dumps(
+        {"phase": "building", "pid": os.getpid(), "step": 210, "steps": 600, "run_id": None, "error": None,
+         "building_since": time.time() - 60, "loss": [[100, 1.5], [200, 0.9]], "probes": probes}))
+    at = open_page("home")
+    assert not at.exception
+    loss = charts(at)[0]
+    assert array(loss["data"][0]["x"]) == [100, 200] and array(loss["data"][0]["y"]) == [1.5, 0.9]
+    assert "step 200" in texts(at.caption)
+    assert at.get("text")[0].value == "Ann has 3 <b>apples</b>."  # task text as text
+    assert at.code[0].value == "3 + 4 = 7\n#### 7" and ":green[correct]" in texts(at.caption)
+    table = at.dataframe[0].value
+    assert table["step"].tolist() == [100, 200] and table["correct"].tolist() == [False, True]
+    assert table["solution"].tolist() == ["3 + 4 = 8 | #### 8", "3 + 4 = 7 | #### 7"]
+
+
 def test_home_lists_a_queued_run_before_any_checkpoint_exists(workspace):
     with Store() as s:  # the first run of a workspace, still waiting for a worker
         s.create_run("ei", {"base": "b", "rounds": 4}, total=4, status="queued")

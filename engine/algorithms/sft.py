@@ -24,6 +24,7 @@ from engine.errors import ReasonlabError
 from engine.model.checkpoint import save_checkpoint
 from engine.model.presets import PRESETS, new_model
 from engine.model.tokenizer import build_tokenizer, corpus
+from engine.sampling.torch_sampler import TorchSampler
 from engine.tasks import get_task
 
 
@@ -136,9 +137,12 @@ def _bucketed_batches(task, tokenizer, problems, cfg: SFTConfig, rng: random.Ran
     return batches
 
 
-def train_sft(cfg: SFTConfig, out: str | Path, progress: bool = True, on_step=None) -> dict:
+def train_sft(cfg: SFTConfig, out: str | Path, progress: bool = True, on_step=None, watch_every: int = 0) -> dict:
     """Train a model from scratch and write it to `out` as an HF checkpoint. Returns a summary.
-    `on_step(steps_done, steps)` is called after every optimizer step (e.g. the dashboard's bar)."""
+    `on_step(steps_done, steps, info)` is called after every optimizer step (e.g. the dashboard's
+    bar) with info {"loss": the smoothed loss}. With `watch_every`, every that many steps and at
+    the last, info also holds "probe": the model's greedy solution so far to one fixed held-out
+    problem ({"step", "question", "completion", "answer", "correct"}), to watch it learn."""
     cfg.validate()
     start = time.time()
     task = cfg.make_task()
@@ -146,6 +150,7 @@ def train_sft(cfg: SFTConfig, out: str | Path, progress: bool = True, on_step=No
     model = new_model(cfg.preset, tokenizer, seed=cfg.seed)
     model.train()
     problems = task.problems("train", cfg.train_problems)
+    watched = task.problems("test" if "test" in task.splits else "train", 1)[0] if watch_every else None
     rng = random.Random(cfg.seed)
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay, betas=(0.9, 0.95))
     tokens, loss_ema = 0, None
@@ -166,12 +171,24 @@ def train_sft(cfg: SFTConfig, out: str | Path, progress: bool = True, on_step=No
         loss_ema = loss.item() if loss_ema is None else 0.95 * loss_ema + 0.05 * loss.item()
         bar.set_postfix(loss=f"{loss_ema:.3f}")
         if on_step is not None:
-            on_step(step + 1, cfg.steps)
+            info = {"loss": loss_ema}
+            if watched is not None and ((step + 1) % watch_every == 0 or step + 1 == cfg.steps):
+                info["probe"] = {"step": step + 1, **probe(model, tokenizer, task, watched)}
+            on_step(step + 1, cfg.steps, info)
     wall = time.time() - start
     summary = {"loss": loss_ema, "wall_s": round(wall, 1), "tokens": tokens,
                "params": sum(p.numel() for p in model.parameters())}
     save_checkpoint(model.eval(), tokenizer, out, {"made_by": "reasonlab sft", "config": asdict(cfg), **summary})
     return summary
+
+
+def probe(model, tokenizer, task, problem, max_new_tokens: int = 96) -> dict:
+    """The model's greedy solution to one problem, scored; the model is left in train mode."""
+    completion = TorchSampler(model, tokenizer).sample([task.prompt(problem)], temperature=0.0,
+                                                       max_new_tokens=max_new_tokens)[0][0].text
+    model.train()
+    score = task.score(problem, completion)
+    return {"question": problem.question, "completion": completion, "answer": score.answer, "correct": score.correct}
 
 
 def finetune(model, tokenizer, pairs: list[tuple[str, str]], steps: int, batch_size: int, lr: float,

@@ -9,24 +9,25 @@ column-limited queries, and sample texts are read one problem at a time.
 at that step (kind "eval"), or the rollouts it trained on at that step (kind "rollout").
 """
 
-from engine.dashboard.analysis import (aligned, comparison, curve_samples, diversity_over_training,
-                                       diversity_per_problem, k_grid, pass_at_k, problem_subset, run_curves,
-                                       runs_training_curves, TRAINING_METRICS)
+from engine.dashboard.analysis import (TRAINING_METRICS, aligned, comparison, curve_samples,
+                                       diversity_over_training, diversity_per_problem, k_grid, pass_at_k,
+                                       problem_subset, run_curves, runs_training_curves)
 from engine.dashboard.runs import (ACTIVE, CURVE_COLUMNS, TEXT_COLUMNS, base_checkpoints, cancel_run,
-                                   checkpoints_table, default_run, delete_run, deletion_summary, evaluated_checkpoints, format_seconds,
-                                   latest_metrics, resume_run, run_detail, run_label, run_log, run_metrics, runs_table,
+                                   checkpoints_table, default_run, delete_run, deletion_summary,
+                                   evaluated_checkpoints, format_seconds, latest_metrics, probe_table,
+                                   resume_run, run_detail, run_label, run_log, run_metrics, runs_table,
                                    start_points, store_at, worker_log_tail)
-from engine.dashboard.samples import (PROBLEM_FILTERS, answer_distribution, distinct_texts,
-                                      filter_problems, filter_samples, node_label, node_samples, problem_history,
-                                      problem_info, problem_samples, problem_table, problems_by_id, run_task,
+from engine.dashboard.samples import (PROBLEM_FILTERS, answer_distribution, distinct_texts, filter_problems,
+                                      filter_samples, node_label, node_samples, problem_history, problem_info,
+                                      problem_samples, problem_table, problems_by_id, run_task,
                                       run_task_options, sample_steps, tree, view_version)
 
 __all__ = [
-    'aligned', 'comparison', 'curve_samples', 'diversity_over_training', 'diversity_per_problem', 'k_grid',
-    'pass_at_k', 'problem_subset', 'run_curves', 'runs_training_curves', 'TRAINING_METRICS', 'ACTIVE',
-    'CURVE_COLUMNS', 'TEXT_COLUMNS',
-    'base_checkpoints', 'cancel_run', 'checkpoints_table', 'default_run', 'delete_run', 'deletion_summary', 'evaluated_checkpoints',
-    'format_seconds', 'latest_metrics', 'resume_run', 'run_detail', 'run_label', 'run_log', 'run_metrics',
+    'TRAINING_METRICS', 'aligned', 'comparison', 'curve_samples', 'diversity_over_training',
+    'diversity_per_problem', 'k_grid', 'pass_at_k', 'problem_subset', 'run_curves', 'runs_training_curves',
+    'ACTIVE', 'CURVE_COLUMNS', 'TEXT_COLUMNS', 'base_checkpoints', 'cancel_run', 'checkpoints_table',
+    'default_run', 'delete_run', 'deletion_summary', 'evaluated_checkpoints', 'format_seconds',
+    'latest_metrics', 'probe_table', 'resume_run', 'run_detail', 'run_label', 'run_log', 'run_metrics',
     'runs_table', 'start_points', 'store_at', 'worker_log_tail', 'PROBLEM_FILTERS', 'answer_distribution',
     'distinct_texts', 'filter_problems', 'filter_samples', 'node_label', 'node_samples', 'problem_history',
     'problem_info', 'problem_samples', 'problem_table', 'problems_by_id', 'run_task', 'run_task_options',

@@ -146,6 +146,14 @@ def cancel_run(store: Store, run_id: int) -> str:
     return jobs.cancel(store, run_id)
 
 
+def probe_table(probes: list[dict]) -> pd.DataFrame:
+    """The quickstart's probes of its base in training, one row per step: its answer and whether
+    it was right, then its solution on one line."""
+    return pd.DataFrame({"step": [p["step"] for p in probes], "answer": [p["answer"] for p in probes],
+                         "correct": [bool(p["correct"]) for p in probes],
+                         "solution": [" | ".join((p["completion"] or "").splitlines()) for p in probes]})
+
+
 def delete_run(store: Store, run_id: int) -> str:
     return jobs.delete(store, run_id)
 
