@@ -11,7 +11,7 @@ It trains in its own process, so it outlives the dashboard or terminal that star
 - While it trains, a thread writes a heartbeat every HEARTBEAT_S. `reconcile` marks a running run
   whose process has died (SIGKILL, OOM, power loss) or whose heartbeat is stale as interrupted.
 - `delete` removes a stopped run, its store rows and its directory; never a running one, nor one
-  whose checkpoints another run starts from.
+  whose checkpoints another run starts from. The run is "deleting" while its samples go.
 - `cancel` asks the loop to stop at its next step (it saves what it has); `resume` queues an
   interrupted, cancelled or failed run again, and the loop continues from its last checkpoint
   with the same config and seed, after the store forgets what was logged after that checkpoint.

@@ -29,7 +29,10 @@ from engine import workspace
 from engine.errors import ReasonlabError
 from engine.schema import MIGRATIONS, statements  # MIGRATIONS: tests swap this module's name for theirs
 
-RUN_STATUSES = ("queued", "running", "finished", "failed", "cancelled", "interrupted")
+# "deleting": a delete took the run and is removing its samples (a delete interrupted midway leaves
+# it so; deleting it again finishes the job). Nothing claims, resumes or cancels such a run.
+RUN_STATUSES = ("queued", "running", "finished", "failed", "cancelled", "interrupted", "deleting")
+DELETE_CHUNK = 20_000  # samples per transaction when deleting: other writers wait for one chunk, not the run
 SAMPLE_KINDS = ("rollout", "eval")
 # Columns update_run may set; id, algo and created_at are fixed at creation.
 RUN_UPDATABLE = {"name", "config", "status", "started_at", "finished_at", "heartbeat_at", "step",
@@ -269,14 +272,27 @@ class Store:
                       for table in ("checkpoints", "samples", "metrics")]
         return dict(zip(("checkpoints", "samples", "metrics"), counts))
 
-    def delete_run(self, run_id: int) -> bool:
-        """Delete a run that is neither queued nor running, with its metrics, checkpoints and
-        samples, in one transaction. False when there is no such run or it is queued or running
-        (checked under the write lock, so a worker cannot claim it meanwhile). Its files are the
-        caller's (engine.jobs.delete)."""
+    def delete_run(self, run_id: int, chunk: int = DELETE_CHUNK) -> bool:
+        """Delete a run that is neither queued nor running, with its samples, metrics and
+        checkpoints. False when there is no such run or it is queued or running (checked under
+        the write lock, so a worker cannot claim it meanwhile). The run turns "deleting" first,
+        then its samples go `chunk` at a time, each chunk its own transaction, so a training run
+        writing meanwhile waits for a chunk rather than for a million rows; then the run goes with
+        the rest. Its files are the caller's (engine.jobs.delete)."""
         with self._write() as conn:
-            cur = conn.execute("DELETE FROM runs WHERE id = ? AND status NOT IN ('queued', 'running')", (run_id,))
-            return cur.rowcount == 1
+            cur = conn.execute("UPDATE runs SET status = 'deleting' WHERE id = ? AND status NOT IN ('queued', 'running')",
+                               (run_id,))
+            if cur.rowcount == 0:
+                return False
+        while True:
+            with self._write() as conn:
+                gone = conn.execute("DELETE FROM samples WHERE id IN (SELECT id FROM samples WHERE run_id = ? LIMIT ?)",
+                                    (run_id, chunk)).rowcount
+            if gone < chunk:
+                break
+        with self._write() as conn:
+            conn.execute("DELETE FROM runs WHERE id = ?", (run_id,))
+        return True
 
     def claim_run(self, run_id: int | None, pid: int, max_running: int = 1) -> dict | None:
         """Atomically move a queued run to running for process `pid`, if the queue allows it:

@@ -49,7 +49,8 @@ def controls(run):
             st.write(dashboard.deletion_summary(store, run))
             if st.button(f"Delete run {run['id']}", type="primary", icon=":material/delete_forever:", key="delete"):
                 try:
-                    st.session_state["deleted"] = dashboard.delete_run(store, run["id"])
+                    with st.spinner("Deleting…"):
+                        st.session_state["deleted"] = dashboard.delete_run(store, run["id"])
                 except ReasonlabError as e:
                     st.error(str(e))
                     return

@@ -195,3 +195,14 @@ def test_delete_refuses_a_run_whose_checkpoints_other_runs_start_from(store, tmp
     jobs.delete(store, child)
     jobs.delete(store, reranked)
     assert jobs.delete(store, parent).startswith(f"run {parent} deleted")
+
+
+def test_a_delete_cut_short_leaves_the_run_deleting_and_a_second_delete_finishes_it(store, tmp_path):
+    run_id, ckpt = finished_run(store, tmp_path)
+    store.update_run(run_id, status="deleting")  # as a delete leaves it when killed between chunks
+    for refused in (lambda: jobs.resume(store, run_id), lambda: jobs.cancel(store, run_id)):
+        with pytest.raises(ReasonlabError, match=f"run {run_id} is deleting"):
+            refused()
+    assert store.claim_run(None, pid=1) is None
+    assert jobs.delete(store, run_id).startswith(f"run {run_id} deleted: 2 checkpoints, 5 samples")
+    assert store.get_run(run_id) is None and not ckpt.exists()

@@ -327,7 +327,7 @@ def test_delete_run_takes_its_rows_and_leaves_the_others(store):
         store.log_metrics(run_id, 1, {"reward": 0.5})
         store.add_samples([sample(run_id, step=1, kind="eval", checkpoint_id=ckpt, sample_idx=i) for i in range(3)])
     assert store.run_footprint(gone) == {"checkpoints": 1, "samples": 3, "metrics": 1}
-    assert store.delete_run(gone)
+    assert store.delete_run(gone, chunk=2)  # two transactions of samples, then the run
     assert store.get_run(gone) is None and store.run_footprint(gone) == {"checkpoints": 0, "samples": 0, "metrics": 0}
     assert store.run_footprint(keep) == {"checkpoints": 1, "samples": 3, "metrics": 1}
     assert not store.delete_run(gone)  # already gone
