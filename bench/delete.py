@@ -58,7 +58,6 @@ def main() -> None:
         time.sleep(0.5)
         with Store() as s:
             samples = s.run_footprint(run_id)["samples"]
-            s.update_run(run_id, status="finished")
             t = time.perf_counter()
             assert s.delete_run(run_id, chunk=chunk)
             took = time.perf_counter() - t

@@ -26,7 +26,7 @@ EVAL = ["eval_limit=300", "eval_k=16"]
 def settings(algo: str, budget: int) -> list[str]:
     """Each algorithm's shape for a budget of sampled solutions (the paper's x-axis)."""
     if algo == "ei":  # the quickstart's recipe: 3 rounds of 1024 problems x K
-        from engine.cli import QUICKSTART_EI
+        from engine.quickstart import QUICKSTART_EI
 
         k = max(1, budget // (3 * 1024))
         return [*[s for s in QUICKSTART_EI if not s.startswith("k=")], f"k={k}"]

@@ -182,18 +182,14 @@ def _delete(args) -> None:
     from engine import jobs
     from engine.store import Store
 
+    if not args.yes and not sys.stdin.isatty():
+        raise ReasonlabError("delete asks before it deletes; pass --yes to delete without asking")
     with Store() as store:
         for run_id in args.run_ids:
-            if not args.yes:
-                if not sys.stdin.isatty():
-                    raise ReasonlabError("delete asks before it deletes; pass --yes to delete without asking")
-                run = store.get_run(run_id)
-                footprint = store.run_footprint(run_id) if run else None
-                if run and input(f"delete run {run_id} ({run['algo']}, {run['status']}, {footprint['checkpoints']} "
-                                 f"checkpoints, {footprint['samples']:,} samples)? [y/N] ").strip().lower() not in ("y", "yes"):
-                    print(f"run {run_id} kept")
-                    continue
-            print(jobs.delete(store, run_id))
+            if args.yes or input(f"delete {jobs.deletion_summary(store, run_id)}? [y/N] ").strip().lower() in ("y", "yes"):
+                print(jobs.delete(store, run_id))
+            else:
+                print(f"run {run_id} kept")
 
 
 def _resume(args) -> None:
@@ -218,22 +214,17 @@ def _resume(args) -> None:
 def _quickstart(args) -> None:
     """The first thing to run: a weak base (if absent), then expert iteration on it."""
     from engine.algorithms.sft import SFTConfig, train_sft
-    from engine.workspace import checkpoints_dir, ensure_home
+    from engine.quickstart import QUICKSTART_EI, base_path
+    from engine.workspace import ensure_home
 
     ensure_home()
-    base = checkpoints_dir() / "base-tiny"
+    base = base_path()
     if not (base / "model.safetensors").is_file():
         print(f"building the weak base model in {base} (5 to 10 minutes on 2 CPU cores)", file=sys.stderr, flush=True)
         train_sft(SFTConfig(), base, progress=not args.quiet)
     args.algo, args.base, args.name = "ei", str(base), "quickstart"
     args.set = [*QUICKSTART_EI, *(args.set or [])]
     _train(args)
-
-
-# Expert iteration sized to show a clear gain in a few minutes on 2 CPU cores (bench/learning.py):
-# wide rounds (many problems, K=8), continuing from the last policy at a gentle learning rate.
-QUICKSTART_EI = ["rounds=3", "k=8", "problems_per_round=1024", "restart=false", "dedup=steps",
-                 "sft_epochs=3", "lr=3e-4"]
 
 
 # Task flags: the RunConfig fields of the same names (engine/tasks/__init__.py lists which task takes which).

@@ -269,6 +269,16 @@ def resume(store: Store, run_id: int, foreground: bool = False) -> None:
                      pid=os.getpid() if foreground else None)
 
 
+def deletion_summary(store: Store, run_id: int) -> str:
+    """What deleting a run removes, for the user to confirm: "run 3 (ei, finished): its 4
+    checkpoints, 12,288 samples and 310 logged values, and its directory /…/runs/00003"."""
+    run = _get(store, run_id)
+    footprint = store.run_footprint(run_id)
+    return (f"run {run_id} ({run['algo']}, {run['status']}): its {footprint['checkpoints']} checkpoints, "
+            f"{footprint['samples']:,} samples and {footprint['metrics']:,} logged values, and its directory "
+            f"{run_dir(run_id)}")
+
+
 def delete(store: Store, run_id: int) -> str:
     """Delete a run that has stopped: its rows in the store (metrics, checkpoints, samples) and its
     directory (checkpoints, log). The checkpoint it started from is left alone. Refused, naming the

@@ -14,7 +14,7 @@ import re
 from dataclasses import dataclass
 
 from engine import jobs
-from engine.cli import QUICKSTART_EI
+from engine.quickstart import QUICKSTART_EI
 from engine.config import CONFIGS, REWARDS, SAMPLERS, TASK_FIELDS, RunConfig, describe, make_config
 from engine.errors import ReasonlabError
 from engine.model.checkpoint import DTYPES

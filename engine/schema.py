@@ -1,5 +1,6 @@
 """The store's schema, as migrations (engine/store.py applies them): append a SQL script to
-MIGRATIONS and never edit a shipped one; `PRAGMA user_version` records how many have been applied."""
+MIGRATIONS and never edit a shipped one; `PRAGMA user_version` records how many have been applied.
+Below them, the values and columns the tables take (run statuses, sample fields)."""
 
 from __future__ import annotations
 
@@ -90,6 +91,20 @@ MIGRATIONS: list[str] = [
     END;
     """,
 ]
+
+
+# "deleting": a delete took the run and is removing its samples (a delete interrupted midway leaves
+# it so; deleting it again finishes the job). Nothing claims, resumes or cancels such a run.
+RUN_STATUSES = ("queued", "running", "finished", "failed", "cancelled", "interrupted", "deleting")
+SAMPLE_KINDS = ("rollout", "eval")
+# Columns update_run may set; id, algo and created_at are fixed at creation.
+RUN_UPDATABLE = {"name", "config", "status", "started_at", "finished_at", "heartbeat_at", "step",
+                 "total", "pid", "error", "traceback", "parent_checkpoint", "cancel_requested",
+                 "progress", "phase"}
+SAMPLE_REQUIRED = {"run_id", "step", "kind", "task", "split", "problem_id", "sample_idx", "text"}
+SAMPLE_OPTIONAL = {"checkpoint_id": None, "answer": None, "correct": None, "reward": None,
+                   "n_tokens": None, "logprob": None, "created_at": None}
+SAMPLE_COLUMNS = {"id", *SAMPLE_REQUIRED, *SAMPLE_OPTIONAL}
 
 
 def statements(script: str) -> Iterator[str]:

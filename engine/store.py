@@ -27,20 +27,12 @@ import pandas as pd
 
 from engine import workspace
 from engine.errors import ReasonlabError
-from engine.schema import MIGRATIONS, statements  # MIGRATIONS: tests swap this module's name for theirs
+# MIGRATIONS: tests swap this module's name for theirs. The table constants are used here and re-exported.
+from engine.schema import (MIGRATIONS, RUN_STATUSES, RUN_UPDATABLE, SAMPLE_COLUMNS, SAMPLE_KINDS,  # noqa: F401
+                           SAMPLE_OPTIONAL, SAMPLE_REQUIRED, statements)
+from engine.store_queries import DashboardQueries
 
-# "deleting": a delete took the run and is removing its samples (a delete interrupted midway leaves
-# it so; deleting it again finishes the job). Nothing claims, resumes or cancels such a run.
-RUN_STATUSES = ("queued", "running", "finished", "failed", "cancelled", "interrupted", "deleting")
 DELETE_CHUNK = 20_000  # samples per transaction when deleting: other writers wait for one chunk, not the run
-SAMPLE_KINDS = ("rollout", "eval")
-# Columns update_run may set; id, algo and created_at are fixed at creation.
-RUN_UPDATABLE = {"name", "config", "status", "started_at", "finished_at", "heartbeat_at", "step",
-                 "total", "pid", "error", "traceback", "parent_checkpoint", "cancel_requested",
-                 "progress", "phase"}
-SAMPLE_REQUIRED = {"run_id", "step", "kind", "task", "split", "problem_id", "sample_idx", "text"}
-SAMPLE_OPTIONAL = {"checkpoint_id": None, "answer": None, "correct": None, "reward": None,
-                   "n_tokens": None, "logprob": None, "created_at": None}
 
 # Training code hands over numpy scalars; sqlite3 binds only Python int/float.
 for _t in (np.int8, np.int16, np.int32, np.int64, np.uint8, np.uint16, np.uint32, np.uint64, np.bool_):
@@ -98,7 +90,7 @@ def _unjson(text: str | None):
     return json.loads(text) if isinstance(text, str) else None
 
 
-class Store:
+class Store(DashboardQueries):
     """A connection to the run store; use as a context manager or call close()."""
 
     def __init__(self, path: str | Path | None = None):
@@ -367,64 +359,6 @@ class Store:
             sql += " LIMIT :limit"
             given["limit"] = int(limit)
         return self._query(sql, given)
-
-    # -- dashboard queries: aggregated in SQL, so a page over a million samples reads kilobytes --
-
-    def sample_rows(self, columns: Iterable[str], run_id: int | None = None, checkpoint_id: int | None = None,
-                    kind: str | None = None, step: int | None = None,
-                    problem_ids: Iterable[str] | None = None) -> pd.DataFrame:
-        """Only the named sample columns (e.g. no text for curves), matching every given filter,
-        in insertion order."""
-        columns = list(columns)
-        if unknown := set(columns) - SAMPLE_COLUMNS:
-            raise ValueError(f"unknown sample column(s) {sorted(unknown)}")
-        filters = {"run_id": run_id, "checkpoint_id": checkpoint_id, "kind": kind, "step": step}
-        given = {column: value for column, value in filters.items() if value is not None}
-        where = [f"{column} = :{column}" for column in given]
-        if problem_ids is not None:
-            ids = list(problem_ids)
-            given.update({f"p{i}": p for i, p in enumerate(ids)})
-            where.append(f"problem_id IN ({', '.join(f':p{i}' for i in range(len(ids)))})" if ids else "0")
-        sql = f"SELECT {', '.join(columns)} FROM samples"
-        if where:
-            sql += " WHERE " + " AND ".join(where)
-        return self._query(sql + " ORDER BY id", given)
-
-    def problem_summary(self, run_id: int, kind: str, step: int) -> pd.DataFrame:
-        """One row per problem of a run's samples at one step: problem_id, split, samples (drawn,
-        greedy excluded), correct (how many of them), greedy_correct (0/1, None without a greedy
-        row), distinct_answers. Reads the covering index samples_run_kind_step only."""
-        return self._query(
-            "SELECT problem_id, MIN(split) AS split, SUM(sample_idx >= 0) AS samples,"
-            " SUM(CASE WHEN sample_idx >= 0 THEN COALESCE(correct, 0) ELSE 0 END) AS correct,"
-            " MAX(CASE WHEN sample_idx < 0 THEN correct END) AS greedy_correct,"
-            " COUNT(DISTINCT CASE WHEN sample_idx >= 0 THEN answer END) AS distinct_answers"
-            " FROM samples INDEXED BY samples_run_kind_step WHERE run_id = ? AND kind = ? AND step = ?"
-            " GROUP BY problem_id ORDER BY problem_id", [run_id, kind, step])
-
-    def sample_steps(self, run_id: int, kind: str) -> pd.DataFrame:
-        """The steps at which a run stored samples of a kind: step, checkpoint_id (eval), samples."""
-        return self._query("SELECT step, MAX(checkpoint_id) AS checkpoint_id, COUNT(*) AS samples FROM samples"
-                           " WHERE run_id = ? AND kind = ? GROUP BY step ORDER BY step", [run_id, kind])
-
-    def answer_counts(self, run_id: int, problem_id: str, kind: str = "eval") -> pd.DataFrame:
-        """How often each final answer was drawn (greedy rows excluded) for one problem at every
-        step of a run: step, answer (None: no answer), count, correct."""
-        return self._query(
-            "SELECT step, answer, COUNT(*) AS count, MAX(COALESCE(correct, 0)) AS correct FROM samples"
-            " WHERE run_id = ? AND problem_id = ? AND kind = ? AND sample_idx >= 0"
-            " GROUP BY step, answer ORDER BY step, count DESC", [run_id, problem_id, kind])
-
-    def metrics_version(self, run_id: int) -> tuple[int, int]:
-        """(rows, newest rowid) of a run's metrics: changes whenever the run logs, so a cached
-        view of its curves can be keyed on it."""
-        with self._lock:
-            row = self._conn.execute("SELECT COUNT(*), COALESCE(MAX(rowid), 0) FROM metrics WHERE run_id = ?",
-                                     (run_id,)).fetchone()
-        return int(row[0]), int(row[1])
-
-
-SAMPLE_COLUMNS = {"id", *SAMPLE_REQUIRED, *SAMPLE_OPTIONAL}
 
 
 def _next_id(table: str) -> str:

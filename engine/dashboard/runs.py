@@ -160,10 +160,8 @@ def delete_run(store: Store, run_id: int) -> str:
 
 def deletion_summary(store: Store, run: dict) -> str:
     """What deleting the run removes, said before the user confirms."""
-    footprint = store.run_footprint(run["id"])
-    return (f"Deletes run {run['id']} ({run['algo']}, {run['status']}): its {footprint['checkpoints']} checkpoints, "
-            f"{footprint['samples']:,} samples and {footprint['metrics']:,} logged values, and its directory "
-            f"{jobs.run_dir(run['id'])}. The checkpoint it started from is kept. This cannot be undone.")
+    return (f"Deletes {jobs.deletion_summary(store, run['id'])}. The checkpoint it started from is kept. "
+            "This cannot be undone.")
 
 
 def resume_run(store: Store, run_id: int) -> str:
