@@ -27,7 +27,7 @@ import pandas as pd
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from engine.evaluation import checkpoint_diversity, curve_table, solution_tree  # noqa: E402
 from engine.store import Store  # noqa: E402
-from engine.tasks.multistep import MultiStep, extract_answer, format_solution, parse_steps  # noqa: E402
+from engine.tasks.multistep import MultiStep, format_solution, integer_answers, parse_steps  # noqa: E402
 from engine.viz import fig_curves, fig_tree  # noqa: E402
 
 OPS = {"+": lambda a, b: a + b, "-": lambda a, b: a - b, "*": lambda a, b: a * b, "/": lambda a, b: a // b}
@@ -61,7 +61,7 @@ def fabricate(task: MultiStep, problems: list, k: int, seed: int = 0) -> list[di
                 text = with_slip(text, rng)
             if rng.random() < 0.03:
                 text = text.rsplit("\n", 1)[0]  # stopped before the final answer
-            answer = extract_answer(text)[0]
+            answer = integer_answers(text)[0]
             n_tokens = len(text.split())
             rows.append({"kind": "eval", "task": task.name, "split": "test", "problem_id": p.id,
                          "sample_idx": idx, "text": text, "answer": answer, "correct": int(answer == p.answer),

@@ -13,12 +13,13 @@ def base_checkpoint(path: str | None) -> Path:
     if path:
         return Path(path)
     from engine.algorithms.sft import SFTConfig, train_sft
+    from engine.quickstart import base_built
     from engine.workspace import checkpoints_dir, ensure_home
 
     out = checkpoints_dir() / "base-tiny"
-    if not (out / "model.safetensors").exists():
+    if not base_built(out):  # absent, or half-written: rebuilt atomically
         ensure_home()
-        train_sft(SFTConfig(), out)
+        train_sft(SFTConfig(), out, overwrite=True)
     return out
 
 

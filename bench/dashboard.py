@@ -30,8 +30,9 @@ import numpy as np
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+from engine.model.presets import untrained_checkpoint  # noqa: E402
 from engine.store import Store  # noqa: E402
-from engine.tasks.multistep import MultiStep, extract_answer  # noqa: E402
+from engine.tasks.multistep import MultiStep, integer_answers  # noqa: E402
 
 # (page, query parameters): each page as it opens, and Runs on the PPO run (losses, 80 logged steps)
 PAGES = [("pages/home.py", {}), ("pages/launch.py", {}), ("pages/runs.py", {}), ("pages/runs.py", {"run": "2"}),
@@ -50,7 +51,7 @@ class Pool:
         slips = list(dict.fromkeys(with_slip(rng.choice(orders), rng) for _ in range(6)))
         self.texts = orders + slips + [problem.reference.rsplit("\n", 1)[0]]
         self.n_orders, self.n_slips = len(orders), len(slips)
-        self.answers = [extract_answer(t)[0] for t in self.texts]
+        self.answers = [integer_answers(t)[0] for t in self.texts]
         self.correct = [int(a == problem.answer) for a in self.answers]
         # from always solved to never solved (a tenth of the problems are out of reach)
         self.difficulty = 1.0 if rng.random() < 0.1 else rng.uniform(0.05, 0.98)
@@ -98,8 +99,8 @@ def fabricate_store(home: str | Path, problems: int = 1000, k: int = 96, ei_roun
     test = [(p, Pool(task, p, rng)) for p in task.problems("test", problems)]
     train = [(p, Pool(task, p, rng)) for p in task.problems("train", rollout_problems * 2)]
     base = home / "checkpoints" / "base-tiny"
-    base.mkdir(parents=True, exist_ok=True)
-    (base / "config.json").write_text("{}")
+    if not base.is_dir():  # a whole (untrained) base, so launching from it validates
+        untrained_checkpoint(base)
     now = time.time()  # samples' created_at; each run's clock starts a second after it was queued
     counts = {"samples": 0, "runs": {}, "checkpoints": {}}
     with Store(home / "store.sqlite") as store:

@@ -28,26 +28,29 @@ def _sft(args) -> None:
             setattr(cfg, field, getattr(args, field))
     cfg.validate()
     if args.out:
-        out = Path(args.out)
+        out = Path(args.out).expanduser().resolve()  # printed and stored: the same from any directory
     else:
         out = checkpoints_dir() / f"base-{cfg.preset}"
         ensure_home()
     _check_writable(out)
-    summary = train_sft(cfg, out, progress=not args.quiet)
+    _check_replaceable(out, args.overwrite)
+    summary = train_sft(cfg, out, progress=not args.quiet, overwrite=args.overwrite)
     print(json.dumps({"checkpoint": str(out), **summary}))
 
 
 def _eval(args) -> None:
     from engine.evaluation.evaluate import EvalConfig, evaluate
-    from engine.model.checkpoint import check_dir, load_checkpoint, load_tokenizer, read_meta, torch_dtype
+    from engine.model.checkpoint import check_checkpoint, load_checkpoint, load_tokenizer, read_meta, torch_dtype
     from engine.model.prompts import resolve_format
 
+    _check_eval_flags(args)
+    args.checkpoint = args.checkpoint.expanduser().resolve()
     meta = read_meta(args.checkpoint)
     task, options = _eval_task(args, meta)
     cfg = EvalConfig(task=task, task_options=options, split=args.split, k=args.k, limit=args.limit,
                      temperature=args.temperature, top_p=args.top_p, max_new_tokens=args.max_new_tokens, seed=args.seed)
     cfg.validate()  # before the slow imports and the model load: reads the data files
-    check_dir(args.checkpoint)
+    check_checkpoint(args.checkpoint)  # a truncated or half-written one, before the slow imports
     if args.sampler == "vllm":  # vLLM loads the weights itself; only the tokenizer is needed here
         from engine.sampling.vllm_sampler import VLLMSampler, vllm_device
 
@@ -74,6 +77,21 @@ def _eval(args) -> None:
     else:
         for key, value in metrics.items():
             print(f"{key:>16}  {value:.4f}" if isinstance(value, float) else f"{key:>16}  {value}")
+
+
+def _check_eval_flags(args) -> None:
+    """The eval flags EvalConfig does not hold, refused before the checkpoint is read."""
+    from engine.limits import MAX_BATCH_TOKENS, RANGES, check_number, device_problem
+
+    check_number("eval", "--batch-size", int, args.batch_size, RANGES["sample_batch_size"])
+    check_number("eval", "--max-new-tokens", int, args.max_new_tokens, RANGES["max_new_tokens"])
+    if args.batch_size * args.max_new_tokens > MAX_BATCH_TOKENS:
+        raise ReasonlabError(f"eval: --batch-size x --max-new-tokens = {args.batch_size * args.max_new_tokens} "
+                             f"tokens decoded together, over the limit of {MAX_BATCH_TOKENS}")
+    if args.vllm_memory is not None:
+        check_number("eval", "--vllm-memory", float, args.vllm_memory, RANGES["vllm_memory"])
+    if (problem := device_problem(args.device)) is not None:
+        raise ReasonlabError(f"eval: --device {problem}, got {args.device!r}")
 
 
 def _train(args) -> None:
@@ -214,14 +232,14 @@ def _resume(args) -> None:
 def _quickstart(args) -> None:
     """The first thing to run: a weak base (if absent), then expert iteration on it."""
     from engine.algorithms.sft import SFTConfig, train_sft
-    from engine.quickstart import QUICKSTART_EI, base_path
+    from engine.quickstart import QUICKSTART_EI, base_built, base_path
     from engine.workspace import ensure_home
 
     ensure_home()
     base = base_path()
-    if not (base / "model.safetensors").is_file():
+    if not base_built(base):  # absent, or a build cut short: (re)built, replacing it atomically
         print(f"building the weak base model in {base} (5 to 10 minutes on 2 CPU cores)", file=sys.stderr, flush=True)
-        train_sft(SFTConfig(), base, progress=not args.quiet)
+        train_sft(SFTConfig(), base, progress=not args.quiet, overwrite=True)
     args.algo, args.base, args.name = "ei", str(base), "quickstart"
     args.set = [*QUICKSTART_EI, *(args.set or [])]
     _train(args)
@@ -284,6 +302,25 @@ def _eval_task(args, meta: dict) -> tuple[str, dict]:
     return task, options
 
 
+def _check_replaceable(out: Path, overwrite: bool) -> None:
+    """Before training: a non-empty directory is written only with --overwrite, and never one
+    that a run in the store starts from or reranks with."""
+    from engine import jobs, workspace
+    from engine.model.checkpoint import check_target, recover
+    from engine.store import Store
+
+    recover(out)
+    check_target(out, overwrite)
+    if not out.is_dir() or not any(out.iterdir()) or not workspace.store_path().is_file():
+        return
+    with Store() as store:
+        users = jobs.runs_using(store, out)
+    if users:
+        raise ReasonlabError(f"checkpoint {out} is used by run{'s' if len(users) > 1 else ''} "
+                             f"{', '.join(map(str, users))} (as a base or reward model); refusing to overwrite it, "
+                             "even with --overwrite: choose another --out")
+
+
 def _check_writable(out: Path) -> None:
     """Fail fast, before training, when the checkpoint directory cannot be written."""
     parent = out
@@ -300,6 +337,8 @@ def parser() -> argparse.ArgumentParser:
     s = sub.add_parser("sft", help="train a base model from scratch on a task's reference solutions")
     s.add_argument("--preset", default="tiny", help="model size: tiny (~1M params) or small (~10M)")
     s.add_argument("--out", help="checkpoint directory (default: $REASONLAB_HOME/checkpoints/base-PRESET)")
+    s.add_argument("--overwrite", action="store_true",
+                   help="replace the checkpoint already in --out (never one a stored run uses)")
     _task_flags(s, default_task=None)
     s.add_argument("--steps", type=int, help="optimizer steps (default 2000)")
     s.add_argument("--batch-size", type=int)

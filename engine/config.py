@@ -8,18 +8,22 @@ with an error that names the field.
 from __future__ import annotations
 
 import dataclasses
+import math
 import typing
 from dataclasses import dataclass
 from pathlib import Path
 
 from engine.errors import ReasonlabError
-from engine.model.checkpoint import DTYPES
+from engine.limits import RANGES, budget_problems, check_fields, device_problem
+from engine.model.checkpoint import DTYPES, read_meta
 from engine.model.prompts import PROMPT_FORMATS
+from engine.model.validity import check_checkpoint, check_orm
 from engine.sampling.vllm_sampler import vllm_device
 
 REWARDS = ("sparse", "dense", "orm")
 SAMPLERS = ("torch", "vllm")
-PATH_FIELDS = ("data", "eval_data")  # made absolute: a background worker runs in another directory
+# Made absolute (~ expanded) when a config is made: a background worker runs in another directory.
+PATH_FIELDS = ("base", "orm", "data", "eval_data")
 # Options of the task families (engine/tasks/__init__.py says which task takes which).
 TASK_FIELDS = ("data", "eval_data", "question_field", "answer_field", "skip_bad", "gym_name", "gym_options",
                "gym_size", "gym_seed")
@@ -53,7 +57,7 @@ class RunConfig:
     gym_size: int = 1000
     """gym task: problems per split by default (train draws at most train_problems)."""
     gym_seed: int = 0
-    """gym task: seed of the generated train split (test uses gym_seed + 1)."""
+    """gym task: seed of the generated stream (test: its first gym_size items; train: distinct ones after)."""
     seed: int = 0
     """Seed of problem order, sampling and training; the same seed replays the same run."""
     temperature: float = 1.0
@@ -73,7 +77,7 @@ class RunConfig:
     sample_batch_size: int = 512
     """Rows the torch sampler decodes together (vLLM schedules its own batches)."""
     device: str = "cpu"
-    """Torch device: cpu or cuda."""
+    """Torch device: cpu, cuda or cuda:N (CUDA only on a machine where torch finds a GPU)."""
     sampler: str = "torch"
     """Sampling backend of rollouts and evaluation: torch (built in; CPU or GPU) or vllm (needs
     `reasonlab[gpu]` and device=cuda, or vLLM's CPU build and device=cpu; the policy's weights are
@@ -99,13 +103,14 @@ class RunConfig:
     """Comma-separated module names to adapt (e.g. q_proj,v_proj); empty: every linear layer but the head."""
 
     def validate(self) -> None:
+        check_limits(self)  # first: cheap, and a huge gym_size or k must not reach the task or sampler
         _check(self, not self.base == "", "base", "is required (a checkpoint directory)")
         if self.base:
-            base = Path(self.base)
-            _check(self, (base / "config.json").is_file(), "base",
-                   f"must be a checkpoint directory; {base} has no config.json" if base.is_dir()
-                   else f"must be a checkpoint directory; {base} does not exist")
+            _check_path(self, "base", check_checkpoint)
+            _check_path(self, "base", read_meta)  # the run reads its prompt format there
         task = check_task(self)
+        if self.task == "gym":  # a generator's train pool must hold train_problems distinct questions
+            check_train_pool(self, task)
         _check(self, self.eval_split in task.splits, "eval_split", f"must be one of {', '.join(task.splits)}")
         _check(self, bool(task.problems("train", 1)), "data", f"gives no train problems (task {self.task})")
         _check(self, bool(task.problems(self.eval_split, 1)), "eval_data" if self.eval_data else "eval_split",
@@ -119,19 +124,11 @@ class RunConfig:
                    "build runs it with device=cpu)")
             _check(self, self.device.split(":")[0] == where, "sampler",
                    f"the installed vLLM runs on {where}: set device={where} (device is {self.device})")
-            _check(self, 0 < self.vllm_memory < 1, "vllm_memory", "must be in (0, 1)")
         _check(self, self.prompt_format in PROMPT_FORMATS, "prompt_format", f"must be one of {', '.join(PROMPT_FORMATS)}")
-        _check(self, self.lora_r >= 0, "lora_r", "must be >= 0")
         if self.lora_r > 0:
             from engine.model.lora import peft_available
 
             _check(self, peft_available(), "lora_r", "needs peft: pip install 'reasonlab[lora]'")
-            _check(self, self.lora_alpha > 0, "lora_alpha", "must be > 0")
-            _check(self, 0 <= self.lora_dropout < 1, "lora_dropout", "must be in [0, 1)")
-        _check(self, self.temperature >= 0, "temperature", "must be >= 0")
-        _check(self, 0 < self.top_p <= 1, "top_p", "must be in (0, 1]")
-        for name in ("max_new_tokens", "train_problems", "eval_limit", "eval_k", "sample_batch_size"):
-            _check(self, getattr(self, name) >= 1, name, "must be >= 1")
 
     @property
     def algo(self) -> str:
@@ -163,11 +160,7 @@ class EIConfig(RunConfig):
 
     def validate(self) -> None:
         super().validate()
-        for name in ("rounds", "k", "problems_per_round", "sft_max_steps", "batch_size"):
-            _check(self, getattr(self, name) >= 1, name, "must be >= 1")
         _check(self, self.dedup in ("exact", "steps"), "dedup", "must be exact or steps")
-        _check(self, self.sft_epochs > 0, "sft_epochs", "must be > 0")
-        _check(self, self.lr > 0, "lr", "must be > 0")
         _check(self, not (self.temperature == 0 and self.k > 1), "temperature",
                f"is 0 (greedy) with k={self.k}: all k samples would be the same; use temperature > 0 or k=1")
 
@@ -211,15 +204,9 @@ class PolicyGradientConfig(RunConfig):
 
     def validate(self) -> None:
         super().validate()
-        for name in ("steps", "prompts_per_step", "n", "epochs", "minibatch_size", "checkpoint_every", "orm_steps"):
-            _check(self, getattr(self, name) >= 1, name, "must be >= 1")
         _check(self, self.reward in REWARDS, "reward", f"must be one of {', '.join(REWARDS)}")
         if self.orm:
-            _check(self, (Path(self.orm) / "orm_head.safetensors").is_file(), "orm",
-                   f"must be an outcome reward model directory; {self.orm} has no orm_head.safetensors")
-        _check(self, self.lr > 0, "lr", "must be > 0")
-        _check(self, 0 < self.clip_eps < 1, "clip_eps", "must be in (0, 1)")
-        _check(self, self.kl_coef >= 0, "kl_coef", "must be >= 0")
+            _check_path(self, "orm", check_orm)
         _check(self, self.temperature > 0, "temperature", "must be > 0: policy-gradient methods sample")
 
 
@@ -252,11 +239,6 @@ class PPOConfig(PolicyGradientConfig):
 
     def validate(self) -> None:
         super().validate()
-        _check(self, 0 <= self.gamma <= 1, "gamma", "must be in [0, 1]")
-        _check(self, 0 <= self.lam <= 1, "lam", "must be in [0, 1]")
-        for name in ("vf_coef", "vf_clip", "kl_target", "reward_clip", "entropy_coef"):
-            _check(self, getattr(self, name) >= 0, name, "must be >= 0")
-        _check(self, self.kl_horizon >= 1, "kl_horizon", "must be >= 1")
         _check(self, not (self.kl_target > 0 and self.kl_coef == 0), "kl_coef",
                "must be > 0 when kl_target is set: the adaptive controller scales it")
 
@@ -299,9 +281,38 @@ def check_task(cfg):
         raise ReasonlabError(f"{cfg.algo} config field task: {e}") from None
 
 
+def _check_path(cfg, field: str, check) -> None:
+    """A checkpoint field whose directory `check` (engine/model/validity.py) refuses: what is wrong, and where."""
+    try:
+        check(getattr(cfg, field))
+    except ReasonlabError as e:
+        _check(cfg, False, field, f"must be a checkpoint directory: {e}")
+
+
+def check_train_pool(cfg, task) -> None:
+    """The train pool a run draws from is generated now (and cached in this process): a generator that
+    cannot fill it is refused before the run is queued, naming train_problems and gym_size."""
+    from engine.tasks import TaskOptionError
+
+    try:
+        task.problems("train", cfg.train_problems)
+    except TaskOptionError as e:
+        raise ReasonlabError(f"{cfg.algo} config field {e.option}: {e}") from None
+
+
 def _check(cfg, ok: bool, field: str, problem: str) -> None:
     if not ok:
         raise ReasonlabError(f"{cfg.algo} config field {field} {problem}, got {getattr(cfg, field)!r}")
+
+
+def check_limits(cfg) -> None:
+    """Every int and float field in its range (engine/limits.py: finite, within SQLite's integers),
+    the sizes that multiply within their memory budgets, and a device this machine has."""
+    check_fields(cfg.algo, cfg, RANGES)
+    for name, problem in budget_problems(cfg):
+        _check(cfg, False, name, problem)
+    problem = device_problem(cfg.device)
+    _check(cfg, problem is None, "device", problem or "")
 
 
 def _coerce(cls, name: str, text: str, algo: str):
@@ -313,9 +324,13 @@ def _coerce(cls, name: str, text: str, algo: str):
             if text.lower() in ("0", "false", "no", "off"):
                 return False
             raise ValueError
-        return hint(text) if hint in (int, float, str) else text
+        value = hint(text) if hint in (int, float, str) else text
     except ValueError:
-        raise ReasonlabError(f"{algo} config field {name} must be {hint.__name__}, got {text!r}") from None
+        kind = {int: "int (a whole number)", float: "float (a number)"}.get(hint, hint.__name__)
+        raise ReasonlabError(f"{algo} config field {name} must be {kind}, got {text!r}") from None
+    if hint is float and not math.isfinite(value):  # float() takes nan, inf and 1e999
+        raise ReasonlabError(f"{algo} config field {name} must be a finite number, got {text!r}")
+    return value
 
 
 def make_config(algo: str, base: str | Path | None = None, sets: list[str] | dict | None = None,
@@ -334,8 +349,8 @@ def make_config(algo: str, base: str | Path | None = None, sets: list[str] | dic
     if base is not None:
         values["base"] = str(base)
     for name in PATH_FIELDS:
-        if values.get(name):
-            values[name] = str(Path(values[name]).expanduser().resolve())
+        if isinstance(values.get(name), str | Path) and str(values[name]).strip():
+            values[name] = str(Path(str(values[name]).strip()).expanduser().resolve())
     cfg = cls(**values)
     if validate:
         cfg.validate()
@@ -369,4 +384,7 @@ def describe(algo: str) -> list[tuple[str, str, object]]:
         for node, after in zip(body, body[1:]):
             if isinstance(node, ast.AnnAssign) and isinstance(after, ast.Expr) and isinstance(after.value, ast.Constant):
                 docs[node.target.id] = " ".join(after.value.value.split())
+    for name, rng in RANGES.items():  # the help text states the range validation enforces
+        if name in docs:
+            docs[name] += f" Range: {rng}."
     return [(f.name, docs.get(f.name, ""), f.default) for f in dataclasses.fields(CONFIGS[algo])]

@@ -5,16 +5,20 @@ It trains in its own process, so it outlives the dashboard or terminal that star
 
 - `submit` validates the config (before any process starts) and queues the run.
 - A worker (`python -m engine.jobs`, started detached) claims queued runs oldest first, at most
-  MAX_RUNNING at a time (default 1: two trainings on 2 cores would each run far slower), and
+  $REASONLAB_MAX_RUNNING at a time (default 1: two trainings on 2 cores would each run far slower), and
   trains them one after another until the queue is empty. A foreground `reasonlab train` waits
   for its turn in the same queue and trains in its own process.
 - While it trains, a thread writes a heartbeat every HEARTBEAT_S. `reconcile` marks a running run
   whose process has died (SIGKILL, OOM, power loss) or whose heartbeat is stale as interrupted.
 - `delete` removes a stopped run, its store rows and its directory; never a running one, nor one
   whose checkpoints another run starts from. The run is "deleting" while its samples go.
-- `cancel` asks the loop to stop at its next step (it saves what it has); `resume` queues an
-  interrupted, cancelled or failed run again, and the loop continues from its last checkpoint
-  with the same config and seed, after the store forgets what was logged after that checkpoint.
+- `cancel` asks the loop to stop (it saves what it has). The heartbeat thread reads the flag every
+  CANCEL_POLL_S into the run's stop signal (which SIGTERM sets too), and sampling, fine-tuning and
+  evaluation check that signal per decode or optimizer step, so even a long phase stops within
+  seconds (not a vLLM generate call in progress; a multi-process launch stops together at its
+  next step). `resume` queues an interrupted, cancelled or failed run again, and the loop
+  continues from its last checkpoint with the same config and seed, after the store forgets what
+  was logged after that checkpoint.
 - Under a multi-process launch (`accelerate launch -m engine.cli train ...`), rank 0 queues and
   claims the run as above and tells the other processes which run it claimed; they train it with
   it (`run_replica`) and never touch the store. One that crashes leaves its traceback in the run's
@@ -41,8 +45,8 @@ from engine.config import RunConfig, config_from_dict
 from engine.errors import ReasonlabError
 from engine.store import Store
 
-MAX_RUNNING = int(os.environ.get("REASONLAB_MAX_RUNNING", "1"))
 HEARTBEAT_S = 5.0
+CANCEL_POLL_S = 1.0  # how often a running job reads its cancel flag (a long phase stops within about this)
 STALE_S = 60.0  # a heartbeat older than this means the process is gone (or hung)
 ALGORITHMS = {"ei": "expert_iteration", "ppo": "ppo", "rcrl": "rcrl", "grpo": "grpo"}
 RESUMABLE = ("interrupted", "cancelled", "failed")
@@ -60,6 +64,7 @@ def submit(store: Store, cfg: RunConfig, name: str | None = None, foreground: bo
     """Queue a run of a validated config. A foreground run is owned by this process (its pid is
     recorded) so a worker never takes it; a detached one waits for any worker."""
     cfg.validate()
+    workspace.max_running()  # a bad REASONLAB_MAX_RUNNING is refused before the run is queued
     run_id = store.create_run(cfg.algo, dataclasses.asdict(cfg), name=name, total=total_of(cfg),
                               parent_checkpoint=cfg.base)
     if foreground:
@@ -101,7 +106,7 @@ def reconcile(store: Store, spawn: bool = True) -> None:
     if spawn:
         runs = run_rows(store)
         waiting = [r for r in runs if r["status"] == "queued" and r["pid"] is None]
-        if waiting and sum(r["status"] == "running" for r in runs) < MAX_RUNNING:
+        if waiting and sum(r["status"] == "running" for r in runs) < workspace.max_running():
             spawn_worker()
 
 
@@ -123,7 +128,7 @@ def spawn_worker() -> int:
     log = open(logs / "worker.log", "ab")
     proc = subprocess.Popen([sys.executable, "-m", "engine.jobs"], stdin=subprocess.DEVNULL, stdout=log,
                             stderr=subprocess.STDOUT, start_new_session=True, close_fds=True,
-                            cwd=str(Path(__file__).resolve().parent.parent))
+                            cwd=str(Path(__file__).resolve().parent.parent), env=workspace.child_env())
     log.close()
     return proc.pid
 
@@ -132,7 +137,7 @@ def worker(store: Store) -> None:
     """Train queued runs, oldest first, until none is left that this worker may take."""
     while True:
         reconcile(store, spawn=False)
-        run = store.claim_run(None, os.getpid(), MAX_RUNNING)
+        run = store.claim_run(None, os.getpid(), workspace.max_running())
         if run is None:
             return
         execute(store, run)
@@ -144,7 +149,7 @@ def run_foreground(store: Store, run_id: int, on_progress=None, poll_s: float = 
     announce = announce or (lambda run: None)
     while True:
         reconcile(store, spawn=True)  # older detached runs need a worker, or we wait forever
-        run = store.claim_run(run_id, os.getpid(), MAX_RUNNING)
+        run = store.claim_run(run_id, os.getpid(), workspace.max_running())
         if run is not None:
             for old in process_errors(run_id):  # from an earlier launch of this run
                 old.unlink()
@@ -165,6 +170,7 @@ def execute(store: Store, run: dict, on_progress=None) -> str:
     run_id = run["id"]
     cfg = config_from_dict(run["algo"], run["config"])
     from engine.algorithms.common import RunContext
+    from engine.sampling.base import Cancelled
 
     ctx = RunContext(store, run_id, cfg, run_dir(run_id))
     ctx.on_progress = on_progress
@@ -176,9 +182,15 @@ def execute(store: Store, run: dict, on_progress=None) -> str:
     stop = threading.Event()
 
     def beat():
-        while not stop.wait(HEARTBEAT_S):
+        # also turns a `reasonlab cancel` into ctx.stop_signal, which the long phases (sampling,
+        # fine-tuning, evaluation) read between tokens and optimizer steps
+        last = time.time()
+        while not stop.wait(CANCEL_POLL_S):
             try:
-                store.heartbeat(run_id)
+                ctx.poll_cancel()
+                if time.time() - last >= HEARTBEAT_S:
+                    last = time.time()
+                    store.heartbeat(run_id)
             except Exception:  # a locked store for 30 s: the next beat will do
                 pass
 
@@ -194,6 +206,8 @@ def execute(store: Store, run: dict, on_progress=None) -> str:
         fields = {"status": "cancelled" if cancelled else "finished"}
         if not cancelled:
             fields.update(progress=1.0, phase="done")
+    except Cancelled:  # stopped inside a long phase: like a cancel between steps, what was saved stays
+        fields = {"status": "cancelled"}
     except ReasonlabError as e:
         fields = {"status": "failed", "error": str(e)}
     except KeyboardInterrupt:
@@ -265,8 +279,34 @@ def resume(store: Store, run_id: int, foreground: bool = False) -> None:
     if run["status"] not in RESUMABLE:
         raise ReasonlabError(f"run {run_id} is {run['status']}; only {', '.join(RESUMABLE)} runs can be resumed")
     config_from_dict(run["algo"], run["config"]).validate()  # e.g. its base was deleted since
+    missing = missing_checkpoints(store, run_id)
+    if missing:  # resuming would forget every result logged since the base and retrain from it
+        raise ReasonlabError(f"run {run_id} cannot be resumed: its checkpoint{'s' if len(missing) > 1 else ''} "
+                             f"{', '.join(missing)} {'are' if len(missing) > 1 else 'is'} missing or damaged; "
+                             "restore them, or start a new run")
     store.update_run(run_id, status="queued", cancel_requested=0, error=None, traceback=None, finished_at=None,
                      pid=os.getpid() if foreground else None)
+
+
+def missing_checkpoints(store: Store, run_id: int) -> list[str]:
+    """The checkpoints a run saved (step 0, its base, aside: validate checks it) that are gone or
+    no longer whole. A run that saved none yet has none missing: it resumes from its base."""
+    from engine.model.validity import check_checkpoint
+
+    missing = []
+    for _, row in store.checkpoints(run_id).iterrows():
+        if row["step"] > 0:
+            try:
+                check_checkpoint(row["path"])
+            except ReasonlabError:
+                missing.append(f"{row['path']} (step {int(row['step'])})")
+    return missing
+
+
+def runs_using(store: Store, path: str | Path) -> list[int]:
+    """Runs whose config names `path` or a path inside it (as a base, a reward model, data)."""
+    folder = Path(path).expanduser()
+    return [r["id"] for r in run_rows(store) if _mentions(r["config"], folder)]
 
 
 def deletion_summary(store: Store, run_id: int) -> str:

@@ -46,19 +46,56 @@ def base_path() -> Path:
     return workspace.checkpoints_dir() / BASE_NAME
 
 
+def base_built(base: Path) -> bool:
+    """Whether the quickstart's base is a whole checkpoint. One that is not (a build cut short by
+    an older reasonlab, a damaged file) is rebuilt and replaces it atomically: the workspace's
+    checkpoints directory is reasonlab's own; a directory there that holds no model is refused."""
+    from engine.model.checkpoint import check_checkpoint, recover
+
+    recover(base)
+    try:
+        check_checkpoint(base)
+    except ReasonlabError:
+        return False
+    return True
+
+
 def status() -> dict | None:
     """The quickstart's state, or None if none was started in this workspace. A quickstart
     whose process died while working is reported failed."""
+    path = status_path()
     try:
-        state = json.loads(status_path().read_text())
-    except (OSError, ValueError):
+        state = json.loads(path.read_text())
+    except FileNotFoundError:
         return None
+    except (OSError, ValueError) as e:  # reported, not hidden: Home would offer a fresh start over it
+        state = {"phase": "failed", "error": f"cannot read the quickstart's status file {path} "
+                                             f"({getattr(e, 'strerror', None) or e}); delete it to start again"}
+    state = _well_formed(state, path)
     if state.get("phase") in WORKING and not jobs.pid_alive(state.get("pid")):
         state.update(phase="failed", error="the quickstart process exited unexpectedly; "
                                            f"see {workspace.home() / 'logs' / 'quickstart.log'}")
     done, total, since = state.get("step") or 0, state.get("steps") or 0, state.get("building_since")
     state["eta_s"] = ((time.time() - since) / done * (total - done)
                       if state.get("phase") == "building" and since and 0 < done <= total else None)
+    return state
+
+
+def _well_formed(state, path: Path) -> dict:
+    """The state with every field Home reads of the type it expects (a damaged file's odd ones dropped)."""
+    if not isinstance(state, dict) or not isinstance(state.get("phase"), str):
+        return {"phase": "failed", "error": f"the quickstart's status file {path} is not one it wrote; "
+                                            "delete it to start again"}
+
+    def of_type(key, types):
+        value = state.get(key)
+        return value if isinstance(value, types) and not isinstance(value, bool) else None
+
+    state.update({key: of_type(key, (int, float)) for key in ("step", "steps", "building_since")})
+    state.update({key: of_type(key, int) for key in ("pid", "run_id")})
+    state["loss"] = [p for p in of_type("loss", list) or [] if isinstance(p, list) and len(p) == 2]
+    keys = {"step", "question", "completion", "correct"}
+    state["probes"] = [p for p in of_type("probes", list) or [] if isinstance(p, dict) and keys <= p.keys()]
     return state
 
 
@@ -89,7 +126,7 @@ def start(sft_steps: int | None = None, sets: list[str] | None = None) -> dict:
     with open(logs / "quickstart.log", "ab") as log:
         proc = subprocess.Popen(args, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
                                 start_new_session=True, close_fds=True,
-                                cwd=str(Path(__file__).resolve().parent.parent))
+                                cwd=str(Path(__file__).resolve().parent.parent), env=workspace.child_env())
     # The child's first write comes after it has imported torch (seconds later).
     _write(phase="starting", pid=proc.pid, started_at=time.time(), step=0, steps=sft_steps, run_id=None, error=None)
     return status()
@@ -107,7 +144,7 @@ def main(argv: list[str] | None = None) -> int:
     state = {"pid": os.getpid(), "started_at": time.time(), "step": 0, "steps": None, "run_id": None, "error": None}
     try:
         base = base_path()
-        if not (base / "model.safetensors").is_file():
+        if not base_built(base):
             cfg = SFTConfig()
             if args.sft_steps:
                 cfg.steps = args.sft_steps
@@ -127,7 +164,8 @@ def main(argv: list[str] | None = None) -> int:
                     state["step"] = done
                     _write(phase="building", **state)
 
-            train_sft(cfg, base, progress=False, on_step=on_step, watch_every=max(1, cfg.steps // PROBES))
+            train_sft(cfg, base, progress=False, on_step=on_step, watch_every=max(1, cfg.steps // PROBES),
+                      overwrite=True)
         _write(phase="launching", **state)
         cfg = make_config("ei", base=base, sets=[*QUICKSTART_EI, *args.set])
         with Store() as store:

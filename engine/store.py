@@ -15,6 +15,7 @@ Schema changes are migrations (engine/schema.py): append a SQL script to MIGRATI
 from __future__ import annotations
 
 import json
+import os
 import sqlite3
 import threading
 import time
@@ -32,6 +33,8 @@ from engine.schema import (MIGRATIONS, RUN_STATUSES, RUN_UPDATABLE, SAMPLE_COLUM
                            SAMPLE_OPTIONAL, SAMPLE_REQUIRED, statements)
 from engine.store_queries import DashboardQueries
 
+# How to get past a store that cannot be opened, appended to the error.
+AT_FAULT = "; move the file aside (reasonlab then starts a new store) or set REASONLAB_HOME to another directory"
 DELETE_CHUNK = 20_000  # samples per transaction when deleting: other writers wait for one chunk, not the run
 
 # Training code hands over numpy scalars; sqlite3 binds only Python int/float.
@@ -100,6 +103,7 @@ class Store(DashboardQueries):
         self.path = Path(path)
         self._lock = threading.Lock()
         self._conn = None
+        self._check_file()
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             # isolation_level=None: we issue BEGIN/COMMIT ourselves (see _write).
@@ -111,14 +115,39 @@ class Store(DashboardQueries):
                 raise sqlite3.OperationalError(f"could not switch to WAL mode (got {mode})")
             self._conn.execute("PRAGMA synchronous = NORMAL")  # safe with WAL; a crash loses at most the last commits
             self._conn.execute("PRAGMA foreign_keys = ON")
-            migrate(self._conn)
+            self._check_tables(migrate(self._conn))
         except (OSError, sqlite3.Error) as e:
             self.close()
             reason = e.strerror if isinstance(e, OSError) and e.strerror else str(e)
-            raise ReasonlabError(f"cannot open store {self.path}: {reason}") from None
+            raise ReasonlabError(f"cannot open store {self.path}: {reason}{AT_FAULT}") from None
         except BaseException:
             self.close()
             raise
+
+    def _check_file(self) -> None:
+        """A store path that is a directory or read-only, named before SQLite's vaguer errors."""
+        if self.path.is_dir():
+            raise ReasonlabError(f"cannot open store {self.path}: it is a directory, not a file{AT_FAULT}")
+        # the directory too: WAL mode keeps two files next to the store
+        for where in (self.path, self.path.parent):
+            if where.exists() and not os.access(where, os.R_OK | os.W_OK):
+                raise ReasonlabError(f"cannot open store {self.path}: {where} is read-only (reasonlab writes to its "
+                                     "store, the dashboard too); make it writable or set REASONLAB_HOME to another "
+                                     "directory")
+
+    def _check_tables(self, version: int) -> None:
+        """Every table that schema `version` has: a file marked with a version but lacking them (emptied,
+        or another program's) would fail later, on the first query, with "no such table"."""
+        mem = sqlite3.connect(":memory:", isolation_level=None)
+        try:
+            migrate(mem, version)
+            expected = {row[0] for row in mem.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+        finally:
+            mem.close()
+        found = {row[0] for row in self._conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+        if missing := sorted(expected - found):
+            raise ReasonlabError(f"store {self.path} says schema version {version} but has no table "
+                                 f"{', '.join(missing)}: it is not a reasonlab store, or was damaged{AT_FAULT}")
 
     def close(self) -> None:
         # The connection is kept, closed, so later use fails with sqlite3's "closed database".

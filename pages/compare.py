@@ -109,4 +109,4 @@ try:
         st.caption("Line diff (- only in A, + only in B)")
         st.code(pair["diff"], language="diff")
 except ReasonlabError as e:
-    st.error(str(e))
+    st.error(dashboard.literal(e))

@@ -63,8 +63,12 @@ try:
     p1, p2 = st.columns(2)
     step = p1.selectbox("Checkpoint step", mine["step"].tolist(), index=len(mine) - 1)
     per_problem = load_per_problem(HOME, run_id, step, subset, stamp)
+    if per_problem.empty:  # evaluated, but its samples are gone (a delete cut short)
+        st.info(f"Run {run_id}'s checkpoint at step {step} has no evaluation samples to measure.")
+        st.stop()
     measures = [m for m in per_problem.columns if m not in ("problem_id", "samples", "solve_rate")]
-    measure = p2.selectbox("Measure", measures, index=measures.index("distinct_steps"), help=HELP)
+    measure = p2.selectbox("Measure", measures, index=measures.index("distinct_steps") if "distinct_steps" in measures else 0,
+                           help=HELP)
     st.plotly_chart(viz.fig_diversity_histogram(per_problem, measure, title=f"{measure} across problems at step {step}"),
                     key="histogram")
     st.dataframe(per_problem, hide_index=True)
@@ -75,4 +79,4 @@ try:
     counts = load_answers(HOME, run_id, problem_id, stamp)
     st.plotly_chart(viz.fig_answers(counts, title=f"{problem_id}: final answers by checkpoint"), key="answers")
 except ReasonlabError as e:
-    st.error(str(e))
+    st.error(dashboard.literal(e))

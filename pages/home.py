@@ -71,7 +71,7 @@ def live_runs_table():
 st.title("reasonlab")
 st.write("Fine-tune a small language model on math word problems with reinforcement learning, watch it "
          "learn, and look inside what it writes: solution trees, pass@k, diversity, checkpoint against checkpoint.")
-st.caption(f"Workspace: {HOME}")
+st.caption(f"Workspace: {dashboard.literal(HOME)}")
 
 try:
     runs = load_runs(HOME)
@@ -85,7 +85,7 @@ try:
                  "once per workspace), then runs three rounds of Expert Iteration on it: sample solutions, keep "
                  "the correct ones, fine-tune, evaluate (3 to 4 minutes). It keeps running if you close this tab.")
         if state and state["phase"] == "failed":
-            st.error(f"The last quickstart failed: {state['error']}")
+            st.error(f"The last quickstart failed: {dashboard.literal(state['error'])}")
         if dashboard.base_checkpoints():
             st.caption("The base models below are already here; the quickstart reuses base-tiny if it is one of them.")
         if st.button("Start the quickstart", type="primary", icon=":material/play_arrow:"):
@@ -128,4 +128,4 @@ try:
     else:
         st.info("No base model yet: the quickstart builds one, or run `reasonlab sft --preset tiny` in a terminal.")
 except ReasonlabError as e:
-    st.error(str(e))
+    st.error(dashboard.literal(e))

@@ -89,10 +89,10 @@ try:
     slots.update(own_slots, base=base_error, task=base_error, eval_split=base_error)
 
     checked = launch.check(algo, base, {**values, "task": task, "eval_split": split})
-    if checked.cfg is None:
-        slots.get(checked.field, base_error).error(checked.message, icon=":material/error:")
+    if checked.cfg is None and (base or checked.field != "base"):  # no base yet: the info above says what to do
+        slots.get(checked.field, base_error).error(dashboard.literal(checked.message), icon=":material/error:")
         if checked.field in folded:  # its slot may be folded away
-            st.error(f"{checked.message} (under {folded[checked.field]})", icon=":material/error:")
+            st.error(f"{dashboard.literal(checked.message)} (under {folded[checked.field]})", icon=":material/error:")
     name = st.text_input("Run name (optional)", placeholder="e.g. ei-k32")
     if st.button("Launch", type="primary", icon=":material/rocket_launch:", disabled=checked.cfg is None):
         st.session_state["launched"] = launch.launch(dashboard.store_at(HOME), checked.cfg, name)
@@ -103,4 +103,4 @@ try:
         st.page_link("pages/runs.py", label=f"Watch run {run_id}", icon=":material/monitoring:",
                      query_params={"run": run_id})
 except ReasonlabError as e:
-    st.error(str(e))
+    st.error(dashboard.literal(e))

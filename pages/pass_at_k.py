@@ -92,4 +92,4 @@ try:
         st.caption("The paper's comparison: for the same number of sampled solutions, expert iteration "
                    "does as well as PPO.")
 except ReasonlabError as e:
-    st.error(str(e))
+    st.error(dashboard.literal(e))

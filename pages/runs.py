@@ -46,13 +46,13 @@ def controls(run):
         st.rerun()  # the whole page: the live view starts refreshing again
     if run["status"] not in dashboard.ACTIVE:
         with st.popover("Delete", icon=":material/delete:"):
-            st.write(dashboard.deletion_summary(store, run))
+            st.text(dashboard.deletion_summary(store, run))
             if st.button(f"Delete run {run['id']}", type="primary", icon=":material/delete_forever:", key="delete"):
                 try:
                     with st.spinner("Deleting…"):
                         st.session_state["deleted"] = dashboard.delete_run(store, run["id"])
                 except ReasonlabError as e:
-                    st.error(str(e))
+                    st.error(dashboard.literal(e))
                     return
                 st.cache_data.clear()  # every page's cached views of the run
                 st.query_params.pop("run", None)
@@ -79,9 +79,9 @@ def live_view(run_id, live):
               delta=None if gain is None else f"{gain:+.3f} since step 0",
               delta_color="normal" if gain else "off", delta_arrow="auto" if gain else "off")  # no rise at 0
     if run["status"] == "failed":
-        st.error(f"This run failed: {run['error']}", icon=":material/error:")
+        st.error(f"This run failed: {dashboard.literal(run['error'])}", icon=":material/error:")
     elif run["status"] in ("interrupted", "cancelled") and run["error"]:
-        st.warning(run["error"])
+        st.warning(dashboard.literal(run["error"]))
     with st.container(horizontal=True):
         if run["status"] == "failed" and run["traceback"]:  # kept off the page; a bug report wants it whole
             st.download_button("Download the traceback", run["traceback"], file_name=f"run-{run['id']}-traceback.txt",
@@ -104,7 +104,7 @@ def live_view(run_id, live):
 
 st.title("Runs")
 if deleted := st.session_state.pop("deleted", None):
-    st.success(deleted, icon=":material/delete:")
+    st.success(dashboard.literal(deleted), icon=":material/delete:")
 try:
     runs = load_runs(HOME)
     if runs.empty:
@@ -125,4 +125,4 @@ try:
     live = runs.set_index("id").at[run_id, "status"] in dashboard.ACTIVE
     st.fragment(run_every=LIVE_EVERY_S if live else None)(live_view)(run_id, live)
 except ReasonlabError as e:
-    st.error(str(e))
+    st.error(dashboard.literal(e))

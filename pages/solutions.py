@@ -83,6 +83,9 @@ try:
     step = c3.selectbox("Checkpoint step" if kind == "eval" else "Training step", steps, index=len(steps) - 1)
     version = dashboard.view_version(store, run_id, kind, step)
     problems = load_problems(HOME, run_id, kind, step, version)
+    if problems.empty:  # evaluated, but its samples are gone (a delete cut short)
+        st.info(f"Run {run_id} has no {KINDS[kind]} left at step {step}.")
+        st.stop()
 
     f1, f2 = st.columns(2)
     status = f1.radio("Problems", dashboard.PROBLEM_FILTERS, horizontal=True,
@@ -104,7 +107,7 @@ try:
     q1, q2, q3 = st.columns([4, 1, 1])
     q1.text(info.get("question", problem_id))
     q2.metric("solve rate", f"{rates[problem_id]:.0%}")
-    q3.metric("answer", info.get("answer", "?"))
+    q3.metric("answer", dashboard.literal(info.get("answer", "?")))
     if info:
         with st.expander("Reference solution"):
             st.code(info["reference"], language=None)
@@ -147,4 +150,4 @@ try:
             st.caption(f"step {h['step']}: {'greedy' if h['greedy_correct'] is not None else 'most frequent'} solution{verdict}")
             st.code(h["greedy"], language=None)
 except ReasonlabError as e:
-    st.error(str(e))
+    st.error(dashboard.literal(e))

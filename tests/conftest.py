@@ -25,6 +25,14 @@ def tiny_checkpoint(tmp_path_factory):
 
 
 @pytest.fixture(scope="session")
+def untrained_checkpoint(tmp_path_factory):
+    """A whole checkpoint at once (config validation loads it): an untrained tiny model."""
+    from engine.model.presets import untrained_checkpoint
+
+    return untrained_checkpoint(tmp_path_factory.mktemp("ckpt") / "untrained")
+
+
+@pytest.fixture(scope="session")
 def tiny_model(tiny_checkpoint):
     from engine.model.checkpoint import load_checkpoint
 

@@ -88,3 +88,19 @@ def train_chat_model(out: Path, data: Path, heads: int = 4, steps: int = 150) ->
              lr=3e-3, seed=0)
     model.save_pretrained(out)
     return out
+
+
+def one_run_store(path: Path, config: dict, texts: list[str], problem_id: str = "test-0"):
+    """A store (at `path`) with one finished EI run of `config` whose step-0 checkpoint is evaluated
+    on one problem with `texts` as its samples. Returns (store, run_id)."""
+    from engine.store import Store
+
+    store = Store(path)
+    run_id = store.create_run("ei", {"base": "b", "rounds": 1, **config}, total=1, status="finished")
+    checkpoint_id = store.add_checkpoint(run_id, 0, str(Path(path).parent / "step-0"))
+    store.add_samples([{"run_id": run_id, "checkpoint_id": checkpoint_id, "step": 0, "kind": "eval",
+                        "task": config.get("task", "multistep"), "split": "test", "problem_id": problem_id,
+                        "sample_idx": i, "text": text, "answer": text.rsplit("#### ", 1)[-1], "correct": 1}
+                       for i, text in enumerate(texts)])
+    store.update_checkpoint_metrics(checkpoint_id, {"maj@1": 1.0, "pass@1": 1.0})
+    return store, run_id

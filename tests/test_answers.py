@@ -160,3 +160,54 @@ def test_step_signature_ignores_wording_and_spacing():
 
 def test_numbers_in_reads_up_to_the_stop():
     assert answers.numbers_in("I had $1,000 and 2.50 <<1+1=2>>\nQuestion: 77") == {"1000", "2.5"}
+
+
+# -- numbers of any length, texts of any length ------------------------------------------------------
+
+LONG = "1" * 29 + ".1234567"  # 29 digits and 7 decimals: quantizing it raised InvalidOperation
+
+
+@pytest.mark.parametrize("text, expected", [
+    (LONG, "1" * 29 + ".123457"),
+    ("9" * 5000, "9" * 5000),  # was rounded to 28 digits: "1" and 5000 zeros
+    ("9" * 5000 + ".5", "9" * 5000 + ".5"),
+    ("0." + "0" * 40 + "1", "0"),
+])
+def test_numbers_longer_than_28_digits_normalise_exactly(text, expected):
+    assert answers.normalise_number(text) == expected
+
+
+def test_answers_that_differ_past_the_28th_digit_are_not_equal():
+    assert not answers.equivalent("1" * 29, "1" * 28 + "2")
+    assert answers.equivalent("1" * 29, "1" * 29 + ".0")
+    assert answers.extract_answer(f"so\n#### {LONG}") == ("1" * 29 + ".123457",) * 2
+
+
+def test_steps_with_long_numbers_are_checked_exactly():
+    big = "1" * 29
+    assert answers.equation_is_valid((big, "+", "1", "1" * 28 + "2"))
+    assert not answers.equation_is_valid((big, "+", "1", big))  # equal when rounded to 28 digits
+    assert answers.equation_is_valid(("9" * 900, "*", "9" * 900, str(int("9" * 900) ** 2)))
+    assert answers.equations(f"{big} + 1 = {'1' * 28}2") == [(big, "+", "1", "1" * 28 + "2")]
+
+
+@pytest.mark.parametrize("expression", ["1e999 + 1", "1e999 - 1e999", "9" * 5000 + " + 1", "(" * 5000 + "1" + ")" * 5000,
+                                        "1 + " * 50000 + "1"])
+def test_expressions_python_cannot_evaluate_give_no_steps(expression):
+    assert answers.expression_steps(expression) == []  # `1e999 + 1` raised TypeError (an inf has no exponent)
+
+
+@pytest.mark.timeout(120)  # a guard, not a measurement: quadratic extraction took hours on these
+@pytest.mark.parametrize("text", [
+    "1" * 200_000,  # one number: every digit was a failed equation start, rescanning the rest
+    "1," * 100_000,
+    "1 + " * 50_000,
+    "1.5" * 70_000,
+    "= 1" * 70_000,
+    "<<" * 100_000,
+])
+def test_extraction_reads_a_long_text_once(text):
+    answers.equations(text)
+    answers.extract_answer(text)
+    answers.numbers_in(text)
+    answers.step_signature(text)

@@ -1,16 +1,22 @@
 """What the pages call: the store's aggregated queries, engine.dashboard's views, engine.launch's form
 and validation, and engine.quickstart (a real one, tiny, in the background)."""
 
+import html
 import json
 import os
+import re
 import time
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from markdown_it import MarkdownIt  # CommonMark, as Streamlit's markdown parses it
 
 from bench.dashboard import fabricate_store
 from engine import dashboard, launch, quickstart
 from engine.tasks import get_task
 from engine.config import CONFIGS, describe
+from engine.model.presets import untrained_checkpoint
 from engine.store import Store
 from tests.test_training import BUDGETS, SMALL, wait_for
 
@@ -206,9 +212,7 @@ def test_launch_fields_cover_the_config(algo):
 
 
 def test_launch_check_names_the_field(workspace):
-    base = workspace / "base"
-    base.mkdir(parents=True)
-    (base / "config.json").write_text("{}")
+    base = untrained_checkpoint(workspace / "base")
     assert launch.check("ei", str(base), {"k": 4, "lr": "3e-4"}).cfg.lr == 3e-4
     bad = launch.check("grpo", str(base), {"n": 1})
     assert bad.cfg is None and bad.field == "n" and "must be >= 2" in bad.message
@@ -221,9 +225,7 @@ def test_launch_queues_a_detached_run(workspace, monkeypatch):
 
     spawned = []
     monkeypatch.setattr(jobs, "spawn_worker", lambda: spawned.append(True))
-    base = workspace / "base"
-    base.mkdir(parents=True)
-    (base / "config.json").write_text("{}")
+    base = untrained_checkpoint(workspace / "base")
     with Store() as s:
         run_id = launch.launch(s, launch.check("ppo", str(base), {"steps": 3}).cfg, name="")
         run = s.get_run(run_id)
@@ -274,3 +276,26 @@ def test_quickstart_builds_a_base_then_an_ei_run_finishes(workspace):
     assert {p["question"] for p in state["probes"]} == {get_task("multistep").problems("test", 1)[0].question}
     # a second start reuses the base: it goes straight to launching
     assert os.path.getmtime(workspace / "checkpoints" / "base-tiny" / "model.safetensors") < time.time()
+
+
+# -- stored text in markdown ----------------------------------------------------------------------
+
+
+def rendered(markdown: str) -> str:
+    """What CommonMark shows for dashboard.literal's markdown: it must be one code span or block."""
+    out = MarkdownIt("commonmark").render(markdown)
+    m = re.fullmatch(r"<p><code>(.*)</code></p>\n|<pre><code>(.*)</code></pre>\n", out, re.S)
+    assert m, out
+    return html.unescape(m[1] if m[1] is not None else m[2].removesuffix("\n"))
+
+
+TRICKY = ["<b>x</b>", "[a](https://evil.example)", "$x^2$", ":red[r] :smile:", "`", "``a`", "a ` b", " lead",
+          "trail ", "```\nfenced\n```", "line\r\nbreaks\rall\n", "**b** _i_ ~~s~~", "# h\n- item\n1. one", "\\*"]
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.one_of(st.sampled_from(TRICKY), st.text(st.characters(blacklist_categories=("Cs",), blacklist_characters="\x00"),
+                                                  max_size=40)))
+def test_literal_markdown_shows_exactly_the_text(text):
+    shown = rendered(dashboard.literal(text))
+    assert shown == (text.replace("\r\n", "\n").replace("\r", "\n") if text.strip() else "(empty)")

@@ -108,7 +108,9 @@ def app(tmp_path_factory, tiny_checkpoint):
 
 
 @pytest.fixture(scope="module")
-def browser(app):
+def browser():
+    _require("Debian's chromium", Path(CHROMIUM).is_file(), "apt-get install chromium (`make test` does it as root)")
+    _require("playwright", sync_playwright is not None, "pip install -e '.[dev]'")
     expect.set_options(timeout=MINUTE)
     with sync_playwright() as p:
         chromium = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
@@ -217,3 +219,99 @@ def test_a_link_opened_first_after_the_server_starts_gets_the_dashboards_navigat
                 expect(page.get_by_role("combobox", name="Run")).to_have_value(re.compile(r"^run 1 · ei"))
             no_error_shown(page)
         page.screenshot(path=str(ARTIFACTS / "first-link.png"), full_page=True)
+
+
+# -- stored text is shown as text ---------------------------------------------------------------------
+
+# Elements the hostile text would create if any page rendered it as HTML or markdown: a working
+# link (also inside plotly's SVG, as xlink:href), bold, an image, a script, KaTeX, an emoji, or an
+# element holding exactly one marked-up word of it.
+INJECTED = """() => {
+    const found = [];
+    for (const a of document.querySelectorAll('a')) {
+        const href = a.getAttribute('href') || a.getAttribute('xlink:href') || '';
+        if (href.includes('evil') || href.trim().startsWith('javascript:')) found.push('a ' + href);
+    }
+    for (const img of document.querySelectorAll('img[src="x"]')) found.push('img');
+    for (const s of document.querySelectorAll('script')) if (s.textContent.includes('alert(')) found.push('script');
+    if (document.querySelector('.katex')) found.push('katex');
+    const words = new Set(['bold', 'link', 'md', 'strong', 'em', 'red', 's', 'tick']);
+    for (const el of document.querySelectorAll('body *')) {
+        if (el.children.length === 0 && words.has(el.textContent.trim()) && !el.closest('pre, code'))
+            found.push(el.tagName + ' ' + el.textContent);
+    }
+    if (document.body.innerText.includes(String.fromCodePoint(0x1F604))) found.push('emoji');
+    return found;
+}"""
+
+
+@pytest.fixture(scope="module")
+def hostile_app(tmp_path_factory, browser):
+    """A dashboard over a store whose samples, answers, questions, run names and errors are hostile."""
+    from tests.test_page_states import hostile
+
+    home = tmp_path_factory.mktemp("hostile") / "home"
+    hostile(home)
+    with serve(home, "streamlit-hostile.log") as url:
+        yield url, home
+
+
+def shown_text(page) -> str:
+    """The page's text, plotly's SVG included (innerText leaves SVG out)."""
+    return page.evaluate("""() => document.body.innerText + '\\n' +
+        [...document.querySelectorAll('.js-plotly-plot')].map(p => p.textContent).join('\\n')""")
+
+
+def test_hostile_text_shows_literally_and_creates_no_element(hostile_app, page):
+    from tests.test_page_states import HOSTILE
+
+    url, home = hostile_app
+    with Store(home / "store.sqlite") as s:
+        runs = s.runs().set_index("id")["status"]
+    failed = int(runs[runs == "failed"].index[0])
+    # (path, title, a piece of the hostile text the page must show as it is)
+    visits = [("", "reasonlab", None), ("launch", "Launch a run", None),
+              (f"runs?run={failed}", "Runs", "<b>bold</b> <img src=x onerror=alert(1)>"),
+              ("solutions", "Solutions", "<b>bold</b>"), ("pass_at_k", "pass@k", None),
+              ("diversity", "Diversity", "<a href='https://evil.example'>link</a>"),
+              ("compare", "Compare two checkpoints", None)]
+    for path, title, literal in visits:
+        open_page(page, url, path, title)
+        if path in ("solutions", "pass_at_k", "diversity", "compare"):
+            expect(page.locator(".js-plotly-plot").first).to_be_visible(timeout=2 * MINUTE)
+        no_error_shown(page)
+        assert page.evaluate(INJECTED) == [], path
+        if literal:
+            assert literal in shown_text(page), path
+        page.screenshot(path=str(ARTIFACTS / f"hostile-{path.split('?')[0] or 'home'}.png"), full_page=True)
+    open_page(page, url, f"runs?run={failed}", "Runs")
+    text = shown_text(page)
+    assert all(piece in text for piece in ("$x^2$", ":smile:", ":red[red]", "[md](https://evil.example)", "**strong**"))
+    assert HOSTILE in text.replace("\n", " ")
+
+
+def test_plotly_draws_escaped_data_literally_in_labels_and_hover_boxes(page, tmp_path):
+    """The figures alone, in plotly.js: names, ticks and hover boxes show the text as written (hover
+    names come in as data, %{fullData.name}, never spliced into the template)."""
+    import pandas as pd
+
+    from engine import viz
+
+    text = "<b>bold</b> <a href='https://evil.example'>link</a>"
+    curves = pd.DataFrame({"metric": ["pass"] * 2, "k": [1, 2], "value": [0.3, 0.5], "lo": [0.2, 0.4],
+                           "hi": [0.4, 0.6], "checkpoint_id": [1, 1], "step": [0, 0], "label": [text] * 2})
+    answers = pd.DataFrame({"step": [0, 0], "answer": [text, "7"], "count": [3, 1], "correct": [True, False]})
+    tree = pd.DataFrame({"id": ["0", "1"], "parent": ["", "0"], "label": ["problem", text], "count": [2, 2],
+                         "frac_correct": [0.5, 0.5], "mean_logprob": [-1.0, -1.0], "depth": [0, 1], "samples": [[0, 1]] * 2})
+    # name -> (figure, the trace and point whose hover box shows the text)
+    figures = {"curves": (viz.fig_checkpoint_curves(curves), 0, 1), "answers": (viz.fig_answers(answers), 0, 0),
+               "training": (viz.fig_training_curves(curves.assign(metric=text)), 2, 1),
+               "tree": (viz.fig_tree_links(tree), 1, 1)}
+    for name, (fig, trace, point) in figures.items():
+        fig.write_html(tmp_path / f"{name}.html", include_plotlyjs=True, div_id="fig")
+        page.goto((tmp_path / f"{name}.html").as_uri())
+        page.wait_for_selector(".js-plotly-plot")
+        page.evaluate(f"() => Plotly.Fx.hover('fig', [{{curveNumber: {trace}, pointNumber: {point}}}])")
+        assert text in page.locator(".hoverlayer").text_content(), name
+        assert text in page.locator(".js-plotly-plot").text_content(), name  # legend, ticks or node labels
+        assert page.evaluate(INJECTED) == [], name

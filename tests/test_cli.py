@@ -5,6 +5,7 @@ import os
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import pytest
 
@@ -69,7 +70,7 @@ def test_corrupt_and_non_model_checkpoints(tmp_path):
     bad.mkdir()
     (bad / "config.json").write_text('{"model_type": "llama"}')
     (bad / "model.safetensors").write_bytes(b"\x00" * 64)
-    assert_one_line_error(reasonlab("eval", bad), f"cannot load checkpoint {bad}")
+    assert_one_line_error(reasonlab("eval", bad), f"checkpoint {bad} has a truncated or corrupt model.safetensors")
 
 
 def test_unwritable_workspace(tmp_path):
@@ -99,3 +100,118 @@ def test_delete_asks_unless_told_yes_and_names_what_it_removed(workspace):
     assert not jobs.run_dir(run_id).exists()
     assert_one_line_error(reasonlab("delete", run_id, "--yes"), f"no run {run_id}")
     assert_one_line_error(reasonlab("delete", running, "--yes"), f"run {running} is running; cancel it first")
+
+
+# --- Bad values: exit 2 with one line naming the field, before anything is queued (issue 14, item 4) ---
+
+def run_main(capsys, *args):
+    from engine.cli import main
+
+    code = main([str(a) for a in args])
+    return code, capsys.readouterr()
+
+
+@pytest.mark.parametrize("item, fragment", [
+    ("device=tpu", "ei config field device must be cpu, cuda or cuda:N"),
+    ("device=", "ei config field device must be cpu, cuda or cuda:N"),
+    ("seed=1e23", "ei config field seed must be int"),
+    ("temperature=inf", "ei config field temperature must be a finite number"),
+    ("lr=inf", "ei config field lr must be a finite number"),
+    ("rounds=99999999999999999999", "ei config field rounds must be <= 10000"),
+    ("k=1000000000", "ei config field k must be <= 100000"),
+    ("gym_size=1e9", "ei config field gym_size must be int"),
+])
+def test_train_refuses_the_issues_bad_values_in_one_line(capsys, item, fragment):
+    code, out = run_main(capsys, "train", "--algo", "ei", "--base", "b", "--set", item, "--detach")
+    assert code == 2 and out.err.startswith("reasonlab: error: ") and fragment in out.err
+    assert len(out.err.strip().splitlines()) == 1 and out.out == ""  # no "run N": nothing was queued
+
+
+def test_train_refuses_cuda_on_a_machine_without_it(capsys, monkeypatch):
+    import torch
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    code, out = run_main(capsys, "train", "--algo", "ppo", "--base", "b", "--set", "device=cuda", "--detach")
+    assert code == 2 and "ppo config field device is a CUDA device, but torch finds no CUDA GPU" in out.err
+
+
+@pytest.mark.parametrize("args, fragment", [
+    (["--temperature", "nan"], "eval: temperature must be a finite number"),
+    (["--temperature", "inf"], "eval: temperature must be a finite number"),
+    (["--top-p", "nan"], "eval: top_p must be a finite number"),
+    (["--batch-size", "0"], "eval: --batch-size must be >= 1"),
+    (["--batch-size", "-3"], "eval: --batch-size must be >= 1"),
+    (["--batch-size", "65536", "--max-new-tokens", "1024"], "tokens decoded together, over the limit of 4194304"),
+    (["-k", "1000000000"], "eval: k must be <= 100000"),
+    (["-k", "100000", "--limit", "100"], "eval: limit x k = 10000000 samples, over the limit of 1000000"),
+    (["--limit", "0"], "eval: limit must be >= 1"),
+    (["--seed", "-1"], "eval: seed must be >= 0"),
+    (["--max-new-tokens", "0"], "eval: --max-new-tokens must be >= 1"),
+    (["--vllm-memory", "2"], "eval: --vllm-memory must be in (0, 1)"),
+    (["--device", "tpu"], "eval: --device must be cpu, cuda or cuda:N"),
+])
+def test_eval_refuses_bad_values_in_one_line(capsys, tmp_path, args, fragment):
+    code, out = run_main(capsys, "eval", tmp_path, *args)
+    assert code == 2 and out.err.startswith("reasonlab: error: ") and fragment in out.err, out.err
+    assert len(out.err.strip().splitlines()) == 1
+
+
+def test_eval_names_a_corrupt_reasonlab_json(capsys, tmp_path):
+    (tmp_path / "reasonlab.json").write_text("{half")
+    code, out = run_main(capsys, "eval", tmp_path)
+    assert code == 2 and f"checkpoint metadata {tmp_path / 'reasonlab.json'} is not valid JSON" in out.err
+
+
+@pytest.mark.parametrize("value", ["abc", "0", "-2", "1.5"])
+def test_a_bad_max_running_is_one_line_naming_the_variable_and_queues_nothing(capsys, monkeypatch, value,
+                                                                              tiny_checkpoint):
+    monkeypatch.setenv("REASONLAB_MAX_RUNNING", value)
+    from engine.launch import SIZES
+
+    smoke = [x for k, v in SIZES["smoke test"]["grpo"].items() for x in ("--set", f"{k}={v}")]
+    code, out = run_main(capsys, "train", "--algo", "grpo", "--base", tiny_checkpoint, *smoke)
+    assert code == 2 and f"REASONLAB_MAX_RUNNING must be an integer from 1 to 1000 (runs trained at once), " \
+                          f"got {value!r}" in out.err
+    assert out.out == ""
+    monkeypatch.delenv("REASONLAB_MAX_RUNNING")
+    assert run_main(capsys, "runs", "--json") == (0, ("[]\n", ""))
+
+
+# --- Paths: resolved at the boundary, so a background worker finds them (issue 14, item 2) ---
+
+def test_a_relative_base_and_home_work_for_a_detached_run_with_one_store(tiny_checkpoint, tmp_path):
+    import shutil
+
+    from engine.launch import SIZES
+    from engine.store import Store
+    from tests.test_training import wait_for
+
+    cwd = tmp_path / "elsewhere"
+    cwd.mkdir()
+    shutil.copytree(tiny_checkpoint, cwd / "mybase")
+    home = f"home-{tmp_path.name}"  # relative, and a name no other test uses
+    sets = [x for k, v in SIZES["smoke test"]["ei"].items() for x in ("--set", f"{k}={v}")]
+    result = subprocess.run([sys.executable, "-m", "engine.cli", "train", "--algo", "ei", "--base", "mybase",
+                             "--quiet", "--detach", *sets], capture_output=True, text=True, input="", cwd=cwd,
+                            env={**os.environ, "REASONLAB_HOME": home}, timeout=600)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "run 1"
+    store_file = cwd / home / "store.sqlite"
+
+    def run():
+        with Store(store_file) as s:
+            return s.get_run(1)
+
+    done = wait_for(lambda: (r := run())["status"] not in ("queued", "running") and r, what="the detached run")
+    assert done["status"] == "finished", done["error"]
+    assert done["config"]["base"] == str((cwd / "mybase").resolve()) == done["parent_checkpoint"]
+    repo = Path(__file__).resolve().parent.parent
+    assert not (repo / home).exists()  # the worker (in the repo's directory) used the same store
+    assert sorted(p.relative_to(tmp_path) for p in tmp_path.rglob("store.sqlite")) == [Path("elsewhere") / home / "store.sqlite"]
+
+
+def test_sft_out_is_stored_absolute(tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    code, out = run_main(capsys, "sft", "--steps", "1", "--quiet", "--out", "rel/base")
+    assert code == 0, out.err
+    assert json.loads(out.out.strip().splitlines()[-1])["checkpoint"] == str(tmp_path.resolve() / "rel" / "base")

@@ -10,12 +10,15 @@ import pandas as pd
 import pytest
 import sacrebleu
 
+from engine import dashboard
 from engine.errors import ReasonlabError
 from engine.evaluation import (answer_entropy, checkpoint_diversity, distinct_n, diversity_by_checkpoint,
                                embedding_diversity, problem_diversity, self_bleu)
 from engine.evaluation import diversity
 from engine.evaluation.diversity import distinct_answers, distinct_step_sequences, distinct_texts
+from engine.tasks import TASKS
 from engine.tasks.multistep import MultiStep
+from tests.data_files import one_run_store, write_gsm8k
 
 SAME = ["3 * 6 = 18\n18 + 4 = 22\n#### 22"] * 5
 DIFFERENT = ["alpha beta gamma", "delta epsilon zeta", "eta theta iota", "kappa lambda mu", "nu xi omicron"]
@@ -188,3 +191,54 @@ def test_diversity_by_checkpoint_has_one_row_per_checkpoint():
     table = diversity_by_checkpoint(samples)
     assert table["step"].tolist() == [0, 5] and table["checkpoint_id"].tolist() == [1, 2]
     assert table["distinct_texts"].tolist() == [1, 5]
+
+
+# --- distinct step sequences by the run's own task -------------------------------------------------
+
+# Same calculations in other words (one step sequence), and the same answer by other calculations.
+WORDED = ["Natalia sold 48/2 = <<48/2=24>>24 clips in May.\nShe sold 48+24 = <<48+24=72>>72 clips in all.\n#### 72",
+          "In May: 48 / 2 = 24.\nIn all 24 + 48 = 72 clips.\n#### 72",
+          "In May she sold 48 - 12 = 36.\nAltogether 36 + 36 = 72.\n#### 72"]
+
+
+def test_a_file_task_counts_distinct_step_sequences_by_its_own_signature():
+    gsm8k = TASKS["gsm8k"]
+    assert distinct_step_sequences(WORDED, gsm8k.step_signature) == 2
+    assert distinct_step_sequences(WORDED) == 1  # the built-in parser sees no steps, only the answer
+    table = checkpoint_diversity(samples_frame({"p": WORDED}), signature=gsm8k.step_signature).per_problem
+    assert table.loc[0, ["distinct_texts", "distinct_steps"]].tolist() == [3, 2]
+
+
+def test_the_dashboards_diversity_of_a_gsm8k_run_uses_the_gsm8k_task(tmp_path):
+    data = write_gsm8k(tmp_path / "gsm8k.jsonl")
+    store, run_id = one_run_store(tmp_path / "store.sqlite", {"task": "gsm8k", "data": str(data)}, WORDED)
+    with store:
+        per_problem = dashboard.diversity_per_problem(store, run_id, 0, problems=None)
+        over_training = dashboard.diversity_over_training(store, run_id, problems=None)
+    assert per_problem.loc[0, ["distinct_texts", "distinct_steps"]].tolist() == [3, 2]
+    assert over_training.loc[0, "distinct_steps"] == 2
+
+
+def test_the_dashboards_diversity_of_a_gym_run_uses_the_gym_task(tmp_path):
+    texts = ["First 5 + 3 = 8.\nThen 8 + 2 = 10.\n<answer>10</answer>",
+             "We add 3 + 5 = 8\nand 8 + 2 = 10\n<answer>10</answer>",
+             "Add 5 + 5 = 10\n<answer>10</answer>", "Add 5 + 5 = 10\n<answer>11</answer>"]
+    store, run_id = one_run_store(tmp_path / "store.sqlite", {"task": "gym", "gym_name": "chain_sum"}, texts)
+    with store:
+        per_problem = dashboard.diversity_per_problem(store, run_id, 0, problems=None)
+    assert per_problem.loc[0, "distinct_steps"] == 3  # (8, 10) twice; (10) with answer 10, and with 11
+    assert distinct_step_sequences(texts) == 1  # the built-in parser: no `a op b = c` line, no `####`
+
+
+def test_expert_iterations_dedup_by_steps_uses_the_runs_task():
+    """EI keeps one of the solutions a task counts as the same steps: for GSM8K, the same results."""
+    from types import SimpleNamespace
+
+    from engine.algorithms.expert_iteration import dedup_key
+
+    def keys(task):
+        ctx = SimpleNamespace(task=task, cfg=SimpleNamespace(dedup="steps"))
+        return {dedup_key(ctx, SimpleNamespace(problem=SimpleNamespace(id="p"), completion=SimpleNamespace(text=t)))
+                for t in WORDED}
+
+    assert len(keys(TASKS["gsm8k"])) == 2 and len(keys(MultiStep())) == 1

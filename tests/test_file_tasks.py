@@ -21,12 +21,9 @@ def gsm8k(tmp_path):
 
 
 @pytest.fixture
-def base_dir(tmp_path):
-    """Enough of a checkpoint for config validation (it checks for config.json)."""
-    d = tmp_path / "base"
-    d.mkdir()
-    (d / "config.json").write_text("{}")
-    return d
+def base_dir(untrained_checkpoint):
+    """A checkpoint for config validation (it loads the base)."""
+    return untrained_checkpoint
 
 
 # -- loading and splits -----------------------------------------------------------------------------
@@ -115,6 +112,15 @@ GOOD = json.dumps(gsm8k_rows(1)[0])
     ("svamp", ['{"Body": "b", "Answer": 3}'], 1, "missing field 'Question'"),
     ("jsonl", ['{"question": "q", "answer": [1, 2]}'], 1, "field 'answer' must be a number or non-empty text"),
     ("jsonl", [GOOD, '{"q": "x", "answer": 1}'], 2, "missing field 'question'"),
+    # what Python cannot read raised ValueError, RecursionError, UnicodeEncodeError (in the split's hash)
+    ("jsonl", [GOOD, '{"question": "q", "answer": ' + "9" * 5000 + "}"], 2,
+     "not readable JSON (Exceeds the limit (4300 digits) for integer string conversion"),
+    ("gsm8k", [GOOD, "[" * 100_000 + "]" * 100_000], 2, "JSON nested too deeply to read"),
+    ("gsm8k", [GOOD, '{"question": "x\\ud800", "answer": "#### 1"}'], 2,
+     "field 'question' is not valid text: character 1 is '\\ud800', a lone surrogate"),
+    ("jsonl", [GOOD, '{"question": "q", "answer": "\\udfff"}'], 2, "field 'answer' is not valid text"),
+    ("jsonl", [GOOD, '{"question": "q", "answer": 1e999}'], 2, "field 'answer' is not a finite number"),
+    ("svamp", ['{"Body": "b", "Question": "q?", "Answer": 1e999}'], 1, "Answer 'Infinity' is not a number"),
 ])
 def test_a_malformed_line_is_an_error_naming_file_and_line(tmp_path, kind, lines, line, problem):
     path = tmp_path / "data.jsonl"
@@ -124,6 +130,49 @@ def test_a_malformed_line_is_an_error_naming_file_and_line(tmp_path, kind, lines
     assert e.value.option == "data"
     assert f"{path}, line {line}: {problem}" in str(e.value)
     assert "--skip-bad" in str(e.value)  # and says how to go on without those lines
+
+
+def test_a_line_with_bytes_that_are_not_utf8_is_a_malformed_line(tmp_path):
+    path = tmp_path / "data.jsonl"
+    path.write_bytes(b"\n".join([GOOD.encode(), b'{"question": "caf\xe9", "answer": "#### 1"}', GOOD.encode()]))
+    with pytest.raises(TaskOptionError, match=f"{path}, line 2: field 'question' is not valid text"):
+        get_task("gsm8k", data=str(path))
+    assert len(get_task("gsm8k", data=str(path), skip_bad=True).problems("all")) == 2
+
+
+def test_json_strings_may_hold_line_separators_other_than_newline(tmp_path):
+    path = tmp_path / "data.jsonl"  # U+2028 and U+0085 end a line for str.splitlines, not for JSONL
+    path.write_text(json.dumps({"question": "one\u2028two\x85three", "answer": "#### 4"}, ensure_ascii=False) + "\n")
+    assert get_task("gsm8k", data=str(path)).problems("all")[0].question == "one\u2028two\x85three"
+
+
+def test_a_number_longer_than_28_digits_is_a_valid_answer(tmp_path):
+    path = tmp_path / "data.jsonl"  # quantizing 29 digits and 7 decimals raised InvalidOperation
+    long = "1" * 29 + ".1234567"
+    path.write_text(json.dumps({"question": "q", "answer": f"#### {long}"}) + "\n")
+    task = get_task("gsm8k", data=str(path))
+    p = task.problems("all")[0]
+    assert p.answer == "1" * 29 + ".123457"
+    assert task.score(p, f"so #### {long}").correct and not task.score(p, "#### " + "1" * 29).correct
+
+
+@pytest.mark.parametrize("body", ['[{"Body": "b.", "Question": "q", "Answer": ' + "9" * 5000 + "}]",
+                                  "[" + "[" * 100_000 + "]" * 100_000 + "]"])
+def test_a_json_list_python_cannot_read_names_the_line(tmp_path, body):
+    path = tmp_path / "svamp.json"
+    path.write_text(body)
+    with pytest.raises(TaskOptionError, match=f"{path}, line 1: (not readable JSON|JSON nested too deeply)"):
+        get_task("svamp", data=str(path))
+
+
+def test_an_equation_python_cannot_evaluate_gives_no_reference_steps(tmp_path):
+    path = tmp_path / "svamp.json"  # `1e999 + 1` raised TypeError while loading
+    path.write_text(json.dumps([{"Body": "b.", "Question": "q", "Answer": 3, "Equation": "1e999 + 1"}]))
+    assert get_task("svamp", data=str(path)).problems("all")[0].reference == "#### 3"
+
+
+def test_the_split_hash_takes_any_text():
+    assert in_test("\ud800") in (True, False)  # a lone surrogate raised UnicodeEncodeError
 
 
 def test_a_broken_json_list_names_the_line(tmp_path):
@@ -207,6 +256,9 @@ def test_config_errors_name_the_field_file_and_line(base_dir, gsm8k, tmp_path):
         make_config("ei", base=base_dir, sets=["task=gsm8k", f"data={gsm8k}", f"eval_data={bad}"])
     cfg = make_config("ei", base=base_dir, sets=["task=gsm8k", f"data={bad}", "skip_bad=true"])
     assert cfg.skip_bad is True and len(task_from_config(cfg).skipped) == 1
+    huge = write_jsonl(tmp_path / "huge.jsonl", gsm8k_rows(2), ('{"question": "q", "answer": ' + "9" * 5000 + "}",))
+    with pytest.raises(ReasonlabError, match=f"ei config field data: {huge}, line 3: not readable JSON"):
+        make_config("ei", base=base_dir, sets=["task=gsm8k", f"data={huge}"])
 
 
 @pytest.mark.parametrize("sets, field, message", [
@@ -218,7 +270,7 @@ def test_config_errors_name_the_field_file_and_line(base_dir, gsm8k, tmp_path):
     (["dtype=float16"], "dtype", "must be one of auto, float32, bfloat16"),
     (["prompt_format=markdown"], "prompt_format", "must be one of auto, plain, chat, few_shot"),
     (["lora_r=-1"], "lora_r", "must be >= 0"),
-    (["lora_r=8", "lora_dropout=1"], "lora_dropout", "must be in [0, 1)"),
+    (["lora_r=8", "lora_dropout=1"], "lora_dropout", "[0, 1)"),
 ])
 def test_config_field_checks(base_dir, gsm8k, sets, field, message):
     with pytest.raises(ReasonlabError, match=f"config field {field}:? ") as e:
@@ -298,6 +350,41 @@ def test_a_run_logs_how_many_lines_skip_bad_left_out(base_dir, tmp_path):
         ctx.use_tokenizer(SimpleNamespace(chat_template=None))  # a model from elsewhere with no chat template
         metrics = s.metrics(run_id)
     assert metrics.set_index("name")["value"]["data/skipped_lines"] == 2
+    assert metrics.set_index("name")["value"]["data/train_pool"] == len(ctx.task.problems("train"))
     assert ctx.meta["prompt_format"] == "few_shot"
     assert ctx.prompt(ctx.task.problems("train")[0]).count("Question:") == 5  # 4 worked examples, then it
     assert ctx.stop == ("Question:",)  # sampling ends where the model would start a fifth example
+
+
+def test_a_completion_that_cannot_be_scored_is_unjudged_and_the_run_logs_how_many(base_dir, gsm8k, tmp_path,
+                                                                                monkeypatch):
+    from types import SimpleNamespace
+
+    from engine.algorithms.common import RunContext, sample_rollouts
+    from engine.sampling.base import Completion
+
+    cfg = make_config("ei", base=base_dir, sets=["task=gsm8k", f"data={gsm8k}"])
+    problems = get_task("gsm8k", data=str(gsm8k)).problems("train", 2)
+    texts = [f"#### {problems[0].answer}", "#### 1e999", "#### 2", "#### 3"]
+
+    class Canned:
+        def sample(self, prompts, n, **kwargs):
+            return [[Completion([1], texts[2 * i + j], [-0.1], "stop") for j in range(n)] for i in range(len(prompts))]
+
+    def score(self, problem, completion):  # what a task's scoring raising on a model's text looks like
+        if "e999" in completion:
+            raise ArithmeticError("cannot judge this")
+        return original(self, problem, completion)
+
+    task = task_from_config(cfg)
+    original = type(task).score
+    monkeypatch.setattr(type(task), "score", score)
+    rollouts = sample_rollouts(SimpleNamespace(eval=lambda: None), lambda text, add_special_tokens: {"input_ids": [1]},
+                               task, problems, 2, cfg, seed=0, sampler=Canned())
+    assert [r.score.unjudged for r in rollouts] == [False, True, False, False]
+    assert rollouts[0].score.correct and not rollouts[1].score.correct
+    with Store() as s:
+        run_id = s.create_run("ei", cfg.__dict__.copy(), total=1)
+        RunContext(s, run_id, cfg, tmp_path / "run").log_rollouts(1, rollouts)
+        metrics = s.metrics(run_id).set_index("name")["value"]
+    assert metrics["score/unjudged"] == 1

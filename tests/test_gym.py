@@ -40,6 +40,55 @@ def test_problems_are_deterministic_and_train_never_repeats_a_test_question():
     assert [p.question for p in other_seed.problems("test")] != [p.question for p in task.problems("test")]
 
 
+@pytest.mark.parametrize("seed", [0, -1, 2**40])
+@pytest.mark.parametrize("name", GENERATORS)
+def test_with_the_default_gym_size_train_holds_what_is_asked_and_never_a_test_question(name, seed):
+    # Before: train came from seed s and test from s + 1, the same items shifted by one, so 500
+    # training problems asked for gave 1 (and gym_seed=-1, whose Random(-1) is Random(1), gave 0).
+    task = get_task("gym", gym_name=name, gym_size=1000, gym_seed=seed)
+    test = {p.question for p in task.problems("test")}
+    for n in (500, 1000):
+        train = [p.question for p in task.problems("train", n)]
+        assert len(train) == len(set(train)) == n and not test & set(train)
+
+
+def test_a_huge_seed_is_not_a_neighbour_of_another():
+    questions = [{p.question for p in get_task("gym", gym_name="chain_sum", gym_size=50, gym_seed=s).problems("test")}
+                 for s in (10**30, 10**30 + 1, -(10**30))]
+    assert not questions[0] & questions[1] and not questions[0] & questions[2]
+
+
+def test_the_test_split_does_not_depend_on_the_train_pool_drawn():
+    task = get_task("gym", gym_name="gsm_symbolic", gym_size=20, gym_seed=4)
+    before = [p.question for p in task.problems("test")]
+    task.problems("train", 300)
+    again = get_task("gym", gym_name="gsm_symbolic", gym_size=20, gym_seed=4)
+    assert [p.question for p in again.problems("test")] == before
+    assert len(task.problems("test", 500)) == 20  # the split is gym_size problems; train starts after them
+
+
+def test_a_generator_with_few_questions_is_refused_naming_both_fields():
+    # 1-digit products of two terms: at most 100 questions, so 1000 distinct training problems cannot exist
+    few = dict(gym_name="products", gym_options={"min_terms": 2, "max_terms": 2, "min_digits": 1, "max_digits": 1},
+               gym_size=20)
+    with pytest.raises(TaskOptionError) as e:
+        get_task("gym", **few).problems("train", 1000)
+    assert e.value.option == "train_problems"
+    assert "asks for 1000 training problems" in str(e.value) and "gym_size" in str(e.value)
+    assert "gave only" in str(e.value)
+    train = get_task("gym", **few).problems("train", 30)
+    assert len({p.question for p in train}) == 30
+
+
+def test_a_run_whose_pool_the_generator_cannot_fill_is_refused_before_it_is_queued(untrained_checkpoint):
+    base = untrained_checkpoint
+    few = ["task=gym", "gym_name=products", 'gym_options={"min_terms": 2, "max_terms": 2, "min_digits": 1, '
+                                            '"max_digits": 1}', "gym_size=20"]
+    with pytest.raises(ReasonlabError, match="ei config field train_problems: asks for 20000 training problems"):
+        make_config("ei", base=base, sets=few)
+    assert make_config("ei", base=base, sets=few + ["train_problems=40"]).train_problems == 40
+
+
 def test_gsm_symbolic_references_are_worked_solutions():
     task = get_task("gym", gym_name="gsm_symbolic", gym_size=2)
     p = task.problems("test")[0]
@@ -101,7 +150,7 @@ def test_answer_tags_win_over_the_hash_line(chain):
                                                     (0.0, False, 0.0), (7.0, False, 0.0), (-1.0, False, 0.0)])
 def test_correct_only_at_a_score_of_exactly_one(chain, monkeypatch, value, correct, dense):
     task, p = chain
-    monkeypatch.setattr(type(task._dataset("test", 1)), "score_answer", lambda self, answer, entry: value)
+    monkeypatch.setattr(type(task._dataset(1)), "score_answer", lambda self, answer, entry: value)
     score = task.score(p, "#### 12")
     assert (score.correct, score.dense) == (correct, dense)
 
@@ -112,7 +161,7 @@ def test_a_scorer_that_raises_counts_as_incorrect(chain, monkeypatch):
     def broken(self, answer, entry):
         raise KeyError("metadata")
 
-    monkeypatch.setattr(type(task._dataset("test", 1)), "score_answer", broken)
+    monkeypatch.setattr(type(task._dataset(1)), "score_answer", broken)
     score = task.score(p, f"#### {p.answer}")
     assert score.correct is False and score.correct_lenient is False and score.dense == 0.0
     assert score.extra["scorer_error"] == "KeyError: 'metadata'"
@@ -121,7 +170,7 @@ def test_a_scorer_that_raises_counts_as_incorrect(chain, monkeypatch):
 def test_no_answer_is_not_sent_to_the_scorer(chain, monkeypatch):
     task, p = chain
     calls = []
-    monkeypatch.setattr(type(task._dataset("test", 1)), "score_answer",
+    monkeypatch.setattr(type(task._dataset(1)), "score_answer",
                         lambda self, answer, entry: calls.append(answer) or 1.0)
     assert not task.score(p, "I am not sure").correct
     assert calls == []
@@ -150,16 +199,32 @@ def test_evaluation_on_a_generator():
     cfg = EvalConfig(task="gym", task_options={"gym_name": "leg_counting", "gym_size": 4}, k=4)
     metrics, rows = evaluate(CannedSampler(answers), cfg)
     assert metrics["maj@1"] == 1.0 and metrics["pass@1"] == pytest.approx(0.5) and metrics["pass@4"] == 1.0
-    assert metrics["problems"] == 4 and {r["task"] for r in rows} == {"gym"}
+    assert metrics["problems"] == 4 and {r["task"] for r in rows} == {"gym"} and metrics["unjudged"] == 0
 
 
-def test_config_names_the_gym_field(tmp_path):
-    base = tmp_path / "base"
-    base.mkdir()
-    (base / "config.json").write_text("{}")
+def test_config_names_the_gym_field(untrained_checkpoint):
+    base = untrained_checkpoint
     cfg = make_config("grpo", base=base, sets=["task=gym", "gym_name=chain_sum", 'gym_options={"min_terms": 3}'])
     assert cfg.gym_options == '{"min_terms": 3}'
     with pytest.raises(ReasonlabError, match="grpo config field gym_name: unknown reasoning-gym generator"):
         make_config("grpo", base=base, sets=["task=gym", "gym_name=chainsum"])
     with pytest.raises(ReasonlabError, match="ei config field gym_options: rejected by products"):
         make_config("ei", base=base, sets=["task=gym", "gym_name=products", 'gym_options={"terms": 3}'])
+
+
+def test_a_gym_run_logs_how_many_training_problems_its_pool_holds(untrained_checkpoint, tmp_path):
+    from types import SimpleNamespace
+
+    from engine import dashboard
+    from engine.algorithms.common import RunContext
+    from engine.store import Store
+
+    cfg = make_config("ei", base=untrained_checkpoint, sets=["task=gym", "gym_name=chain_sum", "train_problems=500"])
+    with Store() as s:
+        run_id = s.create_run("ei", cfg.__dict__.copy(), total=1)
+        ctx = RunContext(s, run_id, cfg, tmp_path / "run")
+        ctx.use_tokenizer(SimpleNamespace(chat_template=None))
+        metrics = dashboard.run_metrics(s, run_id)
+        log = dashboard.run_log(s, dashboard.run_detail(s, run_id), metrics)
+    assert metrics.set_index("name")["value"]["data/train_pool"] == 500  # was 1 with the default gym_size
+    assert "step 0 · 0 samples · data/train_pool 500" in log  # the Runs page's log

@@ -206,3 +206,49 @@ def test_a_delete_cut_short_leaves_the_run_deleting_and_a_second_delete_finishes
     assert store.claim_run(None, pid=1) is None
     assert jobs.delete(store, run_id).startswith(f"run {run_id} deleted: 2 checkpoints, 5 samples")
     assert store.get_run(run_id) is None and not ckpt.exists()
+
+
+# --- The workspace and REASONLAB_MAX_RUNNING, read where used (issue 14, items 2 and 4) ---
+
+from engine import workspace as workspace_module  # noqa: E402
+
+
+@pytest.mark.parametrize("value, expected", [("", 1), ("1", 1), (" 3 ", 3), ("1000", 1000)])
+def test_max_running_defaults_to_one_and_takes_an_integer(monkeypatch, value, expected):
+    monkeypatch.setenv("REASONLAB_MAX_RUNNING", value)
+    assert workspace_module.max_running() == expected
+
+
+@pytest.mark.parametrize("value", ["abc", "0", "-1", "2.5", "1e3", "1001", "99999999999999999999"])
+def test_a_bad_max_running_names_the_variable(monkeypatch, value):
+    monkeypatch.setenv("REASONLAB_MAX_RUNNING", value)
+    with pytest.raises(ReasonlabError, match=rf"^REASONLAB_MAX_RUNNING must be an integer from 1 to 1000 .*got '{value}'"):
+        workspace_module.max_running()
+
+
+def test_submit_refuses_a_bad_max_running_before_queueing(store, monkeypatch, tiny_checkpoint):
+    cfg = make_config("grpo", base=tiny_checkpoint, sets=["steps=1"])
+    monkeypatch.setenv("REASONLAB_MAX_RUNNING", "0")  # would make a foreground train wait forever
+    with pytest.raises(ReasonlabError, match="REASONLAB_MAX_RUNNING"):
+        jobs.submit(store, cfg, foreground=True)
+    assert store.runs().empty
+
+
+def test_a_relative_home_is_resolved_and_passed_absolute_to_workers(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("REASONLAB_HOME", "rel/home")
+    assert workspace_module.home() == tmp_path.resolve() / "rel" / "home"
+    assert workspace_module.child_env()["REASONLAB_HOME"] == str(tmp_path.resolve() / "rel" / "home")
+    monkeypatch.setenv("HOME", str(tmp_path))
+    monkeypatch.setenv("REASONLAB_HOME", "~/h")
+    assert workspace_module.home() == tmp_path.resolve() / "h"
+    seen = {}
+
+    class Popen:
+        def __init__(self, args, **kwargs):
+            seen.update(kwargs)
+            self.pid = 1
+
+    monkeypatch.setattr(jobs.subprocess, "Popen", Popen)
+    jobs.spawn_worker()
+    assert seen["env"]["REASONLAB_HOME"] == str(tmp_path.resolve() / "h") and seen["cwd"] != str(tmp_path)

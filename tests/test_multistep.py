@@ -5,7 +5,7 @@ import pytest
 
 from engine.errors import ReasonlabError
 from engine.tasks import get_task
-from engine.tasks.multistep import MultiStep, extract_answer, parse_steps, solution_steps, step_is_valid
+from engine.tasks.multistep import MultiStep, integer_answers, parse_steps, solution_steps, step_is_valid
 
 TASK = MultiStep()
 STEP_LINE = re.compile(r"^-?\d+ [-+*/] -?\d+ = -?\d+$")
@@ -84,8 +84,8 @@ def test_products_always_precede_their_use():
     ("the answer is #### 042", "42", "42"),
     ("no numbers here", None, None),
 ])
-def test_extract_answer(text, strict, lenient):
-    assert extract_answer(text) == (strict, lenient)
+def test_integer_answers_are_strict_first_and_lenient_last(text, strict, lenient):
+    assert integer_answers(text) == (strict, lenient)
 
 
 @pytest.mark.parametrize("step,valid", [
@@ -190,3 +190,53 @@ def test_a_teacher_that_stops_short_answers_the_quantity_before_the_last_operati
             assert TASK.score(p, text).correct is False
         else:
             assert text == p.reference
+
+
+# --- steps, as analysis (trees, distinct step sequences, EI's dedup) reads them ---------------------
+
+
+@pytest.mark.parametrize(
+    "text, steps",
+    [
+        ("3 * 6 = 18\n18 + 4 = 22\n#### 22", ["3 * 6 = 18", "4 + 18 = 22", "#### 22"]),
+        ("6*3 = 18\n4 + 18 = 22\n#### 22\nafter the end", ["3 * 6 = 18", "4 + 18 = 22", "#### 22"]),
+        ("20 - 4 = 16\n16 / 2 = 8\n####  1,024", ["20 - 4 = 16", "16 / 2 = 8", "#### 1024"]),
+        ("3 * 6 = 18\nso the total is\n\n18", ["3 * 6 = 18", "so the total is", "18"]),  # malformed kept
+        ("#### x", ["#### x"]),
+        ("", []),
+    ],
+)
+def test_steps_are_normalised_lines_with_the_answer_as_leaf(text, steps):
+    assert TASK.steps(text) == steps
+    assert [TASK.step_key(s) for s in steps] == steps  # the labels are already normalised
+
+
+def test_step_signature_folds_commutativity_and_spacing_and_ends_with_the_answer():
+    a, b = "3 * 6 = 18\n18 + 4 = 22\n#### 22", "6*3 = 18\n 4 + 18=22\n#### 22"
+    assert TASK.step_signature(a) == TASK.step_signature(b) == ((3, "*", 6, 18), (4, "+", 18, 22), "22")
+    assert TASK.step_signature("18 - 4 = 14\n#### 14") == ((18, "-", 4, 14), "14")
+
+
+def test_every_sampled_solution_has_one_tree_level_per_line():
+    rng = random.Random(0)
+    for p in TASK.problems("test", 50):
+        text = TASK.sample_solution(p, rng)
+        assert len(TASK.steps(text)) == len(text.splitlines())
+        assert len(TASK.step_signature(text)) == len(text.splitlines())  # steps, then the answer
+
+
+def test_number_parsing_has_one_definition_each():
+    """normalise_number, extract_answer and step_signature mean one thing: answers.py's (a task's
+    step_signature method is the protocol's, not a second parser)."""
+    import ast
+    from pathlib import Path
+
+    import engine
+
+    names = {"normalise_number", "extract_answer", "step_signature"}
+    found = {}
+    for path in Path(engine.__file__).parent.rglob("*.py"):
+        for node in ast.parse(path.read_text()).body:  # module level only
+            if isinstance(node, ast.FunctionDef) and node.name in names:
+                found.setdefault(node.name, []).append(path.name)
+    assert found == {name: ["answers.py"] for name in names}

@@ -148,3 +148,63 @@ def test_sampling_with_a_stop_string_stops_early_and_keeps_samples_apart(tiny_mo
             assert c.finish_reason == "stop" or len(c.token_ids) == 64
     # a first line is a few tokens: far fewer than the 64 allowed
     assert max(len(c.token_ids) for cs in out for c in cs) < 32
+
+
+# -- cancel -------------------------------------------------------------------------------------
+
+
+def test_a_cancel_set_after_the_first_batch_stops_sampling_before_the_next(tiny_model, monkeypatch):
+    """A run's stop signal reaches the sampler between batches: the rest are never decoded."""
+    import threading
+
+    from engine.sampling.base import Cancelled
+
+    model, tokenizer = tiny_model
+    cancel = threading.Event()
+    sampler = TorchSampler(model, tokenizer, batch_size=4, cancel=cancel)  # 12 prompts x n=2: 6 batches
+    batches = []
+    real = sampler._batch
+
+    def one_batch(*args, **kwargs):
+        batches.append(args[0])
+        out = real(*args, **kwargs)
+        cancel.set()  # e.g. SIGTERM, or the job's poll of `reasonlab cancel`, while this batch decoded
+        return out
+
+    monkeypatch.setattr(sampler, "_batch", one_batch)
+    with pytest.raises(Cancelled):
+        sampler.sample(PROMPTS, n=2, max_new_tokens=24, seed=0)
+    assert len(batches) == 1
+
+
+def test_a_cancel_stops_a_batch_within_a_decode_step(tiny_model, monkeypatch):
+    import threading
+
+    from engine.sampling.base import Cancelled
+
+    model, tokenizer = tiny_model
+    cancel = threading.Event()
+    sampler = TorchSampler(model, tokenizer, cancel=cancel)
+    steps = []
+    real = TorchSampler._choose
+
+    def choose(*args):
+        steps.append(1)
+        if len(steps) == 3:
+            cancel.set()
+        return real(*args)
+
+    monkeypatch.setattr(sampler, "_choose", choose)
+    with pytest.raises(Cancelled):  # of up to 200 decode steps, the third is the last
+        sampler.sample(PROMPTS[:2], n=4, max_new_tokens=200, seed=0, stop=["never appears"])
+    assert len(steps) == 3
+
+
+def test_an_unset_cancel_changes_no_sample(tiny_model):
+    import threading
+
+    model, tokenizer = tiny_model
+    plain = TorchSampler(model, tokenizer, batch_size=4).sample(PROMPTS, n=2, max_new_tokens=24, seed=5)
+    watched = TorchSampler(model, tokenizer, batch_size=4, cancel=threading.Event()).sample(
+        PROMPTS, n=2, max_new_tokens=24, seed=5)
+    assert [[c.token_ids for c in cs] for cs in plain] == [[c.token_ids for c in cs] for cs in watched]

@@ -365,3 +365,99 @@ def test_a_store_from_before_migration_4_keeps_counting_its_ids(tmp_path):
     with Store(path) as s:
         assert s.delete_run(3)
         assert s.create_run("ei", CONFIG) == 4
+
+
+# --- Workspace files the store reads: one clear error naming the file (issue 14, item 4) ---
+
+def test_a_directory_where_the_store_goes_is_named(tmp_path):
+    path = tmp_path / "store.sqlite"
+    path.mkdir()
+    with pytest.raises(ReasonlabError, match=f"cannot open store {path}: it is a directory, not a file; move"):
+        Store(path)
+
+
+@pytest.mark.parametrize("blocked", ["file", "directory"])
+def test_a_read_only_store_or_workspace_is_named(tmp_path, monkeypatch, blocked):
+    path = tmp_path / "store.sqlite"
+    Store(path).close()
+    where = path if blocked == "file" else tmp_path
+    real = store_module.os.access
+    # chmod does not stop root (the tests may run as root): the permission check is what is tested
+    monkeypatch.setattr(store_module.os, "access", lambda p, mode: real(p, mode) and str(p) != str(where))
+    with pytest.raises(ReasonlabError, match=f"cannot open store {path}: {where} is read-only"):
+        Store(path)
+
+
+def test_a_store_marked_with_a_version_but_without_its_tables_is_named(tmp_path):
+    path = tmp_path / "store.sqlite"
+    conn = sqlite3.connect(path)
+    conn.execute(f"PRAGMA user_version = {len(store_module.MIGRATIONS)}")
+    conn.execute("CREATE TABLE other (x)")
+    conn.commit()
+    conn.close()
+    with pytest.raises(ReasonlabError, match=f"store {path} says schema version 4 but has no table checkpoints, "
+                                             "metrics, problems, retired_ids, runs, samples: it is not a reasonlab store"):
+        Store(path)
+
+
+def test_another_programs_database_is_named(tmp_path):
+    path = tmp_path / "store.sqlite"
+    conn = sqlite3.connect(path)
+    conn.execute("CREATE TABLE runs (x)")  # version 0, but a table the first migration creates
+    conn.commit()
+    conn.close()
+    with pytest.raises(ReasonlabError, match=f"cannot open store {path}: table runs already exists; move the file aside"):
+        Store(path)
+
+
+def test_an_empty_file_becomes_a_new_store(tmp_path):
+    path = tmp_path / "store.sqlite"
+    path.write_bytes(b"")
+    with Store(path) as s:
+        assert s.runs().empty
+
+
+@pytest.mark.parametrize("content", [b"this is not a sqlite database\n" * 100, "version 99", "no tables"])
+def test_home_shows_a_broken_store_as_an_error_and_does_not_crash(workspace, content):
+    from streamlit.testing.v1 import AppTest
+
+    from tests.test_app import APP
+
+    workspace.mkdir(parents=True)
+    path = workspace / "store.sqlite"
+    if isinstance(content, bytes):
+        path.write_bytes(content)
+    else:
+        conn = sqlite3.connect(path)
+        conn.execute(f"PRAGMA user_version = {99 if content == 'version 99' else len(store_module.MIGRATIONS)}")
+        conn.commit()
+        conn.close()
+    at = AppTest.from_file(APP, default_timeout=60).run()
+    assert not at.exception
+    assert str(path) in at.error[0].value
+
+
+@pytest.mark.parametrize("content", ["{half", "[1, 2]", '{"phase": 3}', '{"phase": "building", "step": "x", "pid": "y"}'])
+def test_a_corrupt_quickstart_status_is_reported_failed_naming_the_file(workspace, content):
+    from engine import quickstart
+
+    workspace.mkdir(parents=True)
+    (workspace / "quickstart.json").write_text(content)
+    state = quickstart.status()
+    assert state["phase"] == "failed" and (str(workspace / "quickstart.json") in state["error"]
+                                           or content.startswith('{"phase": "building"'))
+    assert not quickstart.running()
+
+
+def test_home_shows_a_corrupt_quickstart_status_and_does_not_crash(workspace):
+    from streamlit.testing.v1 import AppTest
+
+    from tests.test_app import APP
+
+    workspace.mkdir(parents=True)
+    (workspace / "quickstart.json").write_text('{"phase": "launched", "run_id": [1], "probes": 7, "loss": "x"}')
+    assert not AppTest.from_file(APP, default_timeout=60).run().exception
+    (workspace / "quickstart.json").write_text("{half")
+    at = AppTest.from_file(APP, default_timeout=60).run()
+    assert not at.exception
+    assert str(workspace / "quickstart.json") in at.error[0].value

@@ -207,3 +207,176 @@ def test_quickstart_uses_the_workspace_base_and_runs_expert_iteration(tiny_check
     summary = json.loads(result.stdout.strip().splitlines()[-1])
     assert summary["algo"] == "ei" and summary["name"] == "quickstart" and summary["status"] == "finished"
     assert summary["checkpoints"][0]["path"] == str(workspace / "checkpoints" / "base-tiny")
+
+
+# -- cancel inside a long phase (in-process: the hooks below decide exactly where it lands) -------
+
+
+@pytest.fixture
+def contexts(monkeypatch):
+    """Every RunContext the job builds, so a hook can wait on its stop signal."""
+    from engine.algorithms.context import RunContext
+
+    made = []
+    real = RunContext.__init__
+
+    def init(self, *args, **kwargs):
+        real(self, *args, **kwargs)
+        made.append(self)
+
+    monkeypatch.setattr(RunContext, "__init__", init)
+    return made
+
+
+def smoke_run(store, algo, base, **overrides):
+    from engine import jobs
+    from engine.config import make_config
+    from engine.launch import SIZES
+
+    return jobs.submit(store, make_config(algo, base=base, sets={**SIZES["smoke test"][algo], **overrides}))
+
+
+def cancel_and_wait(store, run_id, ctx):
+    """`reasonlab cancel` as the user gives it, then wait for the job's poll to turn it into the
+    stop signal the long phases read (a wait on that condition, about a second)."""
+    from engine import jobs
+
+    jobs.cancel(store, run_id)
+    assert ctx.stop_signal.wait(timeout=60), "the job never read its cancel flag"
+
+
+def execute_next(store):
+    from engine import jobs
+
+    return jobs.execute(store, store.claim_run(None, os.getpid()))
+
+
+def test_a_cancel_during_sampling_stops_the_step_and_keeps_the_steps_done(tiny_checkpoint, contexts, monkeypatch):
+    from engine import jobs
+    from engine.algorithms import common
+    from engine.sampling.torch_sampler import TorchSampler
+
+    state = {"step": 0, "cancelled": False, "batches_after": 0}
+    real_rollouts, real_batch = common.PolicyRun.rollouts, TorchSampler._batch
+
+    def rollouts(self, step):
+        state["step"] = step
+        return real_rollouts(self, step)
+
+    def batch(self, *args, **kwargs):
+        if state["step"] == 2 and not state["cancelled"]:  # inside step 2's sampling
+            state["cancelled"] = True
+            cancel_and_wait(store, run_id, contexts[-1])
+        elif state["cancelled"] and len(contexts) == 1:
+            state["batches_after"] += 1
+        return real_batch(self, *args, **kwargs)
+
+    monkeypatch.setattr(common.PolicyRun, "rollouts", rollouts)
+    monkeypatch.setattr(TorchSampler, "_batch", batch)
+    with Store() as store:
+        run_id = smoke_run(store, "grpo", tiny_checkpoint, steps=3, checkpoint_every=2)
+        assert execute_next(store) == "cancelled"
+        run = store.get_run(run_id)
+        assert run["status"] == "cancelled" and run["error"] is None and run["status"] in jobs.RESUMABLE
+        assert state["batches_after"] == 0  # nothing was decoded once the signal was set
+        # step 1 (done, not yet checkpointed) was saved as a cancel between steps saves it
+        assert store.checkpoints(run_id)["step"].tolist() == [0, 1]
+        assert set(store.samples(run_id=run_id, kind="rollout")["step"]) == {1}
+
+        jobs.resume(store, run_id)
+        assert execute_next(store) == "finished"
+        assert store.checkpoints(run_id)["step"].tolist() == [0, 1, 2, 3]
+        assert store.metrics(run_id, ["reward"])["step"].tolist() == [1, 2, 3]
+
+
+def test_a_cancel_during_fine_tuning_stops_the_round_within_an_optimizer_step(tiny_checkpoint, contexts, monkeypatch):
+    from engine import jobs
+    from engine.algorithms import expert_iteration
+
+    steps_seen: list[list[int]] = []  # per fine-tuning call, the optimizer steps it began
+    real = expert_iteration.finetune
+
+    def finetune(*args, on_step, **kwargs):
+        steps_seen.append([])
+
+        def hooked(s):
+            if len(contexts) == 1 and len(steps_seen) == 2 and s == 2:  # round 2, two steps in
+                cancel_and_wait(store, run_id, contexts[-1])
+            if not on_step(s):
+                steps_seen[-1].append(s)
+                return False
+            return True
+        return real(*args, on_step=hooked, **kwargs)
+
+    monkeypatch.setattr(expert_iteration, "finetune", finetune)
+    with Store() as store:  # rcrl keeps every sample, so each round has something to fine-tune on
+        run_id = smoke_run(store, "rcrl", tiny_checkpoint, rounds=2, sft_max_steps=12, sft_epochs=1000)
+        assert execute_next(store) == "cancelled"
+        assert steps_seen[0] == list(range(12)) and steps_seen[1] == [0, 1]  # of 12
+        assert store.get_run(run_id)["status"] == "cancelled"
+        assert store.checkpoints(run_id)["step"].tolist() == [0, 1]
+
+        jobs.resume(store, run_id)
+        assert execute_next(store) == "finished"
+        assert store.checkpoints(run_id)["step"].tolist() == [0, 1, 2]
+
+
+def test_sigterm_during_a_long_evaluation_stops_the_run_inside_it(tiny_checkpoint):
+    """60,000 samples to evaluate the base (minutes of decoding): SIGTERM stops the run there,
+    before the evaluation is done, instead of after it."""
+    args = [sys.executable, "-m", "engine.cli", "train", "--algo", "grpo", "--base", str(tiny_checkpoint), "--quiet",
+            *sets(*SMALL, *BUDGETS["grpo"], "eval_k=20000")]
+    proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    wait_for(lambda: (run_row(1) or {}).get("phase") == "evaluating the base checkpoint", what="the base evaluation")
+    proc.send_signal(signal.SIGTERM)
+    out, err = proc.communicate(timeout=300)
+    assert proc.returncode == 0, err
+    assert json.loads(out.strip().splitlines()[-1])["status"] == "cancelled"
+    run = run_row(1)
+    assert run["status"] == "cancelled" and run["error"] is None
+    with Store() as s:
+        assert s.samples(run_id=1, kind="eval").empty  # the evaluation was cut short, not finished
+        assert not s.metrics(1)["name"].str.startswith("eval/").any()
+
+
+@pytest.mark.parametrize("checkpoint_every, kept, logged, resumed", [
+    (1, [0, 1], [1], [0, 1, 2, 3]),  # step 1 is saved: the update stops before its next minibatch
+    (2, [0, 2], [1, 2], [0, 2, 3]),  # stopping would lose step 1: the update finishes and step 2 is saved
+])
+def test_a_cancel_during_a_policy_update_never_loses_a_finished_step(tiny_checkpoint, contexts, monkeypatch,
+                                                                     checkpoint_every, kept, logged, resumed):
+    from engine import jobs
+    from engine.algorithms import common, grpo
+
+    done = []  # steps finished, as after_step sees them
+    real_after, real_minibatches = common.PolicyRun.after_step, grpo.minibatches
+    monkeypatch.setattr(common.PolicyRun, "after_step", lambda self, step: (done.append(step), real_after(self, step)))
+
+    def minibatches(*args):
+        if len(contexts) == 1 and done == [1] and not contexts[-1].stop_signal.is_set():  # step 2's update
+            cancel_and_wait(store, run_id, contexts[-1])
+        return real_minibatches(*args)
+
+    monkeypatch.setattr(grpo, "minibatches", minibatches)
+    with Store() as store:
+        run_id = smoke_run(store, "grpo", tiny_checkpoint, steps=3, checkpoint_every=checkpoint_every)
+        assert execute_next(store) == "cancelled"
+        assert store.checkpoints(run_id)["step"].tolist() == kept
+        assert store.metrics(run_id, ["policy_loss"])["step"].tolist() == logged
+        jobs.resume(store, run_id)
+        assert execute_next(store) == "finished"
+        assert store.checkpoints(run_id)["step"].tolist() == resumed
+
+
+def test_orm_training_stops_at_a_set_cancel_and_writes_nothing(tiny_checkpoint, tmp_path):
+    import threading
+
+    from engine.algorithms.orm import ORMConfig, train_orm
+    from engine.sampling.base import Cancelled
+
+    cancel = threading.Event()
+    cancel.set()
+    examples = [("1 + 1 =", " 2", True), ("1 + 1 =", " 3", False)]
+    with pytest.raises(Cancelled):
+        train_orm(tiny_checkpoint, examples, tmp_path / "orm", ORMConfig(steps=1000, batch_size=2), cancel=cancel)
+    assert not (tmp_path / "orm").exists()

@@ -1,12 +1,18 @@
 """Solution trees on hand-made step lists: counts, correctness fractions, pruning, splitters, layout."""
 
 import math
+import pickle
 
 import pandas as pd
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
+from engine import dashboard
 from engine.evaluation import solution_tree, tree_layout
-from engine.evaluation.trees import line_steps, multistep_steps, sentence_steps
+from engine.evaluation.trees import line_steps, sentence_steps
+from engine.tasks import TASKS
+from tests.data_files import one_run_store, write_gsm8k
 
 
 def pipes(text: str) -> list[str]:
@@ -110,21 +116,6 @@ def test_bad_arguments():
 # --- splitters ---------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize(
-    "text, steps",
-    [
-        ("3 * 6 = 18\n18 + 4 = 22\n#### 22", ["3 * 6 = 18", "4 + 18 = 22", "#### 22"]),
-        ("6*3 = 18\n4 + 18 = 22\n#### 22\nafter the end", ["3 * 6 = 18", "4 + 18 = 22", "#### 22"]),
-        ("20 - 4 = 16\n16 / 2 = 8\n####  1,024", ["20 - 4 = 16", "16 / 2 = 8", "#### 1024"]),
-        ("3 * 6 = 18\nso the total is\n\n18", ["3 * 6 = 18", "so the total is", "18"]),  # malformed kept
-        ("#### x", ["#### x"]),
-        ("", []),
-    ],
-)
-def test_multistep_steps_normalise_like_step_signature(text, steps):
-    assert multistep_steps(text) == steps
-
-
 def test_built_in_task_tree_merges_reordered_operands():
     texts = ["3 * 6 = 18\n18 + 4 = 22\n#### 22", "6 * 3 = 18\n4 + 18 = 22\n#### 22", "3 * 6 = 18\n18 - 4 = 14\n#### 14"]
     tree = by_path(solution_tree(samples(texts, [1, 1, 0])))
@@ -160,3 +151,114 @@ def test_a_thousand_samples_of_ten_steps():
     assert leaves["count"].sum() == 1000 and sorted(set(leaves["count"])) == [83, 84]
     # i mod 12 fixes both residues and the parity, so each path is all correct or all wrong
     assert set(leaves["frac_correct"]) == {0.0, 1.0}
+
+
+# --- the run's own task splits its solutions -------------------------------------------------------
+
+# GSM8K-style solutions: NATALIA and REWORDED compute the same results in other words; HALVES
+# reaches the same answer by other calculations.
+NATALIA = ("Natalia sold 48/2 = <<48/2=24>>24 clips in May.\n"
+           "Natalia sold 48+24 = <<48+24=72>>72 clips altogether in April and May.\n#### 72")
+REWORDED = "In May she sold half of 48, so 48 / 2 = 24.\nIn all: 24 + 48 = 72 clips.\n#### 72"
+HALVES = "In May she sold 48 - 12 = 36.\nAltogether 36 + 36 = 72.\n#### 72"
+
+
+@pytest.fixture
+def gsm8k_run(tmp_path):
+    data = write_gsm8k(tmp_path / "gsm8k.jsonl")
+    store, run_id = one_run_store(tmp_path / "store.sqlite", {"task": "gsm8k", "data": str(data)},
+                                  [NATALIA, REWORDED, HALVES, NATALIA])
+    yield store, run_id, data
+    store.close()
+
+
+def test_a_gsm8k_file_runs_tree_has_one_level_per_solution_line(gsm8k_run):
+    store, run_id, _ = gsm8k_run
+    nodes = dashboard.tree(dashboard.problem_samples(store, run_id, "eval", 0, "test-0"))
+    paths = by_path(nodes)
+    assert nodes["depth"].max() == 3  # two lines of working, then `#### 72`
+    # the first line of NATALIA and REWORDED computes 48 / 2 = 24: one node, worded as most samples do
+    assert nodes[nodes["depth"] == 1]["count"].tolist() == [3, 1]
+    first = "Natalia sold 48/2 = 24 clips in May."  # calculator annotations are not shown
+    assert paths[first].count == 3 and paths[first].samples == [0, 1, 3]
+    assert paths[f"{first}/Natalia sold 48+24 = 72 clips altogether in April and May./#### 72"].count == 3
+    assert paths["In May she sold 48 - 12 = 36./Altogether 36 + 36 = 72./#### 72"].count == 1
+
+
+def test_differently_worded_same_calculations_share_a_step_signature(gsm8k_run):
+    store, run_id, _ = gsm8k_run
+    task = dashboard.analysis_task(store, run_id)
+    assert task.name == "gsm8k"
+    assert task.step_signature(NATALIA) == task.step_signature(REWORDED) == ("24", "72", "72")
+    assert task.step_signature(HALVES) == ("36", "72", "72")
+    assert [task.step_key(s) for s in task.steps(REWORDED)] == [("=", "24"), ("=", "72"), ("####", "72")]
+
+
+def test_the_tree_of_a_cached_view_still_uses_the_runs_task(gsm8k_run):
+    """Pages cache problem_samples (st.cache_data pickles it): the task spec travels with it."""
+    store, run_id, _ = gsm8k_run
+    samples = pickle.loads(pickle.dumps(dashboard.problem_samples(store, run_id, "eval", 0, "test-0")))
+    assert dashboard.tree(samples)["depth"].max() == 3
+    assert dashboard.tree(samples, task="multistep")["depth"].max() == 3  # an explicit task wins
+    assert dashboard.tree(samples, task="multistep")[lambda t: t["depth"] == 1]["count"].tolist() == [2, 1, 1]
+
+
+def test_a_run_whose_data_file_moved_is_still_split_by_its_task(gsm8k_run):
+    store, run_id, data = gsm8k_run
+    data.rename(data.with_suffix(".moved"))
+    dashboard.samples._analysis_task.cache_clear()
+    assert dashboard.analysis_task(store, run_id).name == "gsm8k"
+    nodes = dashboard.tree(dashboard.problem_samples(store, run_id, "eval", 0, "test-0"))
+    assert nodes[nodes["depth"] == 1]["count"].tolist() == [3, 1]
+
+
+def test_a_gym_runs_tree_and_signature_come_from_the_gym_task(tmp_path):
+    texts = ["First 5 + 3 = 8.\nThen 8 + 2 = 10.\n<answer>10</answer>",
+             "We add: 3 + 5 = 8\nand 8 + 2 = 10\n<answer>10</answer>",
+             "5 + 5 = 10\n<answer>10</answer>"]
+    store, run_id = one_run_store(tmp_path / "store.sqlite", {"task": "gym", "gym_name": "chain_sum",
+                                                                   "gym_options": {"min_terms": 2}}, texts)
+    with store:
+        task = dashboard.analysis_task(store, run_id)
+        assert task.name == "gym"
+        assert task.step_signature(texts[0]) == task.step_signature(texts[1]) == ("8", "10", "10")
+        nodes = dashboard.tree(dashboard.problem_samples(store, run_id, "eval", 0, "test-0"))
+        assert nodes[nodes["depth"] == 1]["count"].tolist() == [2, 1]
+        assert nodes["depth"].max() == 3
+
+
+@pytest.mark.parametrize("name", ["gsm8k", "svamp", "jsonl", "gym"])
+def test_free_text_steps_are_lines_keyed_by_their_results(name):
+    task = TASKS[name]  # the step methods read the text alone: no data file needed
+    text = "Let's think.\n  3 + 4 = 7 apples \n\nthen 7*2 = <<7*2=14>>14\nso 14 #### 14\n#### 99\nQuestion: 1 + 1 = 2"
+    assert task.steps(text) == ["Let's think.", "3 + 4 = 7 apples", "then 7*2 = 14", "so 14", "#### 14"]
+    assert [task.step_key(s) for s in task.steps(text)] == [("text", "let's think."), ("=", "7"), ("=", "14"),
+                                                            ("text", "so 14"), ("####", "14")]
+
+
+WORDS = st.lists(st.text("abcdefghijklmnopqrstuvwxyz ,.;:'", min_size=1, max_size=12), max_size=3).map(" ".join)
+CALCULATIONS = st.lists(st.tuples(st.integers(0, 999), st.sampled_from("+-*"), st.integers(0, 999)),
+                        min_size=1, max_size=5)
+
+
+APPLY = {"+": lambda a, b: a + b, "-": lambda a, b: a - b, "*": lambda a, b: a * b}
+
+
+def worded(calculations, wording) -> str:
+    lines = [f"{before} {a} {op} {b} = {APPLY[op](a, b)} {after}"
+             for (a, op, b), (before, after) in zip(calculations, wording)]
+    a, op, b = calculations[-1]
+    return "\n".join(lines + [f"#### {APPLY[op](a, b)}"])
+
+
+@settings(max_examples=60, deadline=None)
+@given(CALCULATIONS, st.data())
+def test_two_wordings_of_the_same_calculations_are_one_path_and_one_signature(calculations, data):
+    """Whatever words surround them, the same calculations in the same order are the same steps."""
+    texts = [worded(calculations, data.draw(st.lists(st.tuples(WORDS, WORDS), min_size=len(calculations),
+                                                     max_size=len(calculations)))) for _ in range(2)]
+    task = TASKS["gsm8k"]
+    assert task.step_signature(texts[0]) == task.step_signature(texts[1])
+    assert [task.step_key(s) for s in task.steps(texts[0])] == [task.step_key(s) for s in task.steps(texts[1])]
+    nodes = solution_tree(samples(texts, [1, 1]), splitter=task)
+    assert nodes["count"].tolist() == [2] * (len(calculations) + 2)  # one path: root, a node per line, the answer

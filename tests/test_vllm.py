@@ -305,6 +305,7 @@ def test_config_refuses_a_sampler_it_cannot_run(monkeypatch, tiny_checkpoint, in
     from engine import config
 
     monkeypatch.setattr(config, "vllm_device", lambda: installed)
+    monkeypatch.setattr(config, "device_problem", lambda device: None)  # as on a machine with a CUDA GPU
     with pytest.raises(ReasonlabError, match=message):
         config.make_config("grpo", base=tiny_checkpoint, sets=sets)
 

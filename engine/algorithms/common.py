@@ -18,8 +18,8 @@ from engine.algorithms.context import RunContext  # the loops import it from her
 from engine.model.checkpoint import load_checkpoint
 from engine.model.lora import maybe_lora, trainable
 from engine.sampling import make_sampler
-from engine.sampling.base import Completion
-from engine.tasks.base import Problem, Score
+from engine.sampling.base import Cancelled, Completion, check_cancel
+from engine.tasks.base import Problem, Score, score_safely
 
 
 # -- rollouts ---------------------------------------------------------------------------------
@@ -37,21 +37,23 @@ class Rollout:
 
 
 def sample_rollouts(model, tokenizer, task, problems: list[Problem], n: int, cfg, seed: int,
-                    prompt_suffix: str = "", prompt=None, sampler=None, stop: tuple[str, ...] = ()) -> list[Rollout]:
+                    prompt_suffix: str = "", prompt=None, sampler=None, stop: tuple[str, ...] = (),
+                    cancel=None) -> list[Rollout]:
     """n samples per problem (consecutive), each scored by the task. `prompt(problem)` makes the
     prompt text (default: the task's own prompt); `sampler` one from make_sampler(model, ...)
-    when several calls share it. The model is left in eval mode."""
+    when several calls share it; else one is made that raises Cancelled once `cancel` (the run's
+    ctx.interrupt) is set. The model is left in eval mode."""
     model.eval()
     prompt = prompt or task.prompt
     prompts = [prompt(p) + prompt_suffix for p in problems]
-    sampler = sampler or make_sampler(model, tokenizer, cfg)
+    sampler = sampler or make_sampler(model, tokenizer, cfg, cancel=cancel)
     out = sampler.sample(prompts, n=n, temperature=cfg.temperature, top_p=cfg.top_p,
                          max_new_tokens=cfg.max_new_tokens, seed=seed, stop=stop)
     rollouts = []
     for p, prompt, completions in zip(problems, prompts, out):
         ids = tokenizer(prompt, add_special_tokens=False)["input_ids"]
         for j, c in enumerate(completions):
-            rollouts.append(Rollout(p, j, prompt, ids, c, task.score(p, c.text)))
+            rollouts.append(Rollout(p, j, prompt, ids, c, score_safely(task, p, c.text)))
     return rollouts
 
 
@@ -73,6 +75,11 @@ def draw_problems(task, cfg, step: int, n: int) -> list[Problem]:
 
 
 _POOLS: dict = {}
+
+
+def train_pool(task, cfg) -> list[Problem]:
+    """The run's training problems (what draw_problems draws from; its size is logged as data/train_pool)."""
+    return _pool(task, cfg.train_problems)
 
 
 def _pool(task, n: int) -> list[Problem]:
@@ -226,7 +233,12 @@ class PolicyRun:
             if self.stopping(step - 1):
                 return
             self.step_started = time.time()
-            rollouts = self.rollouts(step)
+            try:
+                rollouts = self.rollouts(step)
+            except Cancelled:  # mid-sampling the policy is still step - 1's: keep it, as stopping() does
+                if step - 1 > self.last_saved:
+                    self._save(step - 1, evaluate_now=False)
+                raise
             self.sample_s = time.time() - self.step_started
             yield step, rollouts
 
@@ -236,12 +248,20 @@ class PolicyRun:
         ctx, cfg = self.ctx, self.cfg
         problems = ctx.shard(draw_problems(ctx.task, cfg, step, cfg.prompts_per_step))
         rollouts = sample_rollouts(self.policy, self.tokenizer, ctx.task, problems, cfg.n, cfg,
-                                   seed=step_seed(cfg.seed, step) + ctx.rank, prompt=ctx.prompt, stop=ctx.stop)
+                                   seed=step_seed(cfg.seed, step) + ctx.rank, prompt=ctx.prompt, stop=ctx.stop,
+                                   cancel=ctx.interrupt)
         assign_rewards(rollouts, cfg.reward, self.orm)
         everyone = ctx.gather(rollouts)
         ctx.samples_seen += len(everyone)
         ctx.log_rollouts(step, everyone)
         return rollouts
+
+    def check_update_cancel(self, step: int) -> None:
+        """Inside a step's update, per minibatch: raise Cancelled on a stop signal when that loses
+        no finished step (the last one is checkpointed). Otherwise the update runs on to the step's
+        end and the check between steps saves it: a half-updated policy is no step's, never kept."""
+        if self.last_saved == step - 1:
+            check_cancel(self.ctx.interrupt)
 
     def stopping(self, last_done: int) -> bool:
         """True when a cancel was requested; the work done so far is saved first (unevaluated)."""
@@ -278,11 +298,12 @@ def train_orm_from_samples(ctx: RunContext, cfg, policy, tokenizer, out: Path, p
     rng = random.Random(step_seed(cfg.seed, 0, salt=3))
     chosen = rng.sample(pool[len(pool) // 2:], min(problems, len(pool) // 2))  # apart from early RL steps
     rollouts = sample_rollouts(policy, tokenizer, ctx.task, chosen, n, cfg, seed=step_seed(cfg.seed, 0, salt=4),
-                               prompt=ctx.prompt, stop=ctx.stop)
+                               prompt=ctx.prompt, stop=ctx.stop, cancel=ctx.interrupt)
     for r in rollouts:
         r.reward = float(r.score.correct)
     ctx.log_rollouts(0, rollouts)
     examples = [(r.prompt_text, r.completion.text, bool(r.score.correct)) for r in rollouts]
     examples += [(ctx.prompt(p), p.reference, True) for p in chosen]
     return train_orm(cfg.base, examples, out, ORMConfig(steps=cfg.orm_steps, seed=cfg.seed, device=cfg.device,
-                                                        dtype=cfg.dtype, trust_remote_code=cfg.trust_remote_code))
+                                                        dtype=cfg.dtype, trust_remote_code=cfg.trust_remote_code),
+                     cancel=ctx.interrupt)

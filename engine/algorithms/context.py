@@ -31,7 +31,8 @@ STATE_FILE = "trainer_state.pt"
 
 class RunContext:
     """The job around a training loop. Loops report through it and never touch the store's
-    schema; `ctx.stop_requested()` is how `reasonlab cancel` reaches them.
+    schema; `ctx.stop_requested()` is how `reasonlab cancel` reaches them between steps, and
+    `ctx.interrupt` inside a long phase (sampling, fine-tuning, evaluation).
 
     Several processes: every rank builds one (store None except on rank 0). `log`, `gather`,
     `stop_requested`, `save` and `evaluate_base` are collective (every rank calls them at the same
@@ -48,7 +49,7 @@ class RunContext:
         self.started = time.time()
         self.meta: dict = {}  # extra checkpoint metadata, e.g. RCRL's prompt suffix
         self.on_progress = None  # a foreground run's progress bar: on_progress(run_fields, phase)
-        self.stop_signal = threading.Event()  # set by the job's SIGTERM handler
+        self.stop_signal = threading.Event()  # set by the job's SIGTERM handler and by poll_cancel
         self._resume = self._find_resume_point()
 
     def use_tokenizer(self, tokenizer) -> None:
@@ -58,8 +59,11 @@ class RunContext:
         self.meta["prompt_format"] = fmt
         self.prompter = Prompter(self.task, tokenizer, fmt)
         skipped = getattr(self.task, "skipped", [])
-        if skipped and self.resume_point() is None:  # a resumed run logged it the first time
-            self.log(0, {"data/skipped_lines": len(skipped)})
+        if self.resume_point() is None:  # a resumed run logged these the first time
+            from engine.algorithms.common import train_pool  # (common imports this module)
+
+            start = {"data/train_pool": len(train_pool(self.task, self.cfg))}  # distinct training problems
+            self.log(0, {**start, "data/skipped_lines": len(skipped)} if skipped else start)
 
     @property
     def stop(self) -> tuple[str, ...]:
@@ -79,6 +83,22 @@ class RunContext:
         self.store.update_run(self.run_id, heartbeat_at=time.time(), **fields)
         if self.on_progress is not None:
             self.on_progress(fields, phase)
+
+    @property
+    def interrupt(self) -> threading.Event | None:
+        """The event long phases check per decode step or optimizer step (sampling, fine-tuning,
+        evaluation, ORM training), raising base.Cancelled once it is set. None under a
+        multi-process launch: its processes must stop together, at the collective check between
+        steps (stop_requested), or one left waiting in a collective would hang."""
+        return self.stop_signal if self.world == 1 else None
+
+    def poll_cancel(self) -> None:
+        """Turn a `reasonlab cancel` (a flag in the store) into the stop signal. The job's
+        heartbeat thread calls it every second or so, so the hot loops read an Event, never the store."""
+        if self.is_main and not self.stop_signal.is_set():
+            run = self.store.get_run(self.run_id)
+            if run and run["cancel_requested"]:
+                self.stop_signal.set()
 
     def stop_requested(self) -> bool:
         """Collective: rank 0 reads the cancel flag, so all processes stop at the same step."""
@@ -122,6 +142,8 @@ class RunContext:
              "problem_id": r.problem.id, "sample_idx": r.sample_idx, "text": r.completion.text,
              "answer": r.score.answer, "correct": int(r.score.correct), "reward": r.reward,
              "n_tokens": len(r.completion.token_ids), "logprob": r.completion.logprob} for r in rollouts])
+        # completions the task could not score (counted incorrect): not a collective log, rank 0 has them all
+        self._record(step, {"score/unjudged": sum(r.score.unjudged for r in rollouts)})
 
     # -- checkpoints ----------------------------------------------------------------------------
     def checkpoint_path(self, step: int) -> Path:
@@ -139,9 +161,12 @@ class RunContext:
     def _save(self, out: Path, step: int, model, tokenizer, state: dict, evaluate_now: bool) -> None:
         meta = {"made_by": f"reasonlab {self.cfg.algo}", "run_id": self.run_id, "step": step,
                 "config": asdict(self.cfg), **self.meta}
-        save_checkpoint(model, tokenizer, out, meta)
-        torch.save({"step": step, "samples_seen": self.samples_seen, "elapsed": time.time() - self.started,
-                    "rng": torch.get_rng_state(), **state}, out / STATE_FILE)
+        trainer_state = {"step": step, "samples_seen": self.samples_seen, "elapsed": time.time() - self.started,
+                         "rng": torch.get_rng_state(), **state}
+        # the state goes in with the weights, in one atomic write; replace: a crash after the write but
+        # before the store recorded it leaves this step's directory, which the resumed run writes again
+        save_checkpoint(model, tokenizer, out, meta, extra=lambda d: torch.save(trainer_state, d / STATE_FILE),
+                        replace=True)
         checkpoint_id = self.store.add_checkpoint(self.run_id, step, out)
         if evaluate_now:
             self.evaluate(step, checkpoint_id, model, tokenizer)
@@ -155,7 +180,7 @@ class RunContext:
                           prompt_format=self.meta.get("prompt_format", "plain"))
         was_training = model.training
         model.eval()
-        metrics, rows = evaluate(make_sampler(model, tokenizer, cfg), ecfg)
+        metrics, rows = evaluate(make_sampler(model, tokenizer, cfg, cancel=self.interrupt), ecfg)
         model.train(was_training)
         self.store.add_samples([{**row, "run_id": self.run_id, "checkpoint_id": checkpoint_id, "step": step,
                                  "kind": "eval"} for row in rows])

@@ -81,7 +81,7 @@ def run_rounds(ctx: RunContext, cfg: EIConfig, select: Selection, sample_suffix:
         chunk = max(1, 4 * cfg.sample_batch_size // cfg.k)
         rollouts: list[Rollout] = []
         t0, tokens = time.time(), 0
-        sampler = make_sampler(policy, tokenizer, cfg)  # vLLM: this round's weights pushed once
+        sampler = make_sampler(policy, tokenizer, cfg, cancel=ctx.interrupt)  # vLLM: this round's weights pushed once
         for i in range(0, -(-len(problems) // ctx.world), chunk):
             if ctx.stop_requested():
                 return
@@ -116,7 +116,8 @@ def run_rounds(ctx: RunContext, cfg: EIConfig, select: Selection, sample_suffix:
                 ctx.progress(r - 1, cfg.rounds, done + (0.5 + 0.4 * s / steps) / cfg.rounds,
                              f"round {r}/{cfg.rounds}: fine-tuning {s}/{steps} steps on {len(dataset)} solutions")
                 return ctx.stop_requested()
-            return False
+            # between the collective checks, one process reads its stop signal (a flag) every step
+            return ctx.interrupt is not None and ctx.interrupt.is_set()
 
         loss = None
         if dataset:

@@ -48,6 +48,7 @@ def train(ctx: RunContext, cfg: GRPOConfig) -> None:
         stats = common.Stats()
         for _ in range(cfg.epochs):
             for idx in minibatches(len(rollouts), run.minibatch_size, gen):
+                run.check_update_cancel(step)
                 mb = {k: v[idx] for k, v in batch.items()}
                 logprobs, _, _ = forward_logprobs(model, mb)
                 mask = mb["mask"]

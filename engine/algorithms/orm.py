@@ -23,7 +23,9 @@ from tqdm.auto import tqdm
 
 from engine.algorithms.sft import completion_batch
 from engine.errors import ReasonlabError
+from engine.limits import ORM_RANGES, check_fields
 from engine.model.checkpoint import load_checkpoint, save_checkpoint
+from engine.sampling.base import check_cancel
 
 HEAD = "orm_head.safetensors"
 
@@ -52,15 +54,9 @@ class ORMConfig:
     """Let transformers run Python code shipped in the base directory (only for models you trust)."""
 
     def validate(self) -> None:
-        for name in ("steps", "batch_size"):
-            if getattr(self, name) < 1:
-                raise ReasonlabError(f"orm config field {name} must be >= 1, got {getattr(self, name)}")
+        check_fields("orm", self, ORM_RANGES)  # every number finite and in its range (engine/limits.py)
         if self.balance and self.batch_size < 2:
             raise ReasonlabError(f"orm config field batch_size must be >= 2 when balance is on, got {self.batch_size}")
-        if not self.lr > 0:
-            raise ReasonlabError(f"orm config field lr must be > 0, got {self.lr}")
-        if not self.weight_decay >= 0:
-            raise ReasonlabError(f"orm config field weight_decay must be >= 0, got {self.weight_decay}")
 
 
 class OutcomeRewardModel(torch.nn.Module):
@@ -115,13 +111,10 @@ class OutcomeRewardModel(torch.nn.Module):
     def save(self, out: str | Path, meta: dict | None = None) -> Path:
         from safetensors.torch import save_file
 
-        out = save_checkpoint(self.lm, self.tokenizer, out, {"kind": "orm", **(meta or {})})
         head = {name: t.detach().cpu().contiguous() for name, t in self.head.state_dict().items()}
-        try:
-            save_file(head, str(out / HEAD))
-        except OSError as e:
-            raise ReasonlabError(f"cannot write checkpoint {out}: {e.strerror or e}") from None
-        return out
+        # the head goes in with the trunk, in one atomic write: never a trunk without its head
+        return save_checkpoint(self.lm, self.tokenizer, out, {"kind": "orm", **(meta or {})},
+                               extra=lambda d: save_file(head, str(d / HEAD)))
 
     @classmethod
     def load(cls, path: str | Path, device: str = "cpu", dtype: str = "auto",
@@ -143,9 +136,11 @@ class OutcomeRewardModel(torch.nn.Module):
 
 
 def train_orm(base: str | Path, examples: list[Example], out: str | Path, cfg: ORMConfig,
-              progress: bool = False, log=None) -> dict:
+              progress: bool = False, log=None, cancel=None) -> dict:
     """Fine-tune trunk + head from the `base` checkpoint on (prompt, completion, correct) examples,
     save the ORM to `out` and return a summary. `log(step, {"loss", "acc"})` is called every 10 steps.
+    Once `cancel` (a run's stop signal, a threading.Event) is set, raises Cancelled before the next
+    step, saving nothing.
     """
     cfg.validate()
     if not examples:
@@ -164,6 +159,7 @@ def train_orm(base: str | Path, examples: list[Example], out: str | Path, cfg: O
     loss_ema = acc_ema = None
     bar = tqdm(range(cfg.steps), desc="orm", disable=not progress, unit="step")
     for step in bar:
+        check_cancel(cancel)
         # 1) draw a batch, half correct and half incorrect when balancing
         if cfg.balance:
             half = cfg.batch_size // 2

@@ -109,6 +109,7 @@ def train(ctx: RunContext, cfg: PPOConfig) -> None:
         stats = common.Stats()
         for _ in range(cfg.epochs):
             for idx in minibatches(len(rollouts), run.minibatch_size, gen):
+                run.check_update_cancel(step)
                 mb = {k: v[idx] for k, v in batch.items()}
                 logprobs, logits, hidden = forward_logprobs(model, mb, with_hidden=True)
                 values = value_model(hidden.float()).squeeze(-1)

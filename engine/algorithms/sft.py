@@ -21,11 +21,13 @@ from tqdm.auto import tqdm
 
 from engine import distributed
 from engine.errors import ReasonlabError
-from engine.model.checkpoint import save_checkpoint
+from engine.model.checkpoint import check_target, recover, save_checkpoint
+from engine.limits import SFT_RANGES, check_fields
 from engine.model.presets import PRESETS, new_model
 from engine.model.tokenizer import build_tokenizer, corpus
 from engine.sampling.torch_sampler import TorchSampler
 from engine.tasks import get_task
+from engine.tasks.base import score_safely
 
 
 @dataclass
@@ -65,22 +67,13 @@ class SFTConfig:
     """Seed of the model init, the problem order and the solution orders."""
 
     def validate(self) -> None:
-        if not 0 <= self.canonical <= 1:
-            raise ReasonlabError(f"sft config field canonical must be in [0, 1], got {self.canonical}")
+        check_fields("sft", self, SFT_RANGES)  # every number finite and in its range (engine/limits.py)
         if self.preset not in PRESETS:
             raise ReasonlabError(f"unknown preset {self.preset!r}; choose one of {', '.join(PRESETS)}")
-        for name in ("steps", "batch_size", "train_problems"):
-            if getattr(self, name) < 1:
-                raise ReasonlabError(f"sft config field {name} must be >= 1, got {getattr(self, name)}")
         for name in ("carry_slips", "stops_short"):
-            value = getattr(self, name)
-            if not 0 <= value <= 1:
-                raise ReasonlabError(f"sft config field {name} must be in [0, 1], got {value}")
-            if value and not hasattr(self.make_task(), "teacher_solution"):
+            if getattr(self, name) and not hasattr(self.make_task(), "teacher_solution"):
                 raise ReasonlabError(f"sft config field {name} applies to the built-in task only; "
                                      f"set it to 0 for task {self.task}")
-        if not self.lr > 0:
-            raise ReasonlabError(f"sft config field lr must be > 0, got {self.lr}")
         self.make_task()  # raises on an unknown task or unusable options (naming file and line)
 
     def make_task(self):
@@ -137,13 +130,17 @@ def _bucketed_batches(task, tokenizer, problems, cfg: SFTConfig, rng: random.Ran
     return batches
 
 
-def train_sft(cfg: SFTConfig, out: str | Path, progress: bool = True, on_step=None, watch_every: int = 0) -> dict:
+def train_sft(cfg: SFTConfig, out: str | Path, progress: bool = True, on_step=None, watch_every: int = 0,
+              overwrite: bool = False) -> dict:
     """Train a model from scratch and write it to `out` as an HF checkpoint. Returns a summary.
     `on_step(steps_done, steps, info)` is called after every optimizer step (e.g. the dashboard's
     bar) with info {"loss": the smoothed loss}. With `watch_every`, every that many steps and at
     the last, info also holds "probe": the model's greedy solution so far to one fixed held-out
-    problem ({"step", "question", "completion", "answer", "correct"}), to watch it learn."""
+    problem ({"step", "question", "completion", "answer", "correct"}), to watch it learn.
+    A non-empty `out` is refused before training unless `overwrite` (then replaced atomically)."""
     cfg.validate()
+    recover(out)
+    check_target(out, overwrite)
     start = time.time()
     task = cfg.make_task()
     tokenizer = build_tokenizer(corpus(task, seed=cfg.seed))
@@ -178,7 +175,8 @@ def train_sft(cfg: SFTConfig, out: str | Path, progress: bool = True, on_step=No
     wall = time.time() - start
     summary = {"loss": loss_ema, "wall_s": round(wall, 1), "tokens": tokens,
                "params": sum(p.numel() for p in model.parameters())}
-    save_checkpoint(model.eval(), tokenizer, out, {"made_by": "reasonlab sft", "config": asdict(cfg), **summary})
+    save_checkpoint(model.eval(), tokenizer, out, {"made_by": "reasonlab sft", "config": asdict(cfg), **summary},
+                    replace=overwrite)
     return summary
 
 
@@ -187,7 +185,7 @@ def probe(model, tokenizer, task, problem, max_new_tokens: int = 96) -> dict:
     completion = TorchSampler(model, tokenizer).sample([task.prompt(problem)], temperature=0.0,
                                                        max_new_tokens=max_new_tokens)[0][0].text
     model.train()
-    score = task.score(problem, completion)
+    score = score_safely(task, problem, completion)
     return {"question": problem.question, "completion": completion, "answer": score.answer, "correct": score.correct}
 
 

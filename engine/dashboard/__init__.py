@@ -17,10 +17,11 @@ from engine.dashboard.runs import (ACTIVE, CURVE_COLUMNS, TEXT_COLUMNS, base_che
                                    evaluated_checkpoints, format_seconds, latest_metrics, probe_table,
                                    resume_run, run_detail, run_label, run_log, run_metrics, runs_table,
                                    start_points, store_at, worker_log_tail)
-from engine.dashboard.samples import (PROBLEM_FILTERS, answer_distribution, distinct_texts, filter_problems,
-                                      filter_samples, node_label, node_samples, problem_history, problem_info,
-                                      problem_samples, problem_table, problems_by_id, run_task,
+from engine.dashboard.samples import (PROBLEM_FILTERS, analysis_task, answer_distribution, distinct_texts,
+                                      filter_problems, filter_samples, node_label, node_samples, problem_history,
+                                      problem_info, problem_samples, problem_table, problems_by_id, run_task,
                                       run_task_options, sample_steps, tree, view_version)
+from engine.dashboard.text import literal
 
 __all__ = [
     'TRAINING_METRICS', 'aligned', 'comparison', 'curve_samples', 'diversity_over_training',
@@ -28,8 +29,8 @@ __all__ = [
     'ACTIVE', 'CURVE_COLUMNS', 'TEXT_COLUMNS', 'base_checkpoints', 'cancel_run', 'checkpoints_table',
     'default_run', 'delete_run', 'deletion_summary', 'evaluated_checkpoints', 'format_seconds',
     'latest_metrics', 'probe_table', 'resume_run', 'run_detail', 'run_label', 'run_log', 'run_metrics',
-    'runs_table', 'start_points', 'store_at', 'worker_log_tail', 'PROBLEM_FILTERS', 'answer_distribution',
-    'distinct_texts', 'filter_problems', 'filter_samples', 'node_label', 'node_samples', 'problem_history',
-    'problem_info', 'problem_samples', 'problem_table', 'problems_by_id', 'run_task', 'run_task_options',
-    'sample_steps', 'tree', 'view_version',
+    'runs_table', 'start_points', 'store_at', 'worker_log_tail', 'PROBLEM_FILTERS', 'analysis_task',
+    'answer_distribution', 'distinct_texts', 'filter_problems', 'filter_samples', 'node_label', 'node_samples',
+    'problem_history', 'problem_info', 'problem_samples', 'problem_table', 'problems_by_id', 'run_task',
+    'run_task_options', 'sample_steps', 'tree', 'view_version', 'literal',
 ]

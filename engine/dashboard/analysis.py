@@ -8,7 +8,7 @@ from collections.abc import Sequence
 import pandas as pd
 
 from engine.dashboard.runs import CURVE_COLUMNS, checkpoints_table
-from engine.dashboard.samples import problem_table, sample_steps
+from engine.dashboard.samples import analysis_task, problem_table, sample_steps
 from engine.errors import ReasonlabError
 from engine.evaluation import (aligned_samples, checkpoint_curves, checkpoint_diversity, compare_checkpoints,
                                diversity_by_checkpoint, training_curves)
@@ -94,14 +94,15 @@ def problem_subset(store: Store, run_id: int, step: int, limit: int | None) -> l
 
 def diversity_over_training(store: Store, run_id: int, problems: int | None = 100) -> pd.DataFrame:
     """Diversity means per evaluated checkpoint of a run, over its first `problems` problems
-    (diversity needs every text, so a subset keeps a million-sample store responsive)."""
+    (diversity needs every text, so a subset keeps a million-sample store responsive); step
+    sequences are compared by the run's own task's step_signature."""
     steps = sample_steps(store, run_id, "eval")
     if not steps:
         return pd.DataFrame()
     ids = problem_subset(store, run_id, steps[0], problems)
     rows = store.sample_rows(["problem_id", "sample_idx", "text", "answer", "checkpoint_id", "step"],
                              run_id=run_id, kind="eval", problem_ids=ids)
-    return diversity_by_checkpoint(rows)
+    return diversity_by_checkpoint(rows, signature=analysis_task(store, run_id).step_signature)
 
 
 def diversity_per_problem(store: Store, run_id: int, step: int, problems: int | None = 100) -> pd.DataFrame:
@@ -112,7 +113,7 @@ def diversity_per_problem(store: Store, run_id: int, step: int, problems: int | 
                              kind="eval", step=step, problem_ids=ids)
     if rows.empty:
         return pd.DataFrame()
-    per_problem = checkpoint_diversity(rows).per_problem
+    per_problem = checkpoint_diversity(rows, signature=analysis_task(store, run_id).step_signature).per_problem
     solve = rows[rows["sample_idx"] >= 0].groupby("problem_id")["correct"].apply(lambda s: float((s == 1).mean()))
     return per_problem.assign(solve_rate=per_problem["problem_id"].map(solve))
 

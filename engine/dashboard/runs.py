@@ -110,10 +110,12 @@ def run_log(store: Store, run: dict, metrics: pd.DataFrame, lines: int = 30) -> 
     if run["started_at"]:
         events.append((run["started_at"], "started"))
     train = metrics[~metrics["name"].str.startswith("eval/")]
-    keep = ["reward", "train/accuracy", "policy_loss", "approx_kl", "kl_ref", "sft/loss", "tokens_per_s"]
+    keep = ["reward", "train/accuracy", "policy_loss", "approx_kl", "kl_ref", "sft/loss", "tokens_per_s",
+            "data/train_pool", "data/skipped_lines", "score/unjudged"]
     for step, rows in train.groupby("step"):
         values = dict(zip(rows["name"], rows["value"]))
-        shown = [f"{k} {_number(values[k])}" for k in keep if k in values and values[k] == values[k]]
+        shown = [f"{k} {_number(values[k])}" for k in keep if k in values and values[k] == values[k]
+                 and (values[k] or k != "score/unjudged")]  # unjudged completions: only when there were some
         if shown:  # step 0 logs only its evaluation
             seen = int(rows["samples_seen"].max() or 0)
             events.append((rows["wall_time"].max(), " · ".join([f"step {step}", f"{seen:,} samples", *shown])))
@@ -210,7 +212,8 @@ def base_checkpoints() -> list[Path]:
     root = workspace.checkpoints_dir()
     if not root.is_dir():
         return []
-    return sorted(p for p in root.iterdir() if (p / "config.json").is_file())
+    # a dot-name is a save in progress (or one a crash left): engine/model/checkpoint.py
+    return sorted(p for p in root.iterdir() if not p.name.startswith(".") and (p / "config.json").is_file())
 
 
 def start_points(store: Store) -> list[tuple[str, str]]:

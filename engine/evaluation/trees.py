@@ -2,8 +2,10 @@
 
 A node is a step; its children are the next steps that samples took after it; the root stands for
 the problem (every sample passes through it). Two samples share a node while their step
-sequences agree. Per node: how many samples pass through it, the fraction of those whose final
-answer is correct, their mean log-probability, a few example texts and the sample indices.
+sequences agree; the run's task says how a solution splits into steps and which steps are the
+same (a GSM8K file: one step per line, the same when it computes the same results). Per node:
+how many samples pass through it, the fraction of those whose final answer is correct, their
+mean log-probability, a few example texts and the sample indices.
 
 The output is a flat DataFrame that plotly's icicle / sunburst take as it is
 (`ids="id", parents="parent", names="label", values="count", branchvalues="total"`): a node's
@@ -13,38 +15,16 @@ count is at least the sum of its children's, since a sample may stop at any node
 from __future__ import annotations
 
 import re
-from collections.abc import Callable
+from collections import Counter
+from collections.abc import Callable, Hashable
 
 import numpy as np
 import pandas as pd
 
-from engine.tasks.multistep import normalise_number, parse_steps
+from engine.tasks import TASKS, Task
 
 Splitter = Callable[[str], list[str]]
 COLUMNS = ["id", "parent", "label", "depth", "count", "frac_correct", "mean_logprob", "examples", "samples"]
-
-
-def multistep_steps(text: str) -> list[str]:
-    """The built-in task's steps: each line up to the `#### N` line, which is the leaf step.
-    `a op b = c` lines are normalised as in step_signature (spacing, and + / * operands sorted:
-    `6*3 = 18` and `3 * 6 = 18` are one step); other non-empty lines are kept as they are, so a
-    malformed solution shows where it went off the rails."""
-    out = []
-    for line in text.split("\n"):
-        stripped = line.strip()
-        if stripped.startswith("####"):
-            answer = normalise_number(stripped[4:].strip())
-            out.append(f"#### {answer if answer is not None else stripped[4:].strip()}")
-            break
-        (steps, _) = parse_steps(line)
-        if steps:
-            a, op, b, c = steps[0]
-            if op in "+*":
-                a, b = min(a, b), max(a, b)
-            out.append(f"{a} {op} {b} = {c}")
-        elif stripped:
-            out.append(stripped)
-    return out
 
 
 def line_steps(text: str) -> list[str]:
@@ -60,16 +40,30 @@ def sentence_steps(text: str) -> list[str]:
     return [s.strip() for s in SENTENCE_END.split(text) if s.strip()]
 
 
-SPLITTERS: dict[str, Splitter] = {"multistep": multistep_steps, "lines": line_steps, "sentences": sentence_steps}
+SPLITTERS: dict[str, Splitter] = {"lines": line_steps, "sentences": sentence_steps}
 
 
-def solution_tree(samples: pd.DataFrame, splitter: str | Splitter = "multistep", min_count: int = 1,
+def _reader(splitter) -> tuple[Splitter, Callable[[str], Hashable]]:
+    """(steps of a text, key of a step) for a splitter: a task (its `steps` and `step_key`), a
+    task's name ("multistep": the built-in task), "lines", "sentences", or a function."""
+    if isinstance(splitter, str) and splitter not in SPLITTERS:
+        if splitter not in TASKS:
+            raise ValueError(f"solution_tree: unknown splitter {splitter!r}; choose a task's name "
+                             f"({', '.join(sorted(TASKS))}) or one of {', '.join(SPLITTERS)}")
+        splitter = TASKS[splitter]  # its step methods read the text alone
+    if hasattr(splitter, "steps"):
+        return splitter.steps, splitter.step_key
+    return (SPLITTERS[splitter] if isinstance(splitter, str) else splitter), lambda step: step
+
+
+def solution_tree(samples: pd.DataFrame, splitter: str | Splitter | Task = "multistep", min_count: int = 1,
                   max_examples: int = 3, greedy: bool = False, root_label: str = "problem") -> pd.DataFrame:
     """The prefix tree of one problem's samples (columns text, correct; logprob and sample_idx
     when present) as one row per node, in depth-first order with frequent branches first:
 
         id, parent   str; the root's parent is "" (plotly's convention)
-        label        the step (the root: root_label)
+        label        the step (the root: root_label); when several wordings share a node (the
+                     task's step_key), the most frequent one
         depth        0 at the root
         count        samples through the node
         frac_correct fraction of them whose final answer is correct
@@ -78,13 +72,12 @@ def solution_tree(samples: pd.DataFrame, splitter: str | Splitter = "multistep",
         examples     up to max_examples distinct full texts of samples through the node
         samples      their sample_idx values, all of them
 
-    splitter: "multistep" (the built-in task's normalised steps), "lines", "sentences" or any
-    function text -> list of step strings. Nodes with count < min_count are pruned together with
-    their subtrees. The greedy row (sample_idx -1) is left out unless greedy=True.
+    splitter: the run's task (its `steps` split a text, its `step_key` says which steps are one
+    node), a task's name ("multistep": the built-in task's normalised steps), "lines",
+    "sentences" or any function text -> list of step strings. Nodes with count < min_count are
+    pruned together with their subtrees. The greedy row (sample_idx -1) is left out unless greedy=True.
     """
-    if isinstance(splitter, str) and splitter not in SPLITTERS:
-        raise ValueError(f"solution_tree: unknown splitter {splitter!r}; choose one of {', '.join(SPLITTERS)}")
-    split = SPLITTERS[splitter] if isinstance(splitter, str) else splitter
+    split, key = _reader(splitter)
     if min_count < 1:
         raise ValueError(f"solution_tree: min_count must be >= 1, got {min_count}")
     if "problem_id" in samples.columns and samples["problem_id"].nunique() > 1:
@@ -101,7 +94,8 @@ def solution_tree(samples: pd.DataFrame, splitter: str | Splitter = "multistep",
     logprobs = samples["logprob"].astype(float).tolist() if "logprob" in samples.columns else [np.nan] * len(texts)
 
     # 1) walk every sample down the tree, creating nodes as paths diverge
-    parent, label, depth = [-1], [root_label], [0]
+    parent, depth = [-1], [0]
+    wordings: list[Counter] = [Counter([root_label])]
     count, n_correct, lp_sum, lp_n = [0], [0], [0.0], [0]
     examples: list[list[str]] = [[]]
     members: list[list[int]] = [[]]
@@ -121,11 +115,11 @@ def solution_tree(samples: pd.DataFrame, splitter: str | Splitter = "multistep",
         node = 0
         visit(node, text, ok, lp, idx)
         for step in split(text):
-            child = child_of.get((node, step))
+            child = child_of.get((node, key(step)))
             if child is None:
-                child = child_of[(node, step)] = len(parent)
+                child = child_of[(node, key(step))] = len(parent)
                 parent.append(node)
-                label.append(step)
+                wordings.append(Counter())
                 depth.append(depth[node] + 1)
                 count.append(0)
                 n_correct.append(0)
@@ -134,6 +128,7 @@ def solution_tree(samples: pd.DataFrame, splitter: str | Splitter = "multistep",
                 examples.append([])
                 members.append([])
             node = child
+            wordings[node][step] += 1
             visit(node, text, ok, lp, idx)
 
     # 2) prune (a kept node's parent has a count at least as large, so the tree stays connected)
@@ -153,7 +148,7 @@ def solution_tree(samples: pd.DataFrame, splitter: str | Splitter = "multistep",
     return pd.DataFrame({
         "id": [str(n) for n in order],
         "parent": ["" if parent[n] < 0 else str(parent[n]) for n in order],
-        "label": [label[n] for n in order],
+        "label": [wordings[n].most_common(1)[0][0] for n in order],  # ties: the first seen
         "depth": [depth[n] for n in order],
         "count": [count[n] for n in order],
         "frac_correct": frac[order] if order else [],

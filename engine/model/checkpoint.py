@@ -1,15 +1,21 @@
 """Checkpoints are plain Hugging Face directories (config.json, model.safetensors, tokenizer files).
 
 Anything that loads HF models (transformers, vLLM) reads them; reasonlab adds `reasonlab.json`
-with how the checkpoint was made (task, preset, steps), which other tools ignore.
+with how the checkpoint was made (task, preset, steps), which other tools ignore. Every save is
+atomic (a temporary sibling, then a rename) and never writes into a directory that holds
+something else; engine/model/validity.py says whether a directory is a whole checkpoint.
 """
 
 from __future__ import annotations
 
+import glob
 import json
+import os
+import shutil
 from pathlib import Path
 
 from engine.errors import ReasonlabError
+from engine.model.validity import CONFIG, WEIGHT_FILES, check_checkpoint, check_orm  # noqa: F401 (re-exported)
 
 META = "reasonlab.json"
 
@@ -21,29 +27,138 @@ def _quiet_transformers() -> None:
     hf_logging.disable_progress_bar()
 
 
-def save_checkpoint(model, tokenizer, out: str | Path, meta: dict | None = None) -> Path:
-    """Write an HF directory; a LoRA model is saved with its adapters merged (plain weights)."""
+def save_checkpoint(model, tokenizer, out: str | Path, meta: dict | None = None, extra=None,
+                    replace: bool = False) -> Path:
+    """Write an HF directory atomically; a LoRA model is saved with its adapters merged (plain weights).
+
+    Everything is written into a temporary sibling (`.NAME.tmp-PID`), fsynced, then renamed into
+    place, so a crash leaves only that temporary (removed by the next save to `out`), never a half
+    checkpoint at `out`. `extra(directory)` writes further files (trainer state, an ORM head) into
+    the temporary before the rename. An existing non-empty `out` is refused unless `replace`: then
+    it is moved aside, the new one renamed in, and the old one removed."""
     from engine.model.lora import merged
 
     _quiet_transformers()
     model = merged(model)
     out = Path(out)
+    tmp = out.parent / f".{out.name}.tmp-{os.getpid()}"
     try:
-        out.mkdir(parents=True, exist_ok=True)
-        model.save_pretrained(out)  # safetensors is the default serialisation
-        tokenizer.save_pretrained(out)
-        (out / META).write_text(json.dumps(meta or {}, indent=2, sort_keys=True))
+        recover(out)
+        check_target(out, replace)
+        out.parent.mkdir(parents=True, exist_ok=True)
+        tmp.mkdir()
+        model.save_pretrained(tmp)  # safetensors is the default serialisation
+        tokenizer.save_pretrained(tmp)
+        (tmp / META).write_text(json.dumps(meta or {}, indent=2, sort_keys=True))
+        if extra is not None:
+            extra(tmp)
+        _fsync_tree(tmp)
+        _move_into_place(tmp, out)
     except OSError as e:
         raise ReasonlabError(f"cannot write checkpoint {out}: {e.strerror or e}") from None
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)  # what an exception left; gone after a rename
     return out
 
 
-def read_meta(path: str | Path) -> dict:
-    f = Path(path) / META
+def check_target(out: str | Path, replace: bool = False) -> Path:
+    """`out`, if a checkpoint may be written there: absent, an empty directory, or (with `replace`)
+    a directory that holds a model (never a file, nor a directory of something else)."""
+    out = Path(out)
+    if out.exists() and not out.is_dir():
+        raise ReasonlabError(f"cannot write checkpoint {out}: it is a file, not a directory")
+    if not out.is_dir() or not any(out.iterdir()):
+        return out
+    if not replace:
+        raise ReasonlabError(f"checkpoint directory {out} is not empty; refusing to write into it "
+                             "(choose another directory, or replace the checkpoint there with --overwrite)")
+    if not any((out / name).exists() for name in (CONFIG, META, *WEIGHT_FILES)):
+        raise ReasonlabError(f"{out} is not a checkpoint directory (no config.json or weights); "
+                             "refusing to replace it, even with --overwrite: choose another directory")
+    return out
+
+
+def _move_into_place(tmp: Path, out: Path) -> None:
+    """Rename the written temporary to `out`; a checkpoint there (check_target allowed replacing
+    it) is moved aside first and removed once the new one is in place."""
+    if out.is_dir() and not any(out.iterdir()):
+        out.rmdir()
+    old = out.parent / f".{out.name}.old-{os.getpid()}"
+    if out.exists():
+        os.rename(out, old)
     try:
-        return json.loads(f.read_text()) if f.exists() else {}
-    except (OSError, json.JSONDecodeError):
+        os.rename(tmp, out)
+    except OSError:
+        if old.exists():
+            os.rename(old, out)
+        raise
+    _fsync_dir(out.parent)
+    shutil.rmtree(old, ignore_errors=True)
+
+
+def recover(out: str | Path) -> None:
+    """Tidy what a save to `out` that crashed left: its temporary goes; a checkpoint it had moved
+    aside to replace comes back if nothing took its place."""
+    out = Path(out)
+    if not out.parent.is_dir():
+        return
+    for leftover in sorted(out.parent.glob(f".{glob.escape(out.name)}.*-*")):
+        kind, _, pid = leftover.name[len(out.name) + 2:].partition("-")
+        if kind not in ("tmp", "old") or not pid.isdigit() or (int(pid) != os.getpid() and _alive(int(pid))):
+            continue
+        try:
+            if kind == "old" and not out.exists():
+                os.rename(leftover, out)
+            else:
+                shutil.rmtree(leftover)
+        except OSError:  # best effort: a leftover that cannot go does no harm where it is
+            pass
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _fsync_tree(root: Path) -> None:
+    for f in root.rglob("*"):
+        if f.is_file():
+            fd = os.open(f, os.O_RDONLY)
+            try:
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+    _fsync_dir(root)
+
+
+def _fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def read_meta(path: str | Path) -> dict:
+    """What reasonlab recorded with a checkpoint ({} for one it did not make); a META file that
+    cannot be read, or holds no JSON object, is an error naming it (its task and prompt format matter)."""
+    f = Path(path) / META
+    if not f.exists():
         return {}
+    try:
+        meta = json.loads(f.read_bytes())
+    except OSError as e:
+        raise ReasonlabError(f"cannot read checkpoint metadata {f}: {e.strerror or e}") from None
+    except ValueError as e:  # JSONDecodeError and UnicodeDecodeError
+        raise ReasonlabError(f"checkpoint metadata {f} is not valid JSON ({e}); restore it or delete it") from None
+    if not isinstance(meta, dict):
+        raise ReasonlabError(f"checkpoint metadata {f} is not a JSON object; restore it or delete it")
+    return meta
 
 
 DTYPES = ("auto", "float32", "bfloat16")

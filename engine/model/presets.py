@@ -27,3 +27,14 @@ def new_model(preset: str, tokenizer, seed: int = 0):
         rope_theta=10000.0, **PRESETS[preset],
     )
     return LlamaForCausalLM(config)
+
+
+def untrained_checkpoint(out, preset: str = "tiny", texts: list[str] | None = None):
+    """A whole checkpoint of a freshly initialised preset model, its tokenizer trained on `texts`
+    (a built-in problem by default): a base that validates and loads in tests and benchmarks,
+    and learns nothing."""
+    from engine.model.checkpoint import save_checkpoint
+    from engine.model.tokenizer import build_tokenizer
+
+    tokenizer = build_tokenizer(texts or ["Question: Ann has 3 apples and buys 2.\nAnswer:\n3 + 2 = 5\n#### 5"])
+    return save_checkpoint(new_model(preset, tokenizer), tokenizer, out)

@@ -2,9 +2,23 @@
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Protocol
+
+
+class Cancelled(BaseException):
+    """A long phase (sampling, fine-tuning, evaluation) stopped part-way because its run was
+    cancelled or sent SIGTERM. The job records the run as cancelled, keeping what it saved.
+    A BaseException, like KeyboardInterrupt: an `except Exception` on the way must not turn a
+    cancel into a failure."""
+
+
+def check_cancel(cancel: threading.Event | None) -> None:
+    """Raise Cancelled once `cancel` is set. Cheap (reads a flag): hot loops call it per step."""
+    if cancel is not None and cancel.is_set():
+        raise Cancelled
 
 
 @dataclass
@@ -20,6 +34,8 @@ class Completion:
 
 
 class Sampler(Protocol):
+    cancel: threading.Event | None  # once set, sample() raises Cancelled (torch: within a decode step)
+
     def sample(self, prompts: list[str], n: int = 1, temperature: float = 1.0, top_p: float = 1.0,
                max_new_tokens: int = 128, seed: int | None = 0, stop: Sequence[str] = ()) -> list[list[Completion]]:
         """n completions for each prompt: result[i][j] is the j-th sample of prompts[i].

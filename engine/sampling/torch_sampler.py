@@ -15,6 +15,7 @@ forward with a `DynamicCache`. Both are checked against `model.generate` in the 
 from __future__ import annotations
 
 import inspect
+import threading
 from collections.abc import Sequence
 
 import torch
@@ -22,7 +23,8 @@ import torch.nn.functional as F
 from transformers import DynamicCache
 from transformers.models.llama.modeling_llama import apply_rotary_pos_emb
 
-from engine.sampling.base import Completion, check_sampling_args, cut_at_stop, stop_at_string, stop_token_ids
+from engine.sampling.base import (Completion, check_cancel, check_sampling_args, cut_at_stop, stop_at_string,
+                                  stop_token_ids)
 
 FAST_MODEL_TYPES = {"llama", "mistral", "qwen2", "qwen3"}
 STOP_CHECK_EVERY = 8  # decode steps between looks for stop strings in the live rows' text
@@ -163,12 +165,15 @@ class _HFCache:
 
 
 class TorchSampler:
-    """`sample()` for a transformers causal LM. `batch_size` bounds the rows decoded together."""
+    """`sample()` for a transformers causal LM. `batch_size` bounds the rows decoded together.
+    `cancel`: an Event (a run's stop signal) checked before every batch and decode step; once it
+    is set, `sample()` raises Cancelled, so a cancel never waits for a whole phase of sampling."""
 
-    def __init__(self, model, tokenizer, batch_size: int = 512, fast: bool | None = None):
+    def __init__(self, model, tokenizer, batch_size: int = 512, fast: bool | None = None,
+                 cancel: threading.Event | None = None):
         if hasattr(model, "get_base_model"):  # a peft (LoRA) model: the transformers model inside it
             model = model.get_base_model()
-        self.model, self.tokenizer, self.batch_size = model.eval(), tokenizer, batch_size
+        self.model, self.tokenizer, self.batch_size, self.cancel = model.eval(), tokenizer, batch_size, cancel
         self.device = next(model.parameters()).device
         if fast is None:
             fast = model.config.model_type in FAST_MODEL_TYPES
@@ -189,6 +194,7 @@ class TorchSampler:
         for start in range(0, len(prompts), per_batch):
             idx = list(range(start, min(start + per_batch, len(prompts))))
             for done in range(0, n, chunk):
+                check_cancel(self.cancel)
                 m = min(chunk, n - done)
                 results = self._batch([prompts[i] for i in idx], m, temperature, top_p, max_new_tokens, gen, stop)
                 for i, comps in zip(idx, results):
@@ -218,6 +224,7 @@ class TorchSampler:
         done = torch.zeros(rows, dtype=torch.bool, device=self.device)  # per live row: stopped already
         # 3) decode
         for step in range(max_new_tokens):
+            check_cancel(self.cancel)  # a flag read: negligible beside a forward pass
             token = self._choose(logits, temperature, top_p, gen)
             logp = torch.log_softmax(logits, dim=-1).gather(1, token[:, None])[:, 0]
             fresh = ~done

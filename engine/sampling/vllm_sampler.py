@@ -16,6 +16,9 @@ training loop on the same GPU can hand it new weights without copying them acros
                prompt; each sampled token's logprob under the model's raw distribution (vLLM's
                default logprobs_mode); text decoded by our tokenizer, as the torch backend does, and
                cut at a stop string the same way.
+  cancel       an Event (a run's stop signal) checked before the engine is handed the prompts: once
+               `generate` has them it runs to the end, so a cancel waits for the call in progress
+               (vLLM's `LLM.generate` has no way to stop part-way short of its private engine loop).
 
 Checked against the torch backend (greedy output, logprobs, after weight pushes) and through whole
 runs in tests/test_vllm.py wherever vLLM can run: on a CUDA GPU, or on the CPU with vLLM's CPU build.
@@ -28,7 +31,7 @@ from collections.abc import Sequence
 from contextlib import contextmanager
 
 from engine.errors import ReasonlabError
-from engine.sampling.base import Completion, check_sampling_args, stop_at_string, stop_token_ids
+from engine.sampling.base import Completion, check_cancel, check_sampling_args, stop_at_string, stop_token_ids
 
 
 def vllm_available() -> bool:
@@ -92,6 +95,7 @@ class VLLMSampler:
             raise ReasonlabError(f"vLLM could not start on {self.path}: {message}") from err
         self.max_model_len = self.llm.llm_engine.model_config.max_model_len
         self.stop_ids = stop_ids if stop_ids is not None else stop_token_ids(None, tokenizer)
+        self.cancel = None  # set per use by make_sampler: the run's stop signal
 
     def sync(self, model) -> None:
         """Load `model`'s weights into the engine (a transformers model, or a peft one)."""
@@ -114,6 +118,7 @@ class VLLMSampler:
                                  stop_token_ids=self.stop_ids, logprobs=0, stop=list(stop) or None,
                                  detokenize=bool(stop))  # vLLM finds stop strings in its own detokenized text
                   for i, p in enumerate(ids)]
+        check_cancel(self.cancel)
         try:
             outputs = self.llm.generate([{"prompt_token_ids": p} for p in ids], params, use_tqdm=False)
         except (RuntimeError, NotImplementedError, ValueError) as err:  # e.g. no kernel for this model's shape

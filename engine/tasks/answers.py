@@ -14,11 +14,17 @@ math-verify decide, so `1/2`, `0.5` and `\\frac{1}{2}` match. math-verify's own 
 `signal.alarm`, which fails outside the main thread (Streamlit runs pages in threads), so they are
 off and the work is bounded instead: answers longer than MAX_VERIFY_CHARS, or with factorials,
 nested or huge powers (what makes sympy run for minutes), are compared as text only.
+
+Any text is read in time linear in its length and without an exception: the regexes cannot
+backtrack over a digit run more than once (possessive quantifiers, and EQUATION_RE only starts at
+a number's first character), and numbers of any length are exact (Decimal arithmetic in a context
+with as many digits as its operands, never the default 28).
 """
 
 from __future__ import annotations
 
 import ast
+import decimal
 import logging
 import re
 from decimal import Decimal, InvalidOperation
@@ -29,8 +35,12 @@ STRICT_RE = re.compile(r"#### (\-?[0-9\.\,]+)")  # the harness's strict-match re
 HASH_LINE_RE = re.compile(r"####[ \t]*([^\n]*)")
 FLEXIBLE_RE = re.compile(r"(-?[$0-9.,]{2,})|(-?[0-9]+)")  # the harness's flexible-extract regex
 ANNOTATION_RE = re.compile(r"<<([^<>]*)>>")  # GSM8K calculator annotations: <<48/2=24>>
-NUMBER_RE = re.compile(r"-?\$?\d[\d,]*(?:\.\d+)?")
-EQUATION_RE = re.compile(r"(-?\d[\d,]*(?:\.\d+)?)\s*([-+*/x×÷])\s*(-?\d[\d,]*(?:\.\d+)?)\s*=\s*(-?\d[\d,]*(?:\.\d+)?)")
+NUMBER_RE = re.compile(r"-?\$?\d[\d,]*+(?:\.\d++)?+")
+_NUM = r"(-?\d[\d,]*+(?:\.\d++)?+)"
+# Starting only where no digit, `.` or `,` precedes keeps a failed match from being retried at every
+# digit of the same number (which made 20,000 digits take 17 s): each character is read by at most
+# three attempts, as the a, b or c of one.
+EQUATION_RE = re.compile(rf"(?<![\d.,]){_NUM}\s*+([-+*/x×÷])\s*+{_NUM}\s*+=\s*+{_NUM}")
 WORDS_RE = re.compile(r"[A-Za-z][A-Za-z '-]*")
 MAX_VERIFY_CHARS = 64
 _RISKY_RE = re.compile(r"!|\^\s*\{?\s*\(?\s*\d{4,}|\*\*\s*\d{4,}|\\binom|\\prod|\\sum|\\int")
@@ -53,10 +63,21 @@ def normalise_number(text: str | None) -> str | None:
     return format_decimal(value)
 
 
+def exact(*values: Decimal) -> decimal.Context:
+    """A context in which + - * of these values, and their quotient to more than DECIMALS places,
+    are exact. The default context keeps 28 digits: a longer number was rounded (two different
+    29-digit answers compared equal) or raised InvalidOperation when quantized."""
+    digits = sum(len(v.as_tuple().digits) + max(v.as_tuple().exponent, 0) for v in values if v.is_finite())
+    return decimal.Context(prec=digits + DECIMALS + 8, Emax=decimal.MAX_EMAX, Emin=decimal.MIN_EMIN)
+
+
 def format_decimal(value: Decimal) -> str:
     """Plain notation, at most DECIMALS places, no trailing zeros, no `-0`."""
-    value = value.quantize(Decimal(1).scaleb(-DECIMALS)) if value.as_tuple().exponent < -DECIMALS else value
-    text = format(value.normalize(), "f")
+    if not value.is_finite():
+        raise ValueError(f"not a finite number: {value}")
+    with decimal.localcontext(exact(value)):
+        value = value.quantize(Decimal(1).scaleb(-DECIMALS)) if value.as_tuple().exponent < -DECIMALS else value
+        text = format(value.normalize(), "f")
     return "0" if text in ("-0", "0") else text
 
 
@@ -176,13 +197,17 @@ def expression_steps(expression: str) -> list[tuple[str, str, str, str]]:
 
     def value(node) -> Decimal:
         if isinstance(node, ast.Constant) and isinstance(node.value, (int, float)) and not isinstance(node.value, bool):
-            return Decimal(str(node.value))
+            number = Decimal(str(node.value))  # str() of an int past 4300 digits raises ValueError
+            if not number.is_finite():  # `1e999` is a float inf
+                raise ValueError("not a finite number")
+            return number
         if isinstance(node, ast.UnaryOp) and isinstance(node.op, ast.USub):
             return -value(node.operand)
         if isinstance(node, ast.BinOp) and type(node.op) in _OPS:
             a, b = value(node.left), value(node.right)
             op = _OPS[type(node.op)]
-            c = a + b if op == "+" else a - b if op == "-" else a * b if op == "*" else a / b
+            with decimal.localcontext(exact(a, b)):
+                c = a + b if op == "+" else a - b if op == "-" else a * b if op == "*" else a / b
             steps.append((format_decimal(a), op, format_decimal(b), format_decimal(c)))
             return c
         raise ValueError("not arithmetic")
@@ -207,16 +232,43 @@ def equations(text: str) -> list[tuple[str, str, str, str]]:
 
 def equation_is_valid(step: tuple[str, str, str, str]) -> bool:
     a, op, b, c = (Decimal(step[0]), step[1], Decimal(step[2]), Decimal(step[3]))
-    if op == "/":
-        if b == 0:
-            return False
-        return abs(a / b - c) < Decimal("0.01")
-    return {"+": a + b, "-": a - b, "*": a * b}[op] == c
+    with decimal.localcontext(exact(a, b, c)):
+        if op == "/":
+            if b == 0:
+                return False
+            return abs(a / b - c) < Decimal("0.01")
+        return {"+": a + b, "-": a - b, "*": a * b}[op] == c
 
 
 def step_signature(text: str) -> tuple:
     """A free-text solution's sequence of intermediate results (the numbers after `=`), then its
     strict answer: two solutions computing the same results in the same order share it."""
     body = strip_annotations(before_stop(text)).split("####", 1)[0]
-    results = [normalise_number(m) for m in re.findall(r"=\s*\$?(-?\d[\d,]*(?:\.\d+)?)", body)]
+    results = [normalise_number(m) for m in re.findall(r"=\s*+\$?(-?\d[\d,]*+(?:\.\d++)?+)", body)]
     return tuple(r for r in results if r is not None) + (extract_strict(text),)
+
+
+def solution_steps(text: str) -> list[str]:
+    """A free-text solution's steps as written (the levels of its solution tree): one per non-empty
+    line before the final-answer line (calculator annotations removed, whitespace stripped), then
+    that line as `#### <answer>`."""
+    out = []
+    for line in before_stop(text).split("\n"):
+        before, hashes, _ = line.partition("####")
+        if strip_annotations(before).strip():
+            out.append(strip_annotations(before).strip())
+        if hashes:
+            out.append(f"#### {extract_strict(line) or ''}".rstrip())
+            break
+    return out
+
+
+def step_key(step: str) -> tuple:
+    """What identifies one step of `solution_steps` (a solution tree's node): the results it
+    computes (the numbers after `=`, as in step_signature), so two wordings of one calculation are
+    one step; the final-answer step, its answer; a step without a calculation, its words (case and
+    spacing folded)."""
+    if step.startswith("####"):
+        return ("####", extract_strict(step))
+    results = step_signature(step)[:-1]  # a line without `####`: its signature is its results alone
+    return ("=", *results) if results else ("text", " ".join(step.lower().split()))

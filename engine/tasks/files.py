@@ -15,8 +15,10 @@ its question text is 0 mod 10 (about 10%; independent of line order and stable a
 grows), the rest to `train`. `all` is every problem of the data file. Problem ids are
 `<split>-<index in split>`.
 
-A malformed line (bad JSON, a missing field, a non-numeric answer) is a ReasonlabError naming the
-file and line; with `skip_bad` such lines are skipped instead, and `task.skipped` lists them.
+A malformed line (bad JSON, JSON Python cannot read: a number past 4300 digits or nesting deeper
+than its recursion limit, a missing field, a non-numeric answer, text with a lone surrogate that no
+tokenizer or store takes) is a ReasonlabError naming the file and line; with `skip_bad` such lines
+are skipped instead, and `task.skipped` lists them.
 Completions are scored as answers.py describes; a correct answer is reported in its reference
 form (so equivalent answers vote together in maj@k), the text as written in `extra["answer_raw"]`.
 """
@@ -25,6 +27,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import os
 from functools import lru_cache
 from pathlib import Path
@@ -61,7 +64,30 @@ def _text(record: dict, field: str) -> str:
     value = record[field]
     if not isinstance(value, str) or not value.strip():
         raise BadRecord(f"field {field!r} must be non-empty text")
-    return value.strip()
+    return _unicode(value, field).strip()
+
+
+def _unicode(value: str, field: str) -> str:
+    """The text, when it is valid Unicode. A lone surrogate (JSON's `\\ud800` escape, or a byte of
+    the file that is not UTF-8) is taken by neither the tokenizer nor the store."""
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError as e:
+        raise BadRecord(f"field {field!r} is not valid text: character {e.start} is {value[e.start]!r}, a lone "
+                        "surrogate or a byte that is not UTF-8") from None
+    return value
+
+
+def _json(line: str):
+    """One JSONL line parsed, or the reason it cannot be (returned, not raised: the caller names the line)."""
+    try:
+        return json.loads(line)
+    except json.JSONDecodeError as e:
+        return BadRecord(f"not valid JSON ({e.msg})")
+    except RecursionError:
+        return BadRecord("JSON nested too deeply to read")
+    except ValueError as e:  # Python's int-string limit: a number of more than 4300 digits
+        return BadRecord(f"not readable JSON ({str(e).split(';')[0][:120]})")
 
 
 def gsm8k_record(record: dict, fields: tuple[str, str]) -> tuple[str, str, str, tuple[str, ...]]:
@@ -95,9 +121,11 @@ def jsonl_record(record: dict, fields: tuple[str, str]) -> tuple[str, str, str, 
     value = record[answer_field]
     if isinstance(value, bool) or not isinstance(value, (str, int, float)) or not str(value).strip():
         raise BadRecord(f"field {answer_field!r} must be a number or non-empty text")
+    if isinstance(value, float) and not math.isfinite(value):  # JSON's 1e999 reads as inf
+        raise BadRecord(f"field {answer_field!r} is not a finite number")
     if isinstance(value, str) and "####" in value:  # a worked solution, GSM8K style
         return gsm8k_record({question_field: question, answer_field: value}, fields)
-    text = value.strip() if isinstance(value, str) else json.dumps(value)
+    text = _unicode(value, answer_field).strip() if isinstance(value, str) else json.dumps(value)
     answer = answers.normalise_number(text) or text
     return question, answer, f"#### {answer}", ()
 
@@ -116,18 +144,20 @@ def _records(path: Path, text: str):
             if text[pos] == "]":
                 return
             line = text.count("\n", 0, pos) + 1
-            try:
+            try:  # the rest of a list broken here cannot be read
                 item, pos = decoder.raw_decode(text, pos)
-            except json.JSONDecodeError as e:  # the rest of a broken list cannot be read
+            except json.JSONDecodeError as e:
                 raise ReasonlabError(f"{path}, line {e.lineno}: not valid JSON ({e.msg})") from None
+            except RecursionError:
+                raise ReasonlabError(f"{path}, line {line}: JSON nested too deeply to read") from None
+            except ValueError as e:  # Python's int-string limit: a number of more than 4300 digits
+                raise ReasonlabError(f"{path}, line {line}: not readable JSON ({str(e).split(';')[0][:120]})") from None
             yield line, item
     else:
-        for i, line in enumerate(text.splitlines(), start=1):
+        # split at "\n" only: splitlines() also splits at U+2028, \x85..., which JSON strings may hold raw
+        for i, line in enumerate(text.split("\n"), start=1):
             if line.strip():
-                try:
-                    yield i, json.loads(line)
-                except json.JSONDecodeError as e:
-                    yield i, e
+                yield i, _json(line)
 
 
 PARSERS = {"gsm8k": gsm8k_record, "svamp": svamp_record, "jsonl": jsonl_record}
@@ -149,19 +179,24 @@ def load_file(path: str | Path, kind: str, fields: tuple[str, str] = ("question"
 
 @lru_cache(maxsize=16)
 def _load(path: str, mtime_ns: int, size: int, kind: str, fields: tuple, skip_bad: bool):
-    try:
-        text = Path(path).read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as e:
-        raise ReasonlabError(f"cannot read data file {path}: {getattr(e, 'strerror', None) or e}") from None
+    try:  # a byte that is not UTF-8 becomes a lone surrogate, which the line's record is refused for
+        text = Path(path).read_bytes().decode("utf-8", "surrogateescape")
+    except OSError as e:
+        raise ReasonlabError(f"cannot read data file {path}: {e.strerror or e}") from None
     parse = PARSERS[kind]
     records, skipped = [], []
     for line, item in _records(Path(path), text):
         try:
-            if isinstance(item, json.JSONDecodeError):
-                raise BadRecord(f"not valid JSON ({item.msg})")
+            if isinstance(item, BadRecord):
+                raise item
             if not isinstance(item, dict):
                 raise BadRecord(f"expected a JSON object, got {type(item).__name__}")
-            records.append((line, *parse(item, fields)))
+            try:
+                records.append((line, *parse(item, fields)))
+            except BadRecord:
+                raise
+            except (ValueError, RecursionError, ArithmeticError) as e:  # whatever a parser meets in odd values
+                raise BadRecord(f"cannot be read ({type(e).__name__}: {str(e)[:90]})") from None
         except BadRecord as e:
             message = f"{path}, line {line}: {e}"
             if not skip_bad:
@@ -175,7 +210,8 @@ def _load(path: str, mtime_ns: int, size: int, kind: str, fields: tuple, skip_ba
 
 def in_test(question: str) -> bool:
     """The single-file split rule: SHA-1 of the question text is 0 mod 10."""
-    return int(hashlib.sha1(question.encode("utf-8")).hexdigest(), 16) % 10 == 0
+    # surrogatepass: any str hashes (the loader refuses lone surrogates, but in_test stays total)
+    return int(hashlib.sha1(question.encode("utf-8", "surrogatepass")).hexdigest(), 16) % 10 == 0
 
 
 class FileTask:
@@ -232,8 +268,9 @@ class FileTask:
         """The file's reference solution (annotations removed): a file has one order only."""
         return problem.reference
 
-    def step_signature(self, completion: str) -> tuple:
-        return answers.step_signature(completion)
+    steps = staticmethod(answers.solution_steps)  # one step per solution line
+    step_key = staticmethod(answers.step_key)  # ... identified by the results it computes
+    step_signature = staticmethod(answers.step_signature)
 
     def score(self, problem: Problem, completion: str) -> Score:
         strict, flexible = answers.extract_answer(completion)

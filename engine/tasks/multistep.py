@@ -25,7 +25,8 @@ from dataclasses import dataclass
 from engine.errors import ReasonlabError
 from engine.tasks.base import Problem, Score
 
-STEP_RE = re.compile(r"^\s*(-?\d+)\s*([-+*/])\s*(-?\d+)\s*=\s*(-?\d+)\s*$")
+# at most 4000 digits a number: int() refuses more than 4300 (a longer "step" is a malformed line)
+STEP_RE = re.compile(r"^\s*(-?\d{1,4000})\s*([-+*/])\s*(-?\d{1,4000})\s*=\s*(-?\d{1,4000})\s*$")
 STRICT_RE = re.compile(r"####\s*(-?\d[\d,]*)")  # lm-evaluation-harness gsm8k "strict-match"
 NUMBER_RE = re.compile(r"-?\d[\d,]*")  # "flexible-extract": the last number in the text
 
@@ -202,7 +203,8 @@ def _question(rng: random.Random, s: Structure) -> str:
     return " ".join(sentences + [question])
 
 
-def normalise_number(text: str | None) -> str | None:
+def _integer(text: str | None) -> str | None:
+    """An integer as the built-in task writes it (`1,024` -> `1024`); None for anything else."""
     if text is None:
         return None
     try:
@@ -211,12 +213,13 @@ def normalise_number(text: str | None) -> str | None:
         return None
 
 
-def extract_answer(text: str) -> tuple[str | None, str | None]:
-    """(strict, lenient): strict is the number after the first `####`, lenient the last number."""
+def integer_answers(text: str) -> tuple[str | None, str | None]:
+    """(strict, lenient) integer answers: strict is the number after the first `####`, lenient the
+    last number. The built-in task's answers are integers; free-text tasks use answers.py."""
     strict = STRICT_RE.search(text)
     numbers = NUMBER_RE.findall(text)
-    return (normalise_number(strict.group(1)) if strict else None,
-            normalise_number(numbers[-1]) if numbers else None)
+    return (_integer(strict.group(1)) if strict else None,
+            _integer(numbers[-1]) if numbers else None)
 
 
 def parse_steps(text: str) -> tuple[list[Step], int]:
@@ -233,12 +236,9 @@ def parse_steps(text: str) -> tuple[list[Step], int]:
     return steps, malformed
 
 
-def step_signature(text: str) -> tuple:
-    """A solution's step sequence with + and * operands sorted (commutativity folded), so two
-    texts that differ only in spacing or operand order share one signature."""
-    steps, _ = parse_steps(text)
-    folded = tuple((min(a, b), op, max(a, b), c) if op in "+*" else (a, op, b, c) for a, op, b, c in steps)
-    return folded + (extract_answer(text)[0],)
+def _folded(step: Step) -> Step:
+    a, op, b, c = step
+    return (min(a, b), op, max(a, b), c) if op in "+*" else step
 
 
 def step_is_valid(step: Step) -> bool:
@@ -301,11 +301,40 @@ class MultiStep:
             steps = steps[:-1]
         return format_solution(steps)
 
-    def step_signature(self, completion: str) -> tuple:
-        return step_signature(completion)
+    @staticmethod
+    def steps(completion: str) -> list[str]:
+        """Each line up to the `#### N` line, which is the leaf step. `a op b = c` lines are
+        normalised as in step_signature (spacing, and + / * operands sorted: `6*3 = 18` and
+        `3 * 6 = 18` are one step); other non-empty lines are kept as they are, so a malformed
+        solution shows where it went off the rails."""
+        out = []
+        for line in completion.split("\n"):
+            stripped = line.strip()
+            if stripped.startswith("####"):
+                answer = _integer(stripped[4:].strip())
+                out.append(f"#### {answer if answer is not None else stripped[4:].strip()}")
+                break
+            steps, _ = parse_steps(line)
+            if steps:
+                a, op, b, c = _folded(steps[0])
+                out.append(f"{a} {op} {b} = {c}")
+            elif stripped:
+                out.append(stripped)
+        return out
+
+    @staticmethod
+    def step_key(step: str) -> str:
+        return step  # `steps` already normalises
+
+    @staticmethod
+    def step_signature(completion: str) -> tuple:
+        """The step sequence with + and * operands sorted (commutativity folded), then the strict
+        answer, so two texts that differ only in spacing or operand order share one signature."""
+        steps, _ = parse_steps(completion)
+        return tuple(_folded(s) for s in steps) + (integer_answers(completion)[0],)
 
     def score(self, problem: Problem, completion: str) -> Score:
-        strict, lenient = extract_answer(completion)
+        strict, lenient = integer_answers(completion)
         steps, malformed = parse_steps(completion)
         valid = [s for s in steps if step_is_valid(s)]
         reference_results = {c for _, _, _, c in solution_steps(problem.data)}
