@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 from pathlib import Path
 
@@ -13,7 +12,9 @@ from engine.errors import ReasonlabError
 
 
 def _sft(args) -> None:
+    from engine import jobs
     from engine.algorithms.sft import SFTConfig, train_sft
+    from engine.model.checkpoint import check_writable
     from engine.model.presets import PRESETS
     from engine.workspace import checkpoints_dir, ensure_home
 
@@ -32,18 +33,20 @@ def _sft(args) -> None:
     else:
         out = checkpoints_dir() / f"base-{cfg.preset}"
         ensure_home()
-    _check_writable(out)
-    _check_replaceable(out, args.overwrite)
+    check_writable(out)
+    if args.overwrite:  # never a checkpoint a stored run starts from or reranks with
+        jobs.check_unused(out)
     summary = train_sft(cfg, out, progress=not args.quiet, overwrite=args.overwrite)
     print(json.dumps({"checkpoint": str(out), **summary}))
 
 
 def _eval(args) -> None:
     from engine.evaluation.evaluate import EvalConfig, evaluate
+    from engine.limits import check_eval_flags
     from engine.model.checkpoint import check_checkpoint, load_checkpoint, load_tokenizer, read_meta, torch_dtype
     from engine.model.prompts import resolve_format
 
-    _check_eval_flags(args)
+    check_eval_flags(args.batch_size, args.max_new_tokens, args.vllm_memory, args.device)  # what EvalConfig does not hold
     args.checkpoint = args.checkpoint.expanduser().resolve()
     meta = read_meta(args.checkpoint)
     task, options = _eval_task(args, meta)
@@ -77,21 +80,6 @@ def _eval(args) -> None:
     else:
         for key, value in metrics.items():
             print(f"{key:>16}  {value:.4f}" if isinstance(value, float) else f"{key:>16}  {value}")
-
-
-def _check_eval_flags(args) -> None:
-    """The eval flags EvalConfig does not hold, refused before the checkpoint is read."""
-    from engine.limits import MAX_BATCH_TOKENS, RANGES, check_number, device_problem
-
-    check_number("eval", "--batch-size", int, args.batch_size, RANGES["sample_batch_size"])
-    check_number("eval", "--max-new-tokens", int, args.max_new_tokens, RANGES["max_new_tokens"])
-    if args.batch_size * args.max_new_tokens > MAX_BATCH_TOKENS:
-        raise ReasonlabError(f"eval: --batch-size x --max-new-tokens = {args.batch_size * args.max_new_tokens} "
-                             f"tokens decoded together, over the limit of {MAX_BATCH_TOKENS}")
-    if args.vllm_memory is not None:
-        check_number("eval", "--vllm-memory", float, args.vllm_memory, RANGES["vllm_memory"])
-    if (problem := device_problem(args.device)) is not None:
-        raise ReasonlabError(f"eval: --device {problem}, got {args.device!r}")
 
 
 def _train(args) -> None:
@@ -300,34 +288,6 @@ def _eval_task(args, meta: dict) -> tuple[str, dict]:
     options = config.get("task_options") or task_options(task, config)  # sft stores a dict, runs flat fields
     options.update(_task_options(task, args))
     return task, options
-
-
-def _check_replaceable(out: Path, overwrite: bool) -> None:
-    """Before training: a non-empty directory is written only with --overwrite, and never one
-    that a run in the store starts from or reranks with."""
-    from engine import jobs, workspace
-    from engine.model.checkpoint import check_target, recover
-    from engine.store import Store
-
-    recover(out)
-    check_target(out, overwrite)
-    if not out.is_dir() or not any(out.iterdir()) or not workspace.store_path().is_file():
-        return
-    with Store() as store:
-        users = jobs.runs_using(store, out)
-    if users:
-        raise ReasonlabError(f"checkpoint {out} is used by run{'s' if len(users) > 1 else ''} "
-                             f"{', '.join(map(str, users))} (as a base or reward model); refusing to overwrite it, "
-                             "even with --overwrite: choose another --out")
-
-
-def _check_writable(out: Path) -> None:
-    """Fail fast, before training, when the checkpoint directory cannot be written."""
-    parent = out
-    while not parent.exists():
-        parent = parent.parent
-    if not parent.is_dir() or not os.access(parent, os.W_OK):
-        raise ReasonlabError(f"cannot write checkpoint {out}: {parent} is not a writable directory")
 
 
 def parser() -> argparse.ArgumentParser:

@@ -43,6 +43,7 @@ from pathlib import Path
 from engine import workspace
 from engine.config import RunConfig, config_from_dict
 from engine.errors import ReasonlabError
+from engine.processes import pid_alive
 from engine.store import Store
 
 HEARTBEAT_S = 5.0
@@ -70,21 +71,6 @@ def submit(store: Store, cfg: RunConfig, name: str | None = None, foreground: bo
     if foreground:
         store.update_run(run_id, pid=os.getpid())
     return run_id
-
-
-def pid_alive(pid: int | None) -> bool:
-    if not pid:
-        return False
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    try:  # a zombie (killed, not yet reaped by its parent) is dead for our purposes
-        return Path(f"/proc/{pid}/stat").read_text().split(")")[-1].split()[0] != "Z"
-    except OSError:
-        return True
 
 
 def reconcile(store: Store, spawn: bool = True) -> None:
@@ -307,6 +293,18 @@ def runs_using(store: Store, path: str | Path) -> list[int]:
     """Runs whose config names `path` or a path inside it (as a base, a reward model, data)."""
     folder = Path(path).expanduser()
     return [r["id"] for r in run_rows(store) if _mentions(r["config"], folder)]
+
+
+def check_unused(path: str | Path) -> None:
+    """Refuse to replace a checkpoint directory that a stored run starts from or reranks with."""
+    if not workspace.store_path().is_file():
+        return
+    with Store() as store:
+        users = runs_using(store, path)
+    if users:
+        raise ReasonlabError(f"checkpoint {path} is used by run{'s' if len(users) > 1 else ''} "
+                             f"{', '.join(map(str, users))} (as a base or reward model); refusing to overwrite it, "
+                             "even with --overwrite: choose another --out")
 
 
 def deletion_summary(store: Store, run_id: int) -> str:

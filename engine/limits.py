@@ -178,6 +178,19 @@ def check_fields(owner: str, cfg, ranges: dict[str, Range]) -> None:
             raise ReasonlabError(f"{owner} config field {name} {problem}, got {getattr(cfg, name)!r}")
 
 
+def check_eval_flags(batch_size: int, max_new_tokens: int, vllm_memory: float | None, device: str) -> None:
+    """`reasonlab eval`'s sampling flags: batch size and length (and their product), vLLM's memory share, the device."""
+    check_number("eval", "--batch-size", int, batch_size, RANGES["sample_batch_size"])
+    check_number("eval", "--max-new-tokens", int, max_new_tokens, RANGES["max_new_tokens"])
+    if batch_size * max_new_tokens > MAX_BATCH_TOKENS:
+        raise ReasonlabError(f"eval: --batch-size x --max-new-tokens = {batch_size * max_new_tokens} "
+                             f"tokens decoded together, over the limit of {MAX_BATCH_TOKENS}")
+    if vllm_memory is not None:
+        check_number("eval", "--vllm-memory", float, vllm_memory, RANGES["vllm_memory"])
+    if (problem := device_problem(device)) is not None:
+        raise ReasonlabError(f"eval: --device {problem}, got {device!r}")
+
+
 def check_number(owner: str, name: str, kind: type, value, rng: Range | None) -> None:
     """Raise "OWNER: NAME must be ..., got VALUE" for a value number_problem refuses."""
     if (problem := number_problem(kind, value, rng)) is not None:

@@ -26,6 +26,7 @@ from pathlib import Path
 
 from engine import jobs, workspace
 from engine.errors import ReasonlabError
+from engine.processes import pid_alive
 
 # Expert iteration sized to show a clear gain in a few minutes on 2 CPU cores (bench/learning.py):
 # wide rounds (many problems, K=8), continuing from the last policy at a gentle learning rate.
@@ -72,7 +73,7 @@ def status() -> dict | None:
         state = {"phase": "failed", "error": f"cannot read the quickstart's status file {path} "
                                              f"({getattr(e, 'strerror', None) or e}); delete it to start again"}
     state = _well_formed(state, path)
-    if state.get("phase") in WORKING and not jobs.pid_alive(state.get("pid")):
+    if state.get("phase") in WORKING and not pid_alive(state.get("pid")):
         state.update(phase="failed", error="the quickstart process exited unexpectedly; "
                                            f"see {workspace.home() / 'logs' / 'quickstart.log'}")
     done, total, since = state.get("step") or 0, state.get("steps") or 0, state.get("building_since")

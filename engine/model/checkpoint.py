@@ -15,6 +15,7 @@ import shutil
 from pathlib import Path
 
 from engine.errors import ReasonlabError
+from engine.processes import pid_alive
 from engine.model.validity import CONFIG, WEIGHT_FILES, check_checkpoint, check_orm  # noqa: F401 (re-exported)
 
 META = "reasonlab.json"
@@ -78,6 +79,18 @@ def check_target(out: str | Path, replace: bool = False) -> Path:
     return out
 
 
+def check_writable(out: str | Path) -> Path:
+    """`out`, if a checkpoint can be created there (its nearest existing ancestor is a writable
+    directory): checked before training, not after it."""
+    out = Path(out)
+    parent = out
+    while not parent.exists():
+        parent = parent.parent
+    if not parent.is_dir() or not os.access(parent, os.W_OK):
+        raise ReasonlabError(f"cannot write checkpoint {out}: {parent} is not a writable directory")
+    return out
+
+
 def _move_into_place(tmp: Path, out: Path) -> None:
     """Rename the written temporary to `out`; a checkpoint there (check_target allowed replacing
     it) is moved aside first and removed once the new one is in place."""
@@ -104,7 +117,7 @@ def recover(out: str | Path) -> None:
         return
     for leftover in sorted(out.parent.glob(f".{glob.escape(out.name)}.*-*")):
         kind, _, pid = leftover.name[len(out.name) + 2:].partition("-")
-        if kind not in ("tmp", "old") or not pid.isdigit() or (int(pid) != os.getpid() and _alive(int(pid))):
+        if kind not in ("tmp", "old") or not pid.isdigit() or (int(pid) != os.getpid() and pid_alive(int(pid))):
             continue
         try:
             if kind == "old" and not out.exists():
@@ -113,16 +126,6 @@ def recover(out: str | Path) -> None:
                 shutil.rmtree(leftover)
         except OSError:  # best effort: a leftover that cannot go does no harm where it is
             pass
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 def _fsync_tree(root: Path) -> None:
