@@ -128,12 +128,10 @@ class Store(DashboardQueries):
         """A store path that is a directory or read-only, named before SQLite's vaguer errors."""
         if self.path.is_dir():
             raise ReasonlabError(f"cannot open store {self.path}: it is a directory, not a file{AT_FAULT}")
-        # the directory too: WAL mode keeps two files next to the store
-        for where in (self.path, self.path.parent):
+        for where in (self.path, self.path.parent):  # the directory too: WAL keeps two files beside the store
             if where.exists() and not os.access(where, os.R_OK | os.W_OK):
-                raise ReasonlabError(f"cannot open store {self.path}: {where} is read-only (reasonlab writes to its "
-                                     "store, the dashboard too); make it writable or set REASONLAB_HOME to another "
-                                     "directory")
+                raise ReasonlabError(f"cannot open store {self.path}: {where} is read-only (reasonlab writes to its store, "
+                                     "the dashboard too); make it writable or set REASONLAB_HOME to another directory")
 
     def _check_tables(self, version: int) -> None:
         """Every table that schema `version` has: a file marked with a version but lacking them (emptied,

@@ -12,14 +12,12 @@ functions (which take store queries). Pages only place them; nothing here import
     answer_distribution  -> fig_answers              one problem's final answers at each step
 
 Plotly reads HTML in every string it draws (<b>, <a href>, <br>...), so every string that comes
-from data (model output, answers, problem ids, run names and labels) goes through `text` first;
+from data (model output, answers, problem ids, run names and labels) goes through `text` first (engine/plot_text.py);
 a table without the columns a figure needs (nothing evaluated, samples deleted) draws an empty
 figure that says so.
 """
 
 from __future__ import annotations
-
-import html
 
 import pandas as pd
 import plotly.graph_objects as go
@@ -28,44 +26,13 @@ from plotly.subplots import make_subplots
 
 from engine.evaluation.compare import Comparison
 from engine.evaluation.trees import tree_layout
+from engine.plot_text import HOVER_CHARS, LABEL_CHARS, empty_figure, text, texts  # noqa: F401 (viz.text etc.)
+from engine.plot_text import lacks as _lacks
+from engine.plot_text import title_text as _title
 
 PALETTE = qualitative.Plotly
 CORRECT_SCALE = "RdYlGn"  # fraction correct: red 0 .. green 1
 STATUS_COLOURS = {"gained": "#2ca02c", "lost": "#d62728", "both": "#1f77b4", "neither": "#7f7f7f"}
-
-
-LABEL_CHARS = 120  # drawn labels, ticks and legend entries: a 100k-character answer stays readable
-HOVER_CHARS = 2000  # hover boxes
-
-
-def text(value, limit: int | None = LABEL_CHARS) -> str:
-    """A data string as plotly draws it literally: cut to `limit` characters, then & < > as HTML
-    entities (plotly turns tags into markup, and decodes entities back to the characters)."""
-    s = "" if value is None else str(value)
-    if limit is not None and len(s) > limit:
-        s = s[:limit] + "…"
-    return html.escape(s, quote=False)
-
-
-def texts(values, limit: int | None = LABEL_CHARS) -> list[str]:
-    return [text(v, limit) for v in values]
-
-
-def _lacks(table: pd.DataFrame, *columns: str) -> bool:
-    """No rows, or not the columns a figure needs (an analysis of nothing returns a bare table)."""
-    return table is None or table.empty or any(c not in table.columns for c in columns)
-
-
-def empty_figure(title: str | None = None, message: str = "nothing to show yet") -> go.Figure:
-    fig = go.Figure()
-    fig.update_layout(title=_title(title), xaxis={"visible": False}, yaxis={"visible": False}, height=300,
-                      annotations=[{"text": text(message, 300), "showarrow": False, "xref": "paper",
-                                    "yref": "paper", "x": 0.5, "y": 0.5, "font": {"size": 16}}])
-    return fig
-
-
-def _title(title: str | None) -> str | None:
-    return None if title is None else text(title, 300)
 
 
 def _rgba(hex_colour: str, alpha: float) -> str:

@@ -83,18 +83,15 @@ try:
     step = c3.selectbox("Checkpoint step" if kind == "eval" else "Training step", steps, index=len(steps) - 1)
     version = dashboard.view_version(store, run_id, kind, step)
     problems = load_problems(HOME, run_id, kind, step, version)
-    if problems.empty:  # evaluated, but its samples are gone (a delete cut short)
-        st.info(f"Run {run_id} has no {KINDS[kind]} left at step {step}.")
-        st.stop()
-
     f1, f2 = st.columns(2)
     status = f1.radio("Problems", dashboard.PROBLEM_FILTERS, horizontal=True,
                       help="solved: the greedy solution is right (or, without one, most samples are); "
                            "unsolved: it is not; never solved: no sample is right")
     contains = f2.text_input("Question contains", placeholder="e.g. pencils")
     shown = dashboard.filter_problems(problems, status, contains)
-    if shown.empty:
-        st.info("No problem matches these filters.")
+    if shown.empty:  # no problem at all: evaluated, but its samples are gone (a delete cut short)
+        st.info("No problem matches these filters." if len(problems) else f"Run {run_id} has no {KINDS[kind]} left "
+                f"at step {step}.")
         st.stop()
     rates = dict(zip(problems["problem_id"], problems["solve_rate"]))
     questions = dict(zip(problems["problem_id"], problems["question"]))
