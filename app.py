@@ -9,7 +9,8 @@ def main():
     st.set_page_config(page_title="reasonlab", page_icon=":material/psychology:", layout="wide")
     st.session_state[NAVIGATED] = True
     st.navigation({
-        "": [st.Page("pages/home.py", title="Home", icon=":material/home:", default=True)],
+        "": [st.Page("pages/home.py", title="Home", icon=":material/home:", default=True),
+             st.Page("pages/findings.py", title="Findings", icon=":material/fact_check:")],
         "Train": [st.Page("pages/launch.py", title="Launch", icon=":material/rocket_launch:"),
                   st.Page("pages/runs.py", title="Runs", icon=":material/monitoring:")],
         "Inspect": [st.Page("pages/solutions.py", title="Solutions", icon=":material/account_tree:"),

@@ -9,18 +9,12 @@ import torch
 
 
 def base_checkpoint(path: str | None) -> Path:
-    """The given checkpoint, else the workspace's tiny base (trained once, then reused)."""
+    """The given checkpoint, else the base that ships with reasonlab (its copy in the workspace)."""
     if path:
         return Path(path)
-    from engine.algorithms.sft import SFTConfig, train_sft
-    from engine.quickstart import base_built
-    from engine.workspace import checkpoints_dir, ensure_home
+    from engine.assets import shipped_base
 
-    out = checkpoints_dir() / "base-tiny"
-    if not base_built(out):  # absent, or half-written: rebuilt atomically
-        ensure_home()
-        train_sft(SFTConfig(), out, overwrite=True)
-    return out
+    return shipped_base()
 
 
 def matmul_flops(size: int = 1024, seconds: float = 1.0, device: str = "cpu") -> float:

@@ -54,6 +54,8 @@ def _eval(args) -> None:
                      temperature=args.temperature, top_p=args.top_p, max_new_tokens=args.max_new_tokens, seed=args.seed)
     cfg.validate()  # before the slow imports and the model load: reads the data files
     check_checkpoint(args.checkpoint)  # a truncated or half-written one, before the slow imports
+    if args.orm is not None:
+        args.orm = _orm_dir(args.orm)
     if args.sampler == "vllm":  # vLLM loads the weights itself; only the tokenizer is needed here
         from engine.sampling.vllm_sampler import VLLMSampler, vllm_device
 
@@ -71,15 +73,33 @@ def _eval(args) -> None:
         sampler = TorchSampler(model, tokenizer, batch_size=args.batch_size)
     cfg.prompt_suffix = meta.get("prompt_suffix", "")  # RCRL: condition on <|good|>
     cfg.prompt_format = resolve_format(args.prompt_format, tokenizer, meta)
-    metrics, _ = evaluate(sampler, cfg)
+    orm = None
+    if args.orm is not None:  # loaded before sampling, so that a bad one fails at once
+        from engine.algorithms.orm import OutcomeRewardModel
+
+        orm = OutcomeRewardModel.load(args.orm, device=args.device, dtype=args.dtype,
+                                      trust_remote_code=args.trust_remote_code)
+    metrics, _ = evaluate(sampler, cfg, orm=orm)
     if metrics["skipped_lines"]:
         print(f"reasonlab: skipped {metrics['skipped_lines']} malformed lines of the data files", file=sys.stderr)
-    metrics = {"checkpoint": str(args.checkpoint), **metrics}
+    named = {"orm": str(args.orm)} if args.orm is not None else {}
+    metrics = {"checkpoint": str(args.checkpoint), **named, **metrics}
     if args.json:
         print(json.dumps(metrics))
     else:
         for key, value in metrics.items():
             print(f"{key:>16}  {value:.4f}" if isinstance(value, float) else f"{key:>16}  {value}")
+
+
+def _orm_dir(path: Path) -> Path:
+    """eval --orm: the absolute path, if it is a whole outcome reward model (cheap checks, no torch)."""
+    from engine.model.validity import check_orm
+
+    path = path.expanduser().resolve()
+    try:
+        return check_orm(path)
+    except ReasonlabError as e:
+        raise ReasonlabError(f"eval: --orm {path}: {e}") from None
 
 
 def _train(args) -> None:
@@ -217,17 +237,45 @@ def _resume(args) -> None:
         _follow(store, args.run_id, quiet=args.quiet, acc=acc)
 
 
+def _findings(args) -> None:
+    from engine import findings, jobs
+    from engine.store import Store
+
+    with Store() as store:
+        jobs.reconcile(store, spawn=False)
+        queued = findings.suite.queue_missing(store, args.size, args.base) if args.queue else []
+        cards = findings.cards(store, args.size, args.base, orm=args.orm or False)
+    if args.json:
+        print(json.dumps({**findings.as_json(cards), "size": args.size, "queued": queued}))
+        return
+    for line in queued:
+        print(line)
+    for card in cards:
+        runs = ", ".join(f"{key} " + ("missing" if r is None else f"run {r.run_id} {r.status}")
+                         for key, r in card.runs.items())
+        print(f"\n{card.finding.key} {card.finding.title} [{card.verdict.status}]\n  {card.finding.claim}"
+              f"\n  runs: {runs}\n  {card.verdict.text}")
+
+
 def _quickstart(args) -> None:
-    """The first thing to run: a weak base (if absent), then expert iteration on it."""
+    """The first thing to run: expert iteration on the shipped weak base (--build-base: on one
+    built here first, if absent)."""
     from engine.algorithms.sft import SFTConfig, train_sft
+    from engine.assets import shipped_base
     from engine.quickstart import QUICKSTART_EI, base_built, base_path
     from engine.workspace import ensure_home
 
     ensure_home()
-    base = base_path()
-    if not base_built(base):  # absent, or a build cut short: (re)built, replacing it atomically
-        print(f"building the weak base model in {base} (5 to 10 minutes on 2 CPU cores)", file=sys.stderr, flush=True)
-        train_sft(SFTConfig(), base, progress=not args.quiet, overwrite=True)
+    if args.build_base:
+        base = base_path()
+        if not base_built(base):  # absent, or a build cut short: (re)built, replacing it atomically
+            print(f"building the weak base model in {base} (5 to 10 minutes on 2 CPU cores)",
+                  file=sys.stderr, flush=True)
+            train_sft(SFTConfig(), base, progress=not args.quiet, overwrite=True)
+    else:
+        base = shipped_base()
+        print(f"starting from the weak base model that ships with reasonlab (copied to {base}; "
+              "--build-base builds your own)", file=sys.stderr, flush=True)
     args.algo, args.base, args.name = "ei", str(base), "quickstart"
     args.set = [*QUICKSTART_EI, *(args.set or [])]
     _train(args)
@@ -311,7 +359,7 @@ def parser() -> argparse.ArgumentParser:
     s.add_argument("--quiet", action="store_true", help="no progress bar")
     s.set_defaults(run=_sft)
 
-    e = sub.add_parser("eval", help="maj@1 (greedy), pass@k and maj@k of a checkpoint")
+    e = sub.add_parser("eval", help="maj@1 (greedy), pass@k and maj@k (with --orm, rerank@k) of a checkpoint")
     e.add_argument("checkpoint", type=Path)
     _task_flags(e, default_task=None)
     e.add_argument("--split", default="test", help="train, test, (file tasks) all, (multistep) ood")
@@ -333,11 +381,15 @@ def parser() -> argparse.ArgumentParser:
                    help="auto: the checkpoint's own, else chat with a chat template, else plain (reasonlab models) "
                         "or few_shot")
     e.add_argument("--trust-remote-code", action="store_true", help="run Python code shipped with the checkpoint")
+    e.add_argument("--orm", type=Path, metavar="DIR",
+                   help="an outcome reward model (e.g. runs/NNNNN/orm of a reward=orm run): adds rerank@k, the "
+                        "answer of the sample it scores highest among k")
     e.add_argument("--json", action="store_true", help="print one JSON object")
     e.set_defaults(run=_eval)
 
-    t = sub.add_parser("train", help="train with ei, ppo, rcrl or grpo from a base checkpoint; writes to the store")
-    t.add_argument("--algo", required=True, choices=["ei", "ppo", "rcrl", "grpo"])
+    t = sub.add_parser("train", help="train with ei, ppo, rcrl, grpo or sft (continued SFT on the task's reference "
+                                     "solutions) from a base checkpoint; writes to the store")
+    t.add_argument("--algo", required=True, choices=["ei", "ppo", "rcrl", "grpo", "sft"])
     t.add_argument("--base", required=True, help="checkpoint to start from (e.g. from `reasonlab sft`, or any local "
                                                   "HF causal LM directory)")
     _task_flags(t, default_task=None)
@@ -365,7 +417,20 @@ def parser() -> argparse.ArgumentParser:
     u.add_argument("--quiet", action="store_true", help="no progress bar")
     u.set_defaults(run=_resume)
 
-    q = sub.add_parser("quickstart", help="build the weak base model if absent, then run expert iteration on it")
+    f = sub.add_parser("findings", help="the paper's findings and newer ones, judged from your runs of the suite")
+    f.add_argument("--run", dest="queue", action="store_true", help="queue the suite's runs that are missing (reusing finished ones)")
+    f.add_argument("--json", action="store_true", help="print one JSON object")
+    f.add_argument("--size", default="suite", choices=["suite", "smoke"],
+                   help="suite: the 2-CPU-core experiment; smoke: seconds, checks the pipeline, learns nothing")
+    f.add_argument("--base", type=Path, help="start every run from this checkpoint (default: the shipped base)")
+    f.add_argument("--orm", nargs="?", const=True, metavar="DIR",
+                   help="rerank@K in the results table (F5) by an ORM: the one the suite's reward=orm run trained, "
+                        "or DIR (default: by log-probability; scoring takes a minute or so per run, then is cached)")
+    f.set_defaults(run=_findings)
+
+    q = sub.add_parser("quickstart", help="run expert iteration on the weak base model that ships with reasonlab")
+    q.add_argument("--build-base", action="store_true",
+                   help="first build the base model here (5 to 10 minutes on 2 CPU cores; reused once built)")
     _run_options(q, name=False)
     q.set_defaults(run=_quickstart)
     return p

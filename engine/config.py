@@ -172,6 +172,37 @@ class RCRLConfig(EIConfig):
 
 
 @dataclass
+class ContinuedSFTConfig(RunConfig):
+    """Continued SFT (Havrilla et al. 2024's comparison): fine-tune the base further on the task's
+    reference solutions, round by round, at the compute of the quickstart's expert iteration."""
+
+    rounds: int = 3
+    """Rounds of draw problems -> fine-tune on their reference solutions -> evaluate."""
+    problems_per_round: int = 1024
+    """Training problems drawn each round; each adds its one reference solution to the dataset."""
+    restart: bool = False
+    """Fine-tune each round from the initial checkpoint (False: continue from the last policy)."""
+    sft_epochs: float = 3.0
+    """Passes over the growing dataset of reference solutions in each round's fine-tuning."""
+    sft_max_steps: int = 400
+    """Cap on optimizer steps per round."""
+    batch_size: int = 32
+    """Solutions per optimizer step."""
+    lr: float = 3e-4
+    """Peak AdamW learning rate of each round's fine-tuning (warm-up, cosine decay)."""
+
+    def validate(self) -> None:
+        super().validate()
+        task = check_task(self)  # built again (its data files are cached): super() keeps none
+        shown = task.problems("train", min(self.train_problems, 64))
+        answer_only = sum(len(task.steps(p.reference)) < 2 for p in shown)  # `#### N` is one step
+        _check(self, answer_only == 0, "task",
+               f"has no worked reference solution for {answer_only} of its first {len(shown)} training problems "
+               "(only a final answer): continued SFT trains on the references; use a task whose data holds "
+               "worked solutions (multistep, gsm8k, or a jsonl answer field with `#### N` solutions)")
+
+
+@dataclass
 class PolicyGradientConfig(RunConfig):
     """Fields PPO and GRPO share: online steps of sample -> score -> update."""
 
@@ -257,7 +288,8 @@ class GRPOConfig(PolicyGradientConfig):
         _check(self, self.n >= 2, "n", "must be >= 2: advantages compare samples within a group")
 
 
-CONFIGS: dict[str, type[RunConfig]] = {"ei": EIConfig, "ppo": PPOConfig, "rcrl": RCRLConfig, "grpo": GRPOConfig}
+CONFIGS: dict[str, type[RunConfig]] = {"ei": EIConfig, "ppo": PPOConfig, "rcrl": RCRLConfig, "grpo": GRPOConfig,
+                                       "sft": ContinuedSFTConfig}
 
 
 def check_task(cfg):

@@ -49,7 +49,7 @@ from engine.store import Store
 HEARTBEAT_S = 5.0
 CANCEL_POLL_S = 1.0  # how often a running job reads its cancel flag (a long phase stops within about this)
 STALE_S = 60.0  # a heartbeat older than this means the process is gone (or hung)
-ALGORITHMS = {"ei": "expert_iteration", "ppo": "ppo", "rcrl": "rcrl", "grpo": "grpo"}
+ALGORITHMS = {"ei": "expert_iteration", "ppo": "ppo", "rcrl": "rcrl", "grpo": "grpo", "sft": "continued_sft"}
 RESUMABLE = ("interrupted", "cancelled", "failed")
 
 

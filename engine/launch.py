@@ -29,7 +29,8 @@ MODEL_FIELDS = ("prompt_format", "dtype", "trust_remote_code", "lora_r", "lora_a
 CHOICES = {"reward": REWARDS, "dedup": ("exact", "steps"), "device": ("cpu", "cuda"), "prompt_format": PROMPT_FORMATS,
            "dtype": DTYPES, "sampler": SAMPLERS}
 TASK_LABELS = DESCRIPTIONS  # task -> what it reads
-ALGORITHMS = {"ei": "Expert Iteration", "ppo": "PPO", "rcrl": "Return-conditioned RL", "grpo": "GRPO"}
+ALGORITHMS = {"ei": "Expert Iteration", "ppo": "PPO", "rcrl": "Return-conditioned RL", "grpo": "GRPO",
+              "sft": "Continued SFT"}
 
 # Size presets: overrides applied on top of the config defaults. "smoke test" is the budget of
 # the training tests (seconds on a laptop: it checks the pipeline, it does not learn).
@@ -38,11 +39,20 @@ _SMOKE_ROUNDS = {"rounds": 2, "k": 3, "problems_per_round": 4, "sft_max_steps": 
 _SMOKE_STEPS = {"steps": 2, "prompts_per_step": 3, "n": 2, "minibatch_size": 4, "checkpoint_every": 1}
 _QUICK_ROUNDS = dict(item.split("=", 1) for item in QUICKSTART_EI)  # the quickstart's expert iteration
 _QUICK_STEPS = {"steps": 30, "prompts_per_step": 32, "checkpoint_every": 10}
+
+
+def _unsampled(preset: dict) -> dict:
+    """A rounds preset without the sampling fields continued SFT does not have (it samples nothing)."""
+    return {k: v for k, v in preset.items() if k not in ("k", "dedup")}
+
+
 SIZES = {
     "defaults": {algo: {} for algo in CONFIGS},
-    "quick": {"ei": _QUICK_ROUNDS, "rcrl": _QUICK_ROUNDS, "ppo": _QUICK_STEPS, "grpo": _QUICK_STEPS},
+    "quick": {"ei": _QUICK_ROUNDS, "rcrl": _QUICK_ROUNDS, "ppo": _QUICK_STEPS, "grpo": _QUICK_STEPS,
+              "sft": _unsampled(_QUICK_ROUNDS)},
     "smoke test": {"ei": {**_SMOKE_SHARED, **_SMOKE_ROUNDS}, "rcrl": {**_SMOKE_SHARED, **_SMOKE_ROUNDS, "rounds": 1},
-                   "ppo": {**_SMOKE_SHARED, **_SMOKE_STEPS}, "grpo": {**_SMOKE_SHARED, **_SMOKE_STEPS}},
+                   "ppo": {**_SMOKE_SHARED, **_SMOKE_STEPS}, "grpo": {**_SMOKE_SHARED, **_SMOKE_STEPS},
+                   "sft": {**_SMOKE_SHARED, **_unsampled(_SMOKE_ROUNDS)}},
 }
 SIZE_HELP = ("defaults: the documented defaults (the paper's recipe at laptop scale: tens of minutes); "
              "quick: a few minutes on 2 CPU cores; smoke test: seconds, checks the pipeline, learns nothing")

@@ -1,9 +1,11 @@
-"""The dashboard's one-click start: build the weak base model (if absent), then queue expert
-iteration on it, in a background process that outlives the browser tab that started it.
+"""The dashboard's one-click start: queue expert iteration on the weak base model that ships with
+reasonlab (engine/assets), or on one built here first (`build_base`: the SFT with its loss and
+probes on Home), in a background process that outlives the browser tab that started it.
 
     start()   spawns `python -m engine.quickstart` and returns at once
     status()  what it is doing, from $REASONLAB_HOME/quickstart.json:
               {"phase": "starting" | "building" | "launching" | "launched" | "failed",
+               "base_source": "shipped" | "built", "base": the base's path (from launching on),
                "step": 120, "steps": 2000, "run_id": 1, "error": None, "pid": ..., "started_at": ...,
                "eta_s": 410.0 (building: seconds left at the pace so far, else None),
                "loss": [[20, 2.31], ...] (building: the smoothed SFT loss at steps),
@@ -35,7 +37,7 @@ QUICKSTART_EI = ["rounds=3", "k=8", "problems_per_round=1024", "restart=false", 
 STATUS_FILE = "quickstart.json"
 LOSS_POINTS = 100  # the base's smoothed loss, kept this many times over its training
 PROBES = 20  # its greedy solution to one held-out problem, this many times (a second or so in all)
-BASE_NAME = "base-tiny"
+BASE_NAME = "base-tiny"  # where `build_base` builds the base (and reuses it); else the shipped one
 WORKING = ("starting", "building", "launching")
 
 
@@ -94,6 +96,7 @@ def _well_formed(state, path: Path) -> dict:
 
     state.update({key: of_type(key, (int, float)) for key in ("step", "steps", "building_since")})
     state.update({key: of_type(key, int) for key in ("pid", "run_id")})
+    state.update({key: of_type(key, str) for key in ("base", "base_source")})
     state["loss"] = [p for p in of_type("loss", list) or [] if isinstance(p, list) and len(p) == 2]
     keys = {"step", "question", "completion", "correct"}
     state["probes"] = [p for p in of_type("probes", list) or [] if isinstance(p, dict) and keys <= p.keys()]
@@ -112,14 +115,15 @@ def _write(**state) -> None:
     tmp.replace(path)  # atomic: a reader never sees half a file
 
 
-def start(sft_steps: int | None = None, sets: list[str] | None = None) -> dict:
-    """Spawn the quickstart process; returns its first status. sft_steps and sets override the
-    base's SFT steps and the EI config (tests use tiny ones)."""
+def start(build_base: bool = False, sft_steps: int | None = None, sets: list[str] | None = None) -> dict:
+    """Spawn the quickstart process; returns its first status. build_base: build the base here
+    (else the shipped one). sft_steps and sets override the base's SFT steps and the EI config
+    (tests use tiny ones)."""
     if running():
         raise ReasonlabError("a quickstart is already running in this workspace")
     logs = workspace.ensure_home() / "logs"
     logs.mkdir(exist_ok=True)
-    args = [sys.executable, "-m", "engine.quickstart"]
+    args = [sys.executable, "-m", "engine.quickstart"] + (["--build-base"] if build_base else [])
     if sft_steps is not None:
         args += ["--sft-steps", str(sft_steps)]
     for item in sets or []:
@@ -129,23 +133,32 @@ def start(sft_steps: int | None = None, sets: list[str] | None = None) -> dict:
                                 start_new_session=True, close_fds=True,
                                 cwd=str(Path(__file__).resolve().parent.parent), env=workspace.child_env())
     # The child's first write comes after it has imported torch (seconds later).
-    _write(phase="starting", pid=proc.pid, started_at=time.time(), step=0, steps=sft_steps, run_id=None, error=None)
+    _write(phase="starting", pid=proc.pid, started_at=time.time(), step=0, steps=sft_steps, run_id=None, error=None,
+           base_source=_source(build_base))
     return status()
 
 
+def _source(build_base: bool) -> str:
+    return "built" if build_base else "shipped"
+
+
 def main(argv: list[str] | None = None) -> int:
-    from engine.algorithms.sft import SFTConfig, train_sft
+    from engine.assets import shipped_base
     from engine.config import make_config
     from engine.store import Store
 
     ap = argparse.ArgumentParser(prog="python -m engine.quickstart")
+    ap.add_argument("--build-base", action="store_true", help="build the base here instead of the shipped one")
     ap.add_argument("--sft-steps", type=int)
     ap.add_argument("--set", action="append", default=[])
     args = ap.parse_args(argv)
-    state = {"pid": os.getpid(), "started_at": time.time(), "step": 0, "steps": None, "run_id": None, "error": None}
+    state = {"pid": os.getpid(), "started_at": time.time(), "step": 0, "steps": None, "run_id": None, "error": None,
+             "base_source": _source(args.build_base)}
     try:
-        base = base_path()
-        if not base_built(base):
+        base = base_path() if args.build_base else shipped_base()
+        if args.build_base and not base_built(base):
+            from engine.algorithms.sft import SFTConfig, train_sft
+
             cfg = SFTConfig()
             if args.sft_steps:
                 cfg.steps = args.sft_steps
@@ -167,6 +180,7 @@ def main(argv: list[str] | None = None) -> int:
 
             train_sft(cfg, base, progress=False, on_step=on_step, watch_every=max(1, cfg.steps // PROBES),
                       overwrite=True)
+        state["base"] = str(base)
         _write(phase="launching", **state)
         cfg = make_config("ei", base=base, sets=[*QUICKSTART_EI, *args.set])
         with Store() as store:

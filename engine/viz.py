@@ -270,7 +270,8 @@ def fig_gained_lost(comparison: Comparison, title: str | None = None) -> go.Figu
 
 
 TRAIN_CURVES = ("reward", "train/accuracy")
-LOSSES = ("policy_loss", "value_loss", "approx_kl", "kl_ref", "kl_coef", "clip_frac", "entropy")
+ENTROPY = "entropy"  # nats per sampled token, every step or round (common.summary)
+LOSSES = ("policy_loss", "value_loss", "approx_kl", "kl_ref", "kl_coef", "clip_frac", "update_entropy")
 METRIC_COLUMNS = ("name", "step", "value", "samples_seen")
 
 
@@ -283,12 +284,16 @@ def _eval_names(names) -> list[str]:
 
 def fig_run_curves(metrics: pd.DataFrame, title: str | None = None) -> go.Figure:
     """A run's learning curves against samples seen (the paper's sample-complexity axis): reward
-    and training accuracy at every step (left), maj@1 / pass@k of each evaluated checkpoint (right).
-    `metrics` is `Store.metrics(run_id)`'s long table."""
+    and training accuracy at every step (left), maj@1 / pass@k of each evaluated checkpoint
+    (middle), and the policy's entropy on its rollouts in nats per token (right; only when the run
+    logs it: a vLLM-sampled run does not). `metrics` is `Store.metrics(run_id)`'s long table."""
     if _lacks(metrics, *METRIC_COLUMNS):
         return empty_figure(title, "nothing logged yet")
-    fig = make_subplots(rows=1, cols=2, subplot_titles=("training rollouts", "evaluation"), horizontal_spacing=0.08)
+    with_entropy = ENTROPY in set(metrics["name"])
+    titles = ("training rollouts", "evaluation") + (("policy entropy (nats/token)",) if with_entropy else ())
+    fig = make_subplots(rows=1, cols=len(titles), subplot_titles=titles, horizontal_spacing=0.08)
     panels = [(TRAIN_CURVES, 1), (_eval_names(metrics["name"].unique()), 2)]
+    panels += [((ENTROPY,), 3)] if with_entropy else []
     for i, (names, col) in enumerate(panels):
         for j, name in enumerate(names):
             rows = metrics[metrics["name"] == name].sort_values("step")
@@ -301,7 +306,8 @@ def fig_run_curves(metrics: pd.DataFrame, title: str | None = None) -> go.Figure
                                      hovertemplate=f"{text(name)} = %{{y:.3f}}<br>step %{{customdata}}, "
                                                    "%{x:,} samples<extra></extra>"), row=1, col=col)
     fig.update_xaxes(title_text="samples seen")
-    fig.update_yaxes(range=[0, 1.02])
+    for col in (1, 2):  # shares; entropy (nats) keeps its own scale
+        fig.update_yaxes(range=[0, 1.02], row=1, col=col)
     fig.update_layout(title=_title(title), height=360, legend={"orientation": "h", "y": -0.25})
     return fig
 
@@ -309,7 +315,8 @@ def fig_run_curves(metrics: pd.DataFrame, title: str | None = None) -> go.Figure
 def fig_run_losses(metrics: pd.DataFrame, title: str | None = None) -> go.Figure | None:
     """PPO / GRPO optimisation diagnostics against samples seen, one small panel each: policy and
     value loss, approximate KL between successive policies, KL to the base and its coefficient,
-    clip fraction, entropy. None when the run logs none of them (EI, RCRL)."""
+    clip fraction, the entropy PPO's bonus sees in the update (temperature 1; the rollouts' own
+    entropy is fig_run_curves'). None when the run logs none of them (EI, RCRL)."""
     if _lacks(metrics, *METRIC_COLUMNS):
         return None
     names = [n for n in LOSSES if n in set(metrics["name"])]

@@ -30,7 +30,7 @@ RUN_COLUMNS = {
 
 @st.fragment(run_every=1)
 def quickstart_progress():
-    """The base model's SFT steps, then the hand-over to expert iteration."""
+    """The base model's SFT steps (when building one), then the hand-over to expert iteration."""
     state = quickstart.status() or {"phase": "failed", "error": "the quickstart's status file disappeared"}
     if state["phase"] in ("starting", "building"):
         done, total = state.get("step") or 0, state.get("steps") or 0
@@ -40,7 +40,8 @@ def quickstart_progress():
         st.progress(done / total if total else 0.0, text=text)
         watch_the_base(state)
     elif state["phase"] == "launching":
-        st.progress(1.0, text="Base model built; queuing expert iteration…")
+        done = "Base model built" if state.get("base_source") == "built" else "Shipped base model copied"
+        st.progress(1.0, text=f"{done}; queuing expert iteration…")
     else:
         st.rerun()  # launched or failed: the whole page shows what happened
 
@@ -81,16 +82,21 @@ try:
         quickstart_progress()
     elif runs.empty:
         st.subheader("Start here")
-        st.write("One click builds a deliberately weak base model from scratch (5 to 10 minutes on 2 CPU cores, "
-                 "once per workspace), then runs three rounds of Expert Iteration on it: sample solutions, keep "
-                 "the correct ones, fine-tune, evaluate (3 to 4 minutes). It keeps running if you close this tab.")
+        st.write("One click runs three rounds of Expert Iteration on a deliberately weak base model that ships "
+                 "with reasonlab: sample solutions, keep the correct ones, fine-tune, evaluate (3 to 4 minutes). "
+                 "It keeps running if you close this tab.")
         if state and state["phase"] == "failed":
             st.error(f"The last quickstart failed: {dashboard.literal(state['error'])}")
-        if dashboard.base_checkpoints():
-            st.caption("The base models below are already here; the quickstart reuses base-tiny if it is one of them.")
         if st.button("Start the quickstart", type="primary", icon=":material/play_arrow:"):
             quickstart.start()
             st.rerun()
+        with st.expander("Or build your own base model first"):
+            st.write("Train the same weak base from scratch here (5 to 10 minutes on 2 CPU cores, once per "
+                     "workspace: base-tiny is reused once built), watching its loss and what it writes for one "
+                     "problem as it learns; then the same Expert Iteration runs on it.")
+            if st.button("Build my own base", icon=":material/construction:"):
+                quickstart.start(build_base=True)
+                st.rerun()
         st.page_link("pages/launch.py", label="Or choose the algorithm and its settings yourself",
                      icon=":material/rocket_launch:")
 
@@ -98,6 +104,9 @@ try:
         if state and state["phase"] == "launched" and state.get("run_id") in set(runs["id"]):
             st.page_link("pages/runs.py", label=f"Follow the quickstart's run {state['run_id']}",
                          icon=":material/monitoring:", query_params={"run": state["run_id"]})
+            if state.get("base"):
+                made = "the base model you built" if state.get("base_source") == "built" else "the shipped base model"
+                st.caption(f"It started from {made}: {dashboard.literal(state['base'])}")
         checkpoints = load_checkpoints(HOME)
         active = runs["status"].isin(dashboard.ACTIVE)
         c1, c2, c3, c4 = st.columns(4)
@@ -126,6 +135,7 @@ try:
     if bases:
         st.dataframe({"checkpoint": [p.name for p in bases], "path": [str(p) for p in bases]}, hide_index=True)
     else:
-        st.info("No base model yet: the quickstart builds one, or run `reasonlab sft --preset tiny` in a terminal.")
+        st.info("No base model in this workspace yet: the quickstart copies in the one that ships with reasonlab "
+                "(base-shipped), or run `reasonlab sft --preset tiny` in a terminal to build your own.")
 except ReasonlabError as e:
     st.error(dashboard.literal(e))

@@ -52,8 +52,9 @@ try:
 
     bases = load_bases(HOME)
     if not bases:
-        st.info("No checkpoint to start from yet. Start the quickstart on Home (it builds a base model), or run "
-                "`reasonlab sft --preset tiny` in a terminal; or give a checkpoint directory below.")
+        st.info("No checkpoint to start from yet. Start the quickstart on Home (it starts from the base model "
+                "that ships with reasonlab), or run `reasonlab sft --preset tiny` in a terminal; or give a "
+                "checkpoint directory below.")
     c1, c2, c3 = st.columns([2, 1, 1])
     labels = [label for label, _ in bases] + [OTHER]
     chosen = c1.selectbox("Base checkpoint", labels, help="The model training starts from (a Hugging Face directory).")

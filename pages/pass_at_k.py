@@ -1,6 +1,6 @@
-"""pass@k: pass@k / maj@k / rerank@k against k (log axis) for chosen checkpoints, and maj@1, pass@k
-and maj@k against training step for a run (or one of them for several runs against samples seen),
-with bootstrap bands over problems."""
+"""pass@k: pass@k / maj@k / rerank@k (by log-probability or an outcome reward model) against k (log
+axis) for chosen checkpoints, and maj@1, pass@k and maj@k against training step for a run (or one
+of them for several runs against samples seen), with bootstrap bands over problems."""
 
 import streamlit as st
 
@@ -13,7 +13,8 @@ app.through_navigation()  # a link opened before app.py first ran (app.py says w
 HOME = str(workspace.home())
 METRICS = {"pass": "pass@k: any of k samples correct (unbiased estimate)",
            "maj": "maj@k: the majority answer of k samples",
-           "rerank": "rerank@k: the answer of the most likely of k samples (by log-probability)"}
+           "rerank": "rerank@k: the answer of the sample ranked highest of k"}
+LOGPROB, OTHER_ORM = "log-probability", "an ORM directory…"
 
 
 @st.cache_data(ttl=2, show_spinner=False)
@@ -25,6 +26,46 @@ def load_checkpoints(home):
 def load_curves(home, checkpoints, rerank):
     """checkpoints: ((checkpoint_id, created_at), ...), so a re-created id is not a cache hit."""
     return dashboard.pass_at_k(dashboard.store_at(home), [c for c, _ in checkpoints], rerank=rerank)
+
+
+@st.cache_data(max_entries=16, show_spinner="Scoring the samples with the ORM (once per checkpoint)…")
+def load_orm_curves(home, checkpoints, orm, version):
+    """version: the ORM's (dashboard.orm_version), so an ORM replaced in place is not a cache hit."""
+    return dashboard.orm_rerank(dashboard.store_at(home), [c for c, _ in checkpoints], orm)
+
+
+@st.cache_data(ttl=5, show_spinner=False)
+def load_orms(home):
+    return dashboard.orms(dashboard.store_at(home))
+
+
+def rerank_scorer():
+    """What ranks the k samples: LOGPROB, an ORM's absolute path, or None while no valid ORM
+    directory is given (the page says why)."""
+    options = {LOGPROB: LOGPROB, **{label: path for label, path in load_orms(HOME)}, OTHER_ORM: None}
+    by = st.selectbox("Rank the k samples by", list(options), key="rerank_by",
+                      help="log-probability: the sample the model finds most likely. An outcome reward model (ORM): "
+                           "the sample it finds most likely correct, as the paper reranks. Listed: each run's own ORM "
+                           "and the ORMs runs were given.")
+    if by != OTHER_ORM:
+        return options[by]
+    typed = st.text_input("ORM directory", key="orm_dir", placeholder="/path/to/runs/00003/orm")
+    if not typed.strip():
+        st.info("Give the directory of an outcome reward model (a PPO or GRPO run with reward=orm trains one "
+                "into its run directory).")
+        return None
+    try:
+        return dashboard.orm_path(typed)
+    except ReasonlabError as e:  # names the path and what is wrong with it
+        st.error(dashboard.literal(e))
+        return None
+
+
+def ranked_by(scorer, markdown: bool = False) -> str:
+    """"log-probability" or "the ORM /path" (in markdown, the path as code)."""
+    if scorer == LOGPROB:
+        return LOGPROB
+    return f"the ORM {dashboard.literal(scorer) if markdown else scorer}"
 
 
 @st.cache_data(max_entries=16, show_spinner="Computing the training curves…")
@@ -51,14 +92,21 @@ try:
     chosen = c1.multiselect("Checkpoints", checkpoints["checkpoint_id"].tolist(), default=default,
                             format_func=labels.get)
     metric = c2.radio("Metric", list(METRICS), format_func=lambda m: f"{m}@k", help="\n\n".join(METRICS.values()))
+    scorer = rerank_scorer() if metric == "rerank" else None
     if not chosen:
         st.info("Choose one or more checkpoints.")
-    else:
-        table = load_curves(HOME, tuple((c, stamps[c]) for c in sorted(chosen)), metric == "rerank")
-        st.caption(METRICS[metric])
-        st.plotly_chart(viz.fig_checkpoint_curves(table, metric=metric), key="by_k")
+    elif metric != "rerank" or scorer is not None:
+        keys = tuple((c, stamps[c]) for c in sorted(chosen))
+        if scorer in (None, LOGPROB):
+            table = load_curves(HOME, keys, scorer == LOGPROB)
+        else:
+            table = load_orm_curves(HOME, keys, scorer, dashboard.orm_version(scorer))
+        ranked = f" (rerank by {ranked_by(scorer)})" if scorer else ""  # in plotly titles: viz escapes them
+        st.caption(METRICS[metric] + (f", ranked by {ranked_by(scorer, markdown=True)}" if scorer else ""))
+        st.plotly_chart(viz.fig_checkpoint_curves(table, metric=metric, title=f"{metric}@k by checkpoint{ranked}"),
+                        key="by_k")
         last = table[table["checkpoint_id"] == chosen[-1]]
-        st.plotly_chart(viz.fig_curves(last, title=f"{labels[chosen[-1]]}: every metric, 95% bootstrap bands"),
+        st.plotly_chart(viz.fig_curves(last, title=f"{labels[chosen[-1]]}: every metric, 95% bootstrap bands{ranked}"),
                         key="bands")
         at_k = table.pivot_table(index="label", columns=["metric", "k"], values="value").round(3)
         with st.expander("Values"):

@@ -1,5 +1,6 @@
 """Runs: every run with its status; one run live (progress and ETA, learning curves against samples
-seen, PPO / GRPO losses and KL, log tail), with cancel, resume and delete."""
+seen and the policy's entropy per token, PPO / GRPO losses and KL, log tail), with cancel, resume
+and delete."""
 
 import streamlit as st
 
@@ -108,8 +109,8 @@ if deleted := st.session_state.pop("deleted", None):
 try:
     runs = load_runs(HOME)
     if runs.empty:
-        st.info("No runs yet. Launch one, or start the quickstart on Home: it builds a base model and runs "
-                "expert iteration on it.")
+        st.info("No runs yet. Launch one, or start the quickstart on Home: it runs expert iteration on the "
+                "weak base model that ships with reasonlab.")
         st.page_link("pages/launch.py", label="Launch a run", icon=":material/rocket_launch:")
         st.page_link("pages/home.py", label="Quickstart", icon=":material/home:")
         st.stop()

@@ -6,7 +6,7 @@ from streamlit.testing.v1 import AppTest
 
 ROOT = Path(__file__).resolve().parent.parent
 APP = str(ROOT / "app.py")
-PAGES = ["home", "launch", "runs", "solutions", "pass_at_k", "diversity", "compare"]
+PAGES = ["home", "findings", "launch", "runs", "solutions", "pass_at_k", "diversity", "compare"]
 
 
 def test_app_opens_home_on_an_empty_workspace(workspace):
@@ -14,7 +14,7 @@ def test_app_opens_home_on_an_empty_workspace(workspace):
     assert not at.exception
     assert at.title[0].value == "reasonlab"
     assert at.button[0].label == "Start the quickstart"
-    assert "No base model yet" in at.info[0].value
+    assert "No base model in this workspace yet" in at.info[0].value
 
 
 def test_navigation_has_a_file_per_page_and_nothing_else():

@@ -187,7 +187,7 @@ def test_view_version_changes_when_a_checkpoint_is_redone(store):
 def test_start_points_lists_bases_then_run_checkpoints(store):
     s, _ = store
     points = dashboard.start_points(s)
-    assert points[0][0] == "base-tiny"
+    assert [label for label, _ in points[:2]] == ["base-shipped", "base-tiny"]  # the shipped base first
     assert any(label.startswith("run 1 ei · step 2 · maj@1") for label, _ in points)
     assert len({path for _, path in points}) == len(points)
 
@@ -244,9 +244,10 @@ def test_quickstart_status_reports_a_dead_process(workspace):
 
 
 def test_quickstart_builds_a_base_then_an_ei_run_finishes(workspace):
-    """The whole one-click path, tiny: SFT with a progress file, then EI queued and trained by a worker."""
+    """The one-click path with "Build my own base", tiny: SFT with a progress file, then EI queued
+    and trained by a worker."""
     ei = [x for x in [*SMALL, *BUDGETS["ei"]] if not x.startswith("rounds")] + ["rounds=1"]
-    first = quickstart.start(sft_steps=20, sets=ei)
+    first = quickstart.start(build_base=True, sft_steps=20, sets=ei)
     assert first["phase"] == "starting" and first["pid"]
     with pytest.raises(Exception, match="already running"):
         quickstart.start()
@@ -269,7 +270,8 @@ def test_quickstart_builds_a_base_then_an_ei_run_finishes(workspace):
         assert run["status"] == "finished" and run["name"] == "quickstart", run["error"]
         assert run["config"]["k"] == 3 and run["config"]["rounds"] == 1
     state = json.loads((workspace / "quickstart.json").read_text())
-    assert state["step"] == state["steps"] == 20
+    assert state["step"] == state["steps"] == 20 and state["base_source"] == "built"
+    assert state["base"] == str(workspace / "checkpoints" / "base-tiny")
     # what Home showed while it built: the loss at every step and a probe at every one of 20 steps
     assert [step for step, _ in state["loss"]] == list(range(1, 21)) and all(v > 0 for _, v in state["loss"])
     assert [p["step"] for p in state["probes"]] == list(range(1, 21))

@@ -30,7 +30,7 @@ ARTIFACTS = ROOT / "tests" / "artifacts" / "browser"
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-quic",
                  "--no-first-run", "--disable-component-update", "--disable-sync"]
-PAGES = {"": "reasonlab", "launch": "Launch a run", "runs": "Runs", "solutions": "Solutions", "pass_at_k": "pass@k",
+PAGES = {"": "reasonlab", "findings": "Findings", "launch": "Launch a run", "runs": "Runs", "solutions": "Solutions", "pass_at_k": "pass@k",
          "diversity": "Diversity", "compare": "Compare two checkpoints"}
 MINUTE = 60_000  # Playwright timeouts are in milliseconds
 
@@ -149,9 +149,9 @@ def test_every_page_opens(app, page):
 
 def test_launch_a_tiny_run_watch_it_and_open_its_solution_tree(app, page):
     url, home = app
-    # 1) Launch: expert iteration from the tiny base, at the smoke-test size
+    # 1) Launch: expert iteration from the shipped base (offered first), at the smoke-test size
     open_page(page, url, "launch", "Launch a run")
-    expect(page.get_by_role("combobox", name="Base checkpoint")).to_have_value("base-tiny")
+    expect(page.get_by_role("combobox", name="Base checkpoint")).to_have_value("base-shipped")
     page.locator('[data-testid="stRadioOption"]', has_text="smoke test").click()
     k = page.get_by_role("spinbutton", name="k", exact=True)
     expect(k).to_have_count(1)  # the rerun replaced the default-size form
@@ -315,3 +315,31 @@ def test_plotly_draws_escaped_data_literally_in_labels_and_hover_boxes(page, tmp
         assert text in page.locator(".hoverlayer").text_content(), name
         assert text in page.locator(".js-plotly-plot").text_content(), name  # legend, ticks or node labels
         assert page.evaluate(INJECTED) == [], name
+
+
+# -- Findings: one button, every card reaches a verdict ------------------------------------------------
+
+
+def test_findings_one_button_queues_the_suite_and_every_card_reaches_a_verdict(browser, page, tmp_path):
+    """On an empty workspace, at the smoke size: the button queues every run of the suite from the
+    shipped base, the page follows them, and every card ends with a verdict and its figure."""
+    home = tmp_path / "home"
+    with serve(home, "streamlit-findings.log") as url:
+        open_page(page, url, "findings", "Findings")
+        page.get_by_text("Experiment size").click()
+        page.locator('[data-testid="stRadioOption"]', has_text="smoke").click()
+        expect(page.get_by_text("Waiting for", exact=False)).to_have_count(8)
+        page.get_by_role("button", name="Run the missing experiments").click()
+        expect(page.get_by_role("button", name="Every experiment is queued or done")).to_be_visible()
+        page.screenshot(path=str(ARTIFACTS / "findings-queued.png"), full_page=True)
+        # the page refreshes itself while the runs go, until every one has finished
+        expect(page.get_by_text("The experiment: 7 runs, 7 finished")).to_be_visible(timeout=20 * MINUTE)
+        expect(page.get_by_text("Waiting for", exact=False)).to_have_count(0)
+        expect(page.locator("p", has_text=re.compile(r"^Verdict\."))).to_have_count(8)
+        expect(page.locator(".js-plotly-plot")).to_have_count(8)
+        no_error_shown(page)
+        page.screenshot(path=str(ARTIFACTS / "findings-verdicts.png"), full_page=True)
+    with Store(home / "store.sqlite") as s:
+        runs = s.runs()
+    assert sorted(runs["status"]) == ["finished"] * 7
+    assert set(runs["parent_checkpoint"]) == {str(home / "checkpoints" / "base-shipped")}

@@ -262,7 +262,7 @@ def test_the_quickstart_rebuilds_a_half_written_base(workspace, tiny_checkpoint,
     truncate(base / WEIGHTS, 1000)
     (base / "tokenizer.json").unlink()
     monkeypatch.setattr(jobs, "spawn_worker", lambda: None)  # the queued EI run is not trained here
-    assert quickstart.main(["--sft-steps", "2"]) == 0, quickstart.status()["error"]
+    assert quickstart.main(["--build-base", "--sft-steps", "2"]) == 0, quickstart.status()["error"]
     assert check_checkpoint(base) == base and read_meta(base)["config"]["steps"] == 2
     assert quickstart.status()["phase"] == "launched"
 
@@ -276,7 +276,7 @@ def test_the_quickstart_keeps_a_whole_base_and_never_replaces_a_directory_of_som
     base.mkdir()
     (base / "notes.txt").write_text("mine")
     assert not quickstart.base_built(base)
-    assert quickstart.main(["--sft-steps", "2"]) == 1
+    assert quickstart.main(["--build-base", "--sft-steps", "2"]) == 1
     assert "not a checkpoint directory" in quickstart.status()["error"]
     assert os.listdir(base) == ["notes.txt"]
 

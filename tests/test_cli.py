@@ -215,3 +215,41 @@ def test_sft_out_is_stored_absolute(tmp_path, monkeypatch, capsys):
     code, out = run_main(capsys, "sft", "--steps", "1", "--quiet", "--out", "rel/base")
     assert code == 0, out.err
     assert json.loads(out.out.strip().splitlines()[-1])["checkpoint"] == str(tmp_path.resolve() / "rel" / "base")
+
+
+@pytest.fixture(scope="module")
+def orm_dir(tiny_checkpoint, tmp_path_factory):
+    """A whole outcome reward model (its head untrained: eval --orm needs its directory, not its skill)."""
+    from engine.algorithms.orm import OutcomeRewardModel
+
+    return OutcomeRewardModel.from_base(tiny_checkpoint).save(tmp_path_factory.mktemp("orm") / "orm")
+
+
+def test_eval_with_an_orm_reports_rerank_at_every_k_and_names_the_orm(tiny_checkpoint, orm_dir, monkeypatch, capsys):
+    monkeypatch.chdir(orm_dir.parent)
+    ev = reasonlab("eval", tiny_checkpoint, "-k", "4", "--limit", "4", "--max-new-tokens", "48", "--orm", "orm", "--json")
+    assert ev.returncode == 0, ev.stderr
+    metrics = json.loads(ev.stdout)
+    assert metrics["orm"] == str(orm_dir)  # given relative, reported absolute
+    for k in ks_up_to(4):  # the ORM's pick is right only when some sample is
+        assert 0.0 <= metrics[f"rerank@{k}"] <= metrics[f"pass@{k}"] + 1e-9
+    assert metrics["rerank@1"] == pytest.approx(metrics["pass@1"])  # one sample: nothing to choose among
+
+    code, out = run_main(capsys, "eval", tiny_checkpoint, "-k", "2", "--limit", "2", "--max-new-tokens", "16",
+                         "--orm", orm_dir)
+    assert code == 0, out.err
+    lines = [line.split() for line in out.out.splitlines()]
+    assert ["orm", str(orm_dir)] in lines and {"rerank@1", "rerank@2"} <= {line[0] for line in lines}
+
+
+def test_eval_refuses_a_bad_orm_in_one_line_before_loading_a_model(untrained_checkpoint, tmp_path):
+    missing = tmp_path / "no-orm"
+    assert_one_line_error(reasonlab("eval", untrained_checkpoint, "--orm", missing),
+                          f"eval: --orm {missing}: checkpoint {missing} does not exist")
+    assert_one_line_error(reasonlab("eval", untrained_checkpoint, "--orm", untrained_checkpoint),  # no head
+                          f"--orm {untrained_checkpoint}: ", "is not an outcome reward model")
+    probe = ("import sys; from engine.cli import main; code = main(sys.argv[1:]); "
+             "print(code, 'torch' in sys.modules, 'transformers' in sys.modules)")
+    result = subprocess.run([sys.executable, "-c", probe, "eval", str(untrained_checkpoint), "--orm", str(missing)],
+                            capture_output=True, text=True, timeout=600)
+    assert result.stdout.split() == ["2", "False", "False"], result.stderr

@@ -209,3 +209,18 @@ def test_a_corrupt_reasonlab_json_in_the_base_is_refused_naming_the_file(tiny_ch
         (base / "reasonlab.json").write_bytes(text.encode("latin-1"))
         with pytest.raises(ReasonlabError, match=f"ei config field base .*checkpoint metadata {base / 'reasonlab.json'}"):
             make_config("ei", base=base)
+
+
+# --- Continued SFT trains on the task's reference solutions (issue 15, F4) ---
+
+def test_continued_sft_refuses_a_task_whose_references_are_answers_only_naming_task(tiny_checkpoint, tmp_path):
+    from engine import launch
+    from tests.data_files import write_gsm8k, write_jsonl
+
+    answers = write_jsonl(tmp_path / "qa.jsonl", [{"question": f"What is {i} + 1?", "answer": i + 1} for i in range(200)])
+    with pytest.raises(ReasonlabError, match="sft config field task has no worked reference solution for 64 of"):
+        make_config("sft", base=tiny_checkpoint, sets=["task=jsonl", f"data={answers}"])
+    assert launch.check("sft", str(tiny_checkpoint), {"task": "jsonl", "data": str(answers)}).field == "task"
+    make_config("ei", base=tiny_checkpoint, sets=["task=jsonl", f"data={answers}"])  # sampling needs none
+    make_config("sft", base=tiny_checkpoint, sets=["task=gsm8k", f"data={write_gsm8k(tmp_path / 'g.jsonl', n=200)}"])
+    assert make_config("sft", base=tiny_checkpoint).rounds == 3  # the built-in task's references are worked

@@ -9,7 +9,7 @@ import pytest
 
 from engine.algorithms.orm import rerank_choice
 from engine.evaluation import (bootstrap_band, checkpoint_curves, curve_table, orm_scorer, per_problem_curves,
-                               training_curves)
+                               rerank_at_ks, training_curves)
 from engine.store import Store
 
 
@@ -156,6 +156,18 @@ def test_orm_scorer_feeds_prompts_and_texts_to_the_orm():
     assert orm.seen == [("Q?", "#### 1"), ("Q?", "#### 2"), ("Q?", "#### 1")]
     # the wrong answer "2" is top-scored: chosen whenever it is in the subset
     assert table.loc["p", 1] == pytest.approx(2 / 3) and table.loc["p", 3] == 0.0
+
+
+def test_rerank_at_ks_is_the_mean_of_the_per_problem_rerank():
+    samples = frame({"a": [("1", True), ("2", False), ("1", True), (None, False)],
+                     "b": [("4", True), ("5", False), ("5", False), ("6", False)]}, greedy={"a": ("1", True)})
+    scores = np.random.default_rng(0).random(len(samples))
+    want = per_problem_curves(samples, scores=scores)["rerank"].mean()
+    got = rerank_at_ks(samples, scores, [1, 2, 4])
+    assert list(got) == [1, 2, 4] and all(got[k] == pytest.approx(want[k], abs=1e-12) for k in got)
+    scored = []  # a scorer function sees the sampled rows only, never the greedy one
+    rerank_at_ks(samples, lambda df: scored.append(df["sample_idx"].min()) or scores[df.index.to_numpy()], [1])
+    assert scored == [0]
 
 
 # --- bootstrap bands and tables ----------------------------------------------------------------

@@ -344,3 +344,19 @@ def test_entropy_with_masked_vocab_is_finite_with_finite_grad():
     assert ent.item() == pytest.approx(math.log(2))
     ent.sum().backward()
     assert torch.isfinite(logits.grad).all()
+
+
+@pytest.mark.parametrize("batches, std", [
+    ([[0.0, 0.0, 0.0]], 1.0),  # no spread yet: scores are left as they are (0 / 0 was NaN)
+    ([[1.0, 1.0], [1.0, 1.0]], 1.0),
+    ([[0.0, 1.0]], 0.5),
+    ([[0.0, 0.0], [1.0, 1.0]], 0.5),  # the same as one batch of all four
+])
+def test_running_reward_std_is_finite_and_matches_the_population_std(batches, std):
+    from engine.algorithms.ppo import RunningMoments
+
+    moments = RunningMoments()
+    for b in batches:
+        moments.update(torch.tensor(b))
+    assert moments.std == pytest.approx(std)
+    assert torch.isfinite(torch.tensor(batches[-1]) / moments.std).all()

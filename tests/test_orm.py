@@ -142,6 +142,18 @@ def test_score_reads_the_last_real_token_whatever_the_padding(trained):
     assert len(set(map(len, completions))) > 1  # lengths differ, so the batch really was padded
 
 
+def test_score_runs_each_distinct_pair_once(trained, monkeypatch):
+    """A problem's samples repeat (more so as RL sharpens the policy): each distinct one is scored once."""
+    orm = OutcomeRewardModel.load(trained[0])
+    prompts, completions, _ = map(list, zip(*examples("test", 4, per_problem=1, seed=6)))
+    once = orm.score(prompts, completions)
+    batched, batch = [], orm.batch
+    monkeypatch.setattr(orm, "batch", lambda p, c: batched.append(len(p)) or batch(p, c))
+    repeated = orm.score(prompts * 3, completions * 3)
+    assert batched == [len(set(zip(prompts, completions)))]
+    np.testing.assert_allclose(repeated, np.tile(once, 3), rtol=0, atol=1e-6)
+
+
 def test_unbalanced_run_and_progress_bar(tiny_checkpoint, tmp_path):
     data = examples("train", 4, per_problem=1, seed=4)
     summary = train_orm(tiny_checkpoint, data, tmp_path / "orm", ORMConfig(steps=2, batch_size=4, balance=False),

@@ -20,7 +20,7 @@ from engine.store import Store
 from tests.data_files import gsm8k_rows, write_gsm8k
 
 APP = str(Path(__file__).resolve().parent.parent / "app.py")
-PAGES = ["home", "launch", "runs", "solutions", "pass_at_k", "diversity", "compare"]
+PAGES = ["home", "findings", "launch", "runs", "solutions", "pass_at_k", "diversity", "compare"]
 
 
 def open_page(name, query=None) -> AppTest:
@@ -71,9 +71,11 @@ def test_every_page_on_an_empty_workspace_says_what_to_do(name, workspace):
     assert at.title
     if name == "home":
         assert at.button[0].label == "Start the quickstart"
-    elif name == "launch":
-        assert "No checkpoint to start from yet" in texts(at.info)
-        assert at.button[0].disabled  # no base chosen: nothing to launch
+    elif name == "findings":  # every card waits for its runs; the button queues them
+        assert texts(at.markdown).count("Waiting for") == 8
+        assert next(b for b in at.button if b.key == "queue").label == "Run the missing experiments"
+    elif name == "launch":  # the shipped base (copied into the workspace) is there to start from
+        assert next(s for s in at.selectbox if s.label == "Base checkpoint").value == "base-shipped"
     else:
         assert at.info and ("Launch" in texts(at.info) or "quickstart" in texts(at.info))
 
@@ -82,7 +84,7 @@ def test_every_page_on_an_empty_workspace_says_what_to_do(name, workspace):
 def test_every_page_renders_a_populated_store(name, store):
     at = open_page(name)
     assert not at.exception and not [e for e in at.error if "fabricated" not in e.value]
-    expected_charts = {"home": 0, "launch": 0, "runs": 0, "solutions": 1, "pass_at_k": 3, "diversity": 3, "compare": 2}
+    expected_charts = {"home": 0, "findings": 8, "launch": 0, "runs": 0, "solutions": 1, "pass_at_k": 3, "diversity": 3, "compare": 2}
     assert len(at.get("plotly_chart")) == expected_charts[name]
 
 
@@ -95,6 +97,26 @@ def test_home_quickstart_button_starts_it(workspace, monkeypatch):
     at = open_page("home")
     at.button[0].click().run()
     assert started == [True] and not at.exception
+
+
+def test_home_build_my_own_base_starts_the_quickstart_building_one(workspace, monkeypatch):
+    started = []
+    monkeypatch.setattr(quickstart, "start", lambda **kw: started.append(kw))
+    at = open_page("home")
+    next(b for b in at.button if b.label == "Build my own base").click().run()
+    assert started == [{"build_base": True}] and not at.exception
+
+
+def test_home_says_which_base_the_quickstart_started_from(workspace):
+    base = workspace / "checkpoints" / "base-shipped"
+    with Store() as s:
+        run_id = s.create_run("ei", {"base": str(base), "rounds": 3}, total=3, status="queued", name="quickstart")
+    (workspace / "quickstart.json").write_text(json.dumps(
+        {"phase": "launched", "pid": os.getpid(), "step": 0, "steps": None, "run_id": run_id, "error": None,
+         "base_source": "shipped", "base": str(base)}))
+    at = open_page("home")
+    caption = texts(at.caption)
+    assert not at.exception and "started from the shipped base model" in caption and str(base) in caption
 
 
 def test_home_shows_the_base_model_being_built(workspace):
@@ -483,6 +505,35 @@ def test_pass_at_k_sets_runs_side_by_side_against_samples_seen(store):
     assert {t["customdata"][0][1] for t in runs["data"] if t.get("name")} == {"pass@8"}
     at.multiselect[1].set_value([]).run()
     assert "Choose one or more runs." in texts(at.info)
+
+
+def test_pass_at_k_reranks_by_a_runs_orm_or_a_typed_one_and_names_it(store, workspace, tmp_path):
+    from engine.algorithms.orm import OutcomeRewardModel
+
+    ppo = store["runs"]["ppo"]
+    own = OutcomeRewardModel.from_base(workspace / "checkpoints" / "base-tiny").save(jobs.run_dir(ppo) / "orm")
+    at = open_page("pass_at_k")
+    at.radio[0].set_value("rerank").run()
+    by = at.selectbox(key="rerank_by")
+    assert by.options == ["log-probability", f"run {ppo} · ppo: its own ORM", "an ORM directory…"]
+    assert "ranked by log-probability" in texts(at.caption)
+    by.set_value(f"run {ppo} · ppo: its own ORM").run()
+    assert not at.exception and not at.error
+    by_k, bands = charts(at)[:2]
+    assert by_k["layout"]["title"]["text"] == f"rerank@k by checkpoint (rerank by the ORM {own})"
+    assert bands["layout"]["title"]["text"].endswith(f"(rerank by the ORM {own})")
+    assert f"ranked by the ORM {own}" in unquoted(texts(at.caption))
+
+    at.selectbox(key="rerank_by").set_value("an ORM directory…").run()
+    assert "Give the directory of an outcome reward model" in texts(at.info)
+    odd = tmp_path / "<b>not an orm"
+    odd.mkdir()
+    at.text_input(key="orm_dir").set_value(str(odd)).run()
+    assert not at.exception and unquoted(at.error[0].value) == f"checkpoint {odd} has no config.json; " \
+                                                                "is it a Hugging Face model directory?"
+    at.text_input(key="orm_dir").set_value(str(own)).run()
+    assert not at.error and charts(at)[0]["layout"]["title"]["text"].endswith(f"(rerank by the ORM {own})")
+    assert len(charts(at)) == 3  # the runs' curves below still drawn
 
 
 def test_diversity_over_training_per_problem_and_answers(store):

@@ -67,6 +67,27 @@ def test_logprobs_match_a_full_forward_pass(tiny_model):
             assert torch.allclose(torch.tensor(c.logprobs), expected, atol=1e-4)
 
 
+@pytest.mark.parametrize("fast", [True, False])
+@pytest.mark.parametrize("temperature, top_p, drawn_at", [
+    (1.0, 1.0, 1.0),
+    (0.7, 0.9, 0.7),  # the distribution at the sampling temperature, before top-p truncation
+    (0.0, 1.0, 1.0),  # greedy: the raw distribution's (temperature 1), as logprobs are
+])
+def test_entropies_match_a_full_forward_pass(tiny_model, fast, temperature, top_p, drawn_at):
+    """Each token's entropy, in nats, equals the one of softmax(logits / T) recomputed from the whole text."""
+    model, tokenizer = tiny_model
+    out = TorchSampler(model, tokenizer, fast=fast).sample(PROMPTS[:3], n=3, temperature=temperature, top_p=top_p,
+                                                           max_new_tokens=40, seed=1)
+    for prompt, comps in zip(PROMPTS[:3], out):
+        p_ids = tokenizer(prompt, add_special_tokens=False)["input_ids"]
+        for c in comps:
+            with torch.no_grad():
+                logits = model(torch.tensor([p_ids + c.token_ids])).logits[0, len(p_ids) - 1:-1].float()
+            expected = torch.distributions.Categorical(logits=logits / drawn_at).entropy()
+            assert len(c.entropies) == len(c.token_ids)
+            assert torch.allclose(torch.tensor(c.entropies), expected, atol=1e-4)
+
+
 def test_same_seed_same_samples_other_seed_other_samples(tiny_model):
     model, tokenizer = tiny_model
     sampler = TorchSampler(model, tokenizer)
@@ -132,6 +153,7 @@ def test_a_stop_string_ends_a_completion_where_it_first_appears(tiny_model, stop
         assert c.text == f.text[:min(hit)] and c.finish_reason == "stop"
         assert c.token_ids == f.token_ids[:len(c.token_ids)]
         assert torch.allclose(torch.tensor(c.logprobs), torch.tensor(f.logprobs[:len(c.token_ids)]), atol=1e-5)
+        assert torch.allclose(torch.tensor(c.entropies), torch.tensor(f.entropies[:len(c.token_ids)]), atol=1e-5)
         decoded = tokenizer.decode(c.token_ids, skip_special_tokens=True)
         shorter = tokenizer.decode(c.token_ids[:-1], skip_special_tokens=True)
         assert any(s in decoded for s in stop) and not any(s in shorter for s in stop)

@@ -2,6 +2,7 @@
 configs refused before any process starts, cancel, SIGKILL then resume, and queue order."""
 
 import json
+import math
 import os
 import signal
 import sqlite3
@@ -21,6 +22,7 @@ BUDGETS = {
     "rcrl": ["rounds=1", "k=3", "problems_per_round=4", "sft_max_steps=3", "batch_size=4"],
     "ppo": ["steps=2", "prompts_per_step=3", "n=2", "minibatch_size=4", "checkpoint_every=1"],
     "grpo": ["steps=2", "prompts_per_step=3", "n=2", "minibatch_size=4", "checkpoint_every=1"],
+    "sft": ["rounds=2", "problems_per_round=4", "sft_max_steps=3", "batch_size=4"],
 }
 
 
@@ -49,7 +51,7 @@ def run_row(run_id):
 
 
 @pytest.mark.parametrize("algo, extra", [
-    ("ei", []), ("rcrl", []), ("ppo", []), ("grpo", ["kl_coef=0.05"]),
+    ("ei", []), ("rcrl", []), ("ppo", []), ("grpo", ["kl_coef=0.05"]), ("sft", []),
     ("ppo", ["reward=dense", "kl_target=1.0", "reward_scale=true", "reward_clip=3"]),
     ("ppo", ["reward=orm", "orm_steps=3"]),
 ])
@@ -69,9 +71,28 @@ def test_tiny_run_of_each_algorithm(algo, extra, tiny_checkpoint):
             assert 0 <= ck["metrics"]["maj@1"] <= 1 and 0 <= ck["metrics"]["pass@2"] <= 1
         metrics = s.metrics(1)
         names = set(metrics["name"])
+        evals = s.samples(run_id=1, kind="eval")
+        assert len(evals) == (total + 1) * 3 * (2 + 1)  # every checkpoint: 3 problems x (greedy + k)
+        if algo == "sft":  # nothing sampled: the reference solutions trained on are the samples seen
+            assert {"loss", "data/solutions", "sft/steps", "time/elapsed_s", "eval/maj@1"} <= names
+            assert not {"reward", "train/accuracy"} & names and s.samples(run_id=1, kind="rollout").empty
+            seen = metrics[metrics["name"] == "loss"].sort_values("step")["samples_seen"].tolist()
+            assert seen[0] == 4 and 4 < seen[1] <= 8  # 4 problems a round; one drawn again adds nothing
+            assert metrics[metrics["name"] == "data/solutions"]["value"].tolist() == seen
+            from transformers import AutoModelForCausalLM
+
+            AutoModelForCausalLM.from_pretrained(summary["checkpoints"][-1]["path"], local_files_only=True)
+            return
         assert {"reward", "train/accuracy", "tokens_per_s", "time/elapsed_s", "eval/maj@1", "eval/pass@2"} <= names
+        # every step or round: its rollouts' accuracy and entropy in nats per token (accuracy against
+        # entropy is what the entropy-collapse finding fits), between 0 and log(vocabulary size)
+        for name in ("train/accuracy", "entropy"):
+            assert sorted(metrics[metrics["name"] == name]["step"]) == list(range(1, total + 1)), name
+        entropy = metrics[metrics["name"] == "entropy"]["value"]
+        vocab = json.loads((tiny_checkpoint / "config.json").read_text())["vocab_size"]
+        assert entropy.notna().all() and (entropy >= 0).all() and (entropy <= math.log(vocab)).all()
         if algo == "ppo":
-            assert {"policy_loss", "value_loss", "approx_kl", "clip_frac", "entropy", "reward_mean"} <= names
+            assert {"policy_loss", "value_loss", "approx_kl", "clip_frac", "update_entropy", "reward_mean"} <= names
         if "kl_target=1.0" in extra:  # the adaptive controller moved the coefficient
             assert len(set(metrics[metrics["name"] == "kl_coef"]["value"].round(8))) == 2
         rollouts = s.samples(run_id=1, kind="rollout")
@@ -84,8 +105,6 @@ def test_tiny_run_of_each_algorithm(algo, extra, tiny_checkpoint):
         per_step = 4 * 3 if algo in ("ei", "rcrl") else 3 * 2
         assert seen == [per_step * (i + 1) for i in range(total)]  # the sample-complexity axis
         assert len(rollouts) == per_step * total and set(rollouts["step"]) == set(range(1, total + 1))
-        evals = s.samples(run_id=1, kind="eval")
-        assert len(evals) == (total + 1) * 3 * (2 + 1)  # every checkpoint: 3 problems x (greedy + k)
     last = summary["checkpoints"][-1]["path"]
     from transformers import AutoModelForCausalLM
 
@@ -197,16 +216,13 @@ def test_sigterm_stops_a_foreground_run_like_a_cancel(tiny_checkpoint):
     assert _checkpoint_steps(1)[-1] == run["step"]  # the steps done were saved before stopping
 
 
-def test_quickstart_uses_the_workspace_base_and_runs_expert_iteration(tiny_checkpoint, workspace):
-    import shutil
-
-    shutil.copytree(tiny_checkpoint, workspace / "checkpoints" / "base-tiny")  # skip the 2-minute SFT
+def test_quickstart_starts_from_the_shipped_base_and_runs_expert_iteration(workspace):
     result = reasonlab("quickstart", "--quiet", *sets(*SMALL, "rounds=1", "k=2", "problems_per_round=3",
                                                       "sft_max_steps=2", "batch_size=2"))
     assert result.returncode == 0, result.stderr
     summary = json.loads(result.stdout.strip().splitlines()[-1])
     assert summary["algo"] == "ei" and summary["name"] == "quickstart" and summary["status"] == "finished"
-    assert summary["checkpoints"][0]["path"] == str(workspace / "checkpoints" / "base-tiny")
+    assert summary["checkpoints"][0]["path"] == str(workspace / "checkpoints" / "base-shipped")  # no SFT here
 
 
 # -- cancel inside a long phase (in-process: the hooks below decide exactly where it lands) -------
@@ -289,12 +305,16 @@ def test_a_cancel_during_sampling_stops_the_step_and_keeps_the_steps_done(tiny_c
         assert store.metrics(run_id, ["reward"])["step"].tolist() == [1, 2, 3]
 
 
-def test_a_cancel_during_fine_tuning_stops_the_round_within_an_optimizer_step(tiny_checkpoint, contexts, monkeypatch):
-    from engine import jobs
-    from engine.algorithms import expert_iteration
+@pytest.mark.parametrize("algo, module", [("rcrl", "expert_iteration"), ("sft", "continued_sft")])
+def test_a_cancel_during_fine_tuning_stops_the_round_within_an_optimizer_step(tiny_checkpoint, contexts, monkeypatch,
+                                                                              algo, module):
+    import importlib
 
+    from engine import jobs
+
+    loop = importlib.import_module(f"engine.algorithms.{module}")
     steps_seen: list[list[int]] = []  # per fine-tuning call, the optimizer steps it began
-    real = expert_iteration.finetune
+    real = loop.finetune
 
     def finetune(*args, on_step, **kwargs):
         steps_seen.append([])
@@ -308,9 +328,9 @@ def test_a_cancel_during_fine_tuning_stops_the_round_within_an_optimizer_step(ti
             return True
         return real(*args, on_step=hooked, **kwargs)
 
-    monkeypatch.setattr(expert_iteration, "finetune", finetune)
-    with Store() as store:  # rcrl keeps every sample, so each round has something to fine-tune on
-        run_id = smoke_run(store, "rcrl", tiny_checkpoint, rounds=2, sft_max_steps=12, sft_epochs=1000)
+    monkeypatch.setattr(loop, "finetune", finetune)
+    with Store() as store:  # rcrl keeps every sample (sft every reference): each round has something to fine-tune on
+        run_id = smoke_run(store, algo, tiny_checkpoint, rounds=2, sft_max_steps=12, sft_epochs=1000)
         assert execute_next(store) == "cancelled"
         assert steps_seen[0] == list(range(12)) and steps_seen[1] == [0, 1]  # of 12
         assert store.get_run(run_id)["status"] == "cancelled"
@@ -319,6 +339,9 @@ def test_a_cancel_during_fine_tuning_stops_the_round_within_an_optimizer_step(ti
         jobs.resume(store, run_id)
         assert execute_next(store) == "finished"
         assert store.checkpoints(run_id)["step"].tolist() == [0, 1, 2]
+        if algo == "sft":  # round 2 grew the dataset round 1 saved (restored from the checkpoint's state)
+            solutions = store.metrics(run_id, ["data/solutions"])
+            assert solutions["step"].tolist() == [1, 2] and 4 < solutions["value"].iloc[1] <= 8
 
 
 def test_sigterm_during_a_long_evaluation_stops_the_run_inside_it(tiny_checkpoint):

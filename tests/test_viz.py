@@ -72,6 +72,17 @@ def test_fig_training_curves_plots_each_metric_against_step():
     assert list(named["pass@8"].x) == [0, 10]
 
 
+def test_fig_run_curves_gives_the_rollouts_entropy_its_own_panel_when_logged():
+    logged = pd.DataFrame({"name": ["train/accuracy", "entropy", "train/accuracy", "entropy"], "step": [1, 1, 2, 2],
+                           "value": [0.2, 1.9, 0.4, 1.4], "samples_seen": [8, 8, 16, 16]})
+    fig = viz.fig_run_curves(logged)
+    entropy = [t for t in fig.data if t.name == "entropy"]
+    assert len(entropy) == 1 and list(entropy[0].y) == [1.9, 1.4] and entropy[0].xaxis == "x3"
+    assert fig.layout.yaxis3.range is None  # nats, not a share: not clipped to [0, 1]
+    without = viz.fig_run_curves(logged[logged["name"] != "entropy"])  # e.g. sampled with vLLM
+    assert "xaxis3" not in without.layout.to_plotly_json()
+
+
 def test_fig_diversity_has_a_panel_per_measure():
     table = diversity_by_checkpoint(BOTH)
     fig = viz.fig_diversity(table, measures=["distinct_steps", "self_bleu"])

@@ -184,6 +184,7 @@ def test_completions_carry_tokens_logprobs_text_and_finish_reason(fake_vllm, tin
     for c in flat:
         assert len(c.logprobs) == len(c.token_ids) and all(lp <= 0 for lp in c.logprobs)
         assert c.text == tokenizer.decode(c.token_ids, skip_special_tokens=True)
+        assert c.entropies is None  # vLLM has no full distribution: no entropy rather than a guess
         if c.finish_reason == "stop":
             assert c.token_ids[-1] == tokenizer.eos_token_id
         else:
@@ -357,6 +358,8 @@ def test_a_run_samples_through_one_engine_that_follows_the_policy(fake_vllm, tin
         assert status == "finished", run["traceback"] or run["error"]
         ck = store.checkpoints(run_id)
         rollouts = store.samples(run_id=run_id, kind="rollout")
+        logged = set(store.metrics(run_id)["name"])
+    assert "train/accuracy" in logged and "entropy" not in logged  # left out under vLLM, never guessed
     assert len(FakeLLM.instances) == 1  # one engine for the whole run
     llm = FakeLLM.instances[0]
     steps = 2

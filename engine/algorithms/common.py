@@ -125,12 +125,20 @@ def minibatches(n: int, size: int, generator: torch.Generator) -> list[torch.Ten
 
 
 def summary(rollouts: list[Rollout]) -> dict:
-    """Task accuracy, independent of the reward being optimised, and length statistics."""
+    """Task accuracy, independent of the reward being optimised, length statistics and the policy's
+    entropy: nats per sampled token, pooled over every token of the rollouts (a token mean, not a
+    mean of per-sample means), at the sampling temperature (Completion.entropies says exactly what).
+    `entropy` is left out when the sampler cannot tell it (vLLM), never guessed. Under several
+    processes ctx.log averages each one's token mean: exact when their shares hold as many tokens."""
     n = max(len(rollouts), 1)
-    return {"train/accuracy": sum(r.score.correct for r in rollouts) / n,
-            "reward": sum(r.reward for r in rollouts) / n,
-            "train/completion_tokens": sum(len(r.completion.token_ids) for r in rollouts) / n,
-            "train/truncated": sum(r.completion.finish_reason == "length" for r in rollouts) / n}
+    tokens = sum(len(r.completion.token_ids) for r in rollouts)
+    out = {"train/accuracy": sum(r.score.correct for r in rollouts) / n,
+           "reward": sum(r.reward for r in rollouts) / n,
+           "train/completion_tokens": tokens / n,
+           "train/truncated": sum(r.completion.finish_reason == "length" for r in rollouts) / n}
+    if tokens and all(r.completion.entropies is not None for r in rollouts):
+        out["entropy"] = sum(sum(r.completion.entropies) for r in rollouts) / tokens
+    return out
 
 
 class Stats:

@@ -192,11 +192,56 @@ class RunContext:
 
     def evaluate_base(self, model, tokenizer) -> None:
         """Step 0 of every run is its base checkpoint, evaluated like the others (the 'before').
-        Collective: rank 0 evaluates while the others wait."""
+        An evaluation of the same weights with the same settings that another run of this store
+        already made is copied instead (the findings suite starts seven runs from one base): the
+        seeded sampler would draw exactly the same samples again. Collective: rank 0 evaluates
+        while the others wait."""
         if self.is_main:
             checkpoint_id = self.store.add_checkpoint(self.run_id, 0, self.cfg.base)
-            self.evaluate(0, checkpoint_id, model, tokenizer)
+            key = self.base_eval_key()
+            if not self._reuse_evaluation(key, checkpoint_id):
+                self.evaluate(0, checkpoint_id, model, tokenizer)
+                self.store.update_checkpoint_metrics(checkpoint_id, {"eval_key": key})
         self.acc.wait_for_everyone()
+
+    # What decides a base evaluation's samples: the weights (path, and each file's size and mtime),
+    # the task and its data files, and every setting the evaluation or the sampler reads.
+    EVAL_FIELDS = ("task", "eval_split", "eval_limit", "eval_k", "max_new_tokens", "seed", "sampler", "device",
+                   "dtype", "sample_batch_size", "lora_r", "vllm_memory")
+
+    def base_eval_key(self) -> str:
+        import hashlib
+        import json
+
+        def stat(path) -> list:
+            files = sorted(Path(path).iterdir()) if Path(path).is_dir() else [Path(path)]
+            return [[f.name, f.stat().st_size, f.stat().st_mtime_ns] for f in files if f.is_file()]
+
+        options = task_options(self.cfg.task, self.cfg)
+        what = {"base": str(self.cfg.base), "weights": stat(self.cfg.base), "options": options,
+                "data": [stat(options[k]) for k in ("data", "eval_data") if options.get(k)],
+                "meta": {k: self.meta.get(k) for k in ("prompt_format", "prompt_suffix")},
+                **{k: getattr(self.cfg, k) for k in self.EVAL_FIELDS}}
+        return hashlib.sha256(json.dumps(what, sort_keys=True, default=str).encode()).hexdigest()[:32]
+
+    def _reuse_evaluation(self, key: str, checkpoint_id: int) -> bool:
+        """Copy another run's base evaluation with this key (samples, metrics); False if none."""
+        ck = self.store.checkpoints()
+        same = ck[(ck["step"] == 0) & (ck["id"] != checkpoint_id)
+                  & ck["metrics"].map(lambda m: isinstance(m, dict) and m.get("eval_key") == key)]
+        for _, source in same.iloc[::-1].iterrows():  # the newest first
+            rows = self.store.samples(checkpoint_id=int(source["id"]), kind="eval")
+            if rows.empty:
+                continue
+            fields = [c for c in rows.columns if c not in ("id", "run_id", "checkpoint_id", "created_at")]
+            self.store.add_samples([{**r, "run_id": self.run_id, "checkpoint_id": checkpoint_id}
+                                    for r in rows[fields].astype(object).where(rows[fields].notna(), None)
+                                    .to_dict("records")])
+            metrics = {**source["metrics"], "copied_from_checkpoint": int(source["id"])}
+            self.store.update_checkpoint_metrics(checkpoint_id, metrics)
+            self._record(0, {f"eval/{k}": v for k, v in metrics.items() if k.startswith(("maj@", "pass@"))})
+            return True
+        return False
 
     def resume_point(self) -> tuple[int, Path, dict] | None:
         """(step, path, trainer state) of the last checkpoint this run saved, if any (as it was

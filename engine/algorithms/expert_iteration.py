@@ -19,7 +19,8 @@ import math
 import time
 from collections.abc import Callable
 
-from engine.algorithms.common import RunContext, Rollout, draw_problems, load_model, sample_rollouts, step_seed
+from engine.algorithms.common import (RunContext, Rollout, draw_problems, load_model, sample_rollouts, step_seed,
+                                      summary)
 from engine.algorithms.sft import finetune
 from engine.config import EIConfig
 from engine.model.lora import maybe_lora
@@ -125,9 +126,8 @@ def run_rounds(ctx: RunContext, cfg: EIConfig, select: Selection, sample_suffix:
                             seed=step_seed(cfg.seed, r, salt=2), on_step=on_step)
             if ctx.stop_requested():
                 return
-        ctx.log(r, {"reward": sum(x.reward for x in rollouts) / len(rollouts),
-                    "train/accuracy": sum(x.score.correct for x in rollouts) / len(rollouts),
-                    "train/solved": len(solved) / len(problems),  # pass@K on this round's problems
+        # summary: reward, train/accuracy and entropy of every process's rollouts (the same on each)
+        ctx.log(r, {**summary(rollouts), "train/solved": len(solved) / len(problems),  # pass@K on this round's problems
                     "ei/new_solutions": len(dataset) - before, "ei/dataset": len(dataset),
                     "ei/sft_steps": steps if dataset else 0, "sft/loss": loss,
                     "tokens_per_s": tokens / max(sample_s, 1e-9)})

@@ -98,15 +98,18 @@ class OutcomeRewardModel(torch.nn.Module):
             raise ReasonlabError(f"orm score: got {len(prompts)} prompts for {len(completions)} completions")
         was_training = self.training
         self.eval()
-        # batch similar lengths together: less padding, same scores
-        order = sorted(range(len(prompts)), key=lambda i: len(prompts[i]) + len(completions[i]))
-        probs = np.zeros(len(prompts), dtype=np.float32)
+        # each distinct pair once (a problem's samples repeat, more so as training sharpens the
+        # policy), and similar lengths batched together: less padding, same scores
+        unique = list(dict.fromkeys(zip(prompts, completions)))
+        order = sorted(range(len(unique)), key=lambda i: len(unique[i][0]) + len(unique[i][1]))
+        probs = np.zeros(len(unique), dtype=np.float32)
         for s in range(0, len(order), batch_size):
             idx = order[s:s + batch_size]
-            logits = self(**self.batch([prompts[i] for i in idx], [completions[i] for i in idx]))
+            logits = self(**self.batch([unique[i][0] for i in idx], [unique[i][1] for i in idx]))
             probs[idx] = torch.sigmoid(logits.float()).cpu().numpy()
         self.train(was_training)
-        return probs
+        position = {pair: i for i, pair in enumerate(unique)}
+        return probs[[position[pair] for pair in zip(prompts, completions)]]
 
     def save(self, out: str | Path, meta: dict | None = None) -> Path:
         from safetensors.torch import save_file

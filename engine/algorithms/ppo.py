@@ -48,7 +48,10 @@ class RunningMoments:
 
     @property
     def std(self) -> float:
-        return math.sqrt(self.m2 / self.n) if self.n > 1 else 1.0
+        """1.0 until the scores have spread: dividing by the std of identical scores (a batch where
+        every reward was 0) would turn them into NaN and the policy with them."""
+        var = self.m2 / self.n if self.n > 1 else 0.0
+        return math.sqrt(var) if var > 1e-12 else 1.0
 
     def state_dict(self) -> dict:
         return {"n": self.n, "mean": self.mean, "m2": self.m2}
@@ -123,7 +126,8 @@ def train(ctx: RunContext, cfg: PPOConfig) -> None:
                 grad_norm = acc.clip_grad_norm_(opt.param_groups[0]["params"], 1.0)
                 opt.step()
                 stats.add(policy_loss=pg_loss.item(), value_loss=v_loss.item(), approx_kl=approx_kl.item(),
-                          clip_frac=clipfrac.item(), vf_clip_frac=vf_clipfrac.item(), entropy=entropy.item(),
+                          clip_frac=clipfrac.item(), vf_clip_frac=vf_clipfrac.item(),
+                          update_entropy=entropy.item(),  # the bonus's (temperature 1); `entropy` is the rollouts'
                           grad_norm=grad_norm.item())
 
         # 6) adapt the KL coefficient, log, checkpoint

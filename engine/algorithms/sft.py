@@ -190,10 +190,11 @@ def probe(model, tokenizer, task, problem, max_new_tokens: int = 96) -> dict:
 
 
 def finetune(model, tokenizer, pairs: list[tuple[str, str]], steps: int, batch_size: int, lr: float,
-             seed: int, weight_decay: float = 0.01, on_step=None) -> float | None:
+             seed: int, weight_decay: float = 0.01, on_step=None, losses: list[float] | None = None) -> float | None:
     """Fine-tune `model` in place on (prompt, completion) pairs: shuffled epochs, batches grouped
     by length, cosine schedule. `on_step(step)` returning True stops early (a cancel). Returns the
-    final smoothed loss (None when stopped before the first step).
+    final smoothed loss (None when stopped before the first step); `losses`, when given, gets every
+    step's loss appended.
 
     Under a multi-process launch every process holds the same pairs and draws the same batches;
     each trains on every world-th row of a batch and DDP averages the gradients, each process's
@@ -230,6 +231,8 @@ def finetune(model, tokenizer, pairs: list[tuple[str, str]], steps: int, batch_s
         acc.clip_grad_norm_(params, 1.0)
         opt.step()
         loss_ema = loss.item() if loss_ema is None else 0.9 * loss_ema + 0.1 * loss.item()
+        if losses is not None:
+            losses.append(loss.item())
     model.eval()
     return loss_ema
 

@@ -1,12 +1,14 @@
-"""Analyses for the dashboard: pass@k / maj@k / rerank@k curves, diversity over training and per
-problem, and two checkpoints compared."""
+"""Analyses for the dashboard: pass@k / maj@k / rerank@k curves (rerank by log-probability or by an
+ORM), diversity over training and per problem, and two checkpoints compared."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 
+import numpy as np
 import pandas as pd
 
+from engine.dashboard.orm import orm_path as orm_path_checked, orms, sample_scores  # noqa: F401 (orms re-exported)
 from engine.dashboard.runs import CURVE_COLUMNS, checkpoints_table
 from engine.dashboard.samples import analysis_task, problem_table, sample_steps
 from engine.errors import ReasonlabError
@@ -37,15 +39,38 @@ def k_grid(n: int) -> list[int]:
 
 def pass_at_k(store: Store, checkpoint_ids: Sequence[int], rerank: bool = False, n_boot: int = 200) -> pd.DataFrame:
     """pass@k and maj@k (and rerank@k by log-probability) against k for each checkpoint, with
-    bootstrap bands: checkpoint_curves' table, plus a label column ("run 3 ei · step 2")."""
+    bootstrap bands: checkpoint_curves' table, plus a label column ("run 3 ei · step 2") and a
+    scorer column (what ranked the rerank rows: "log-probability"; None on the other rows)."""
     samples = curve_samples(store, checkpoint_ids)
+    return _checkpoint_table(store, samples, "logprob" if rerank else None, "log-probability", n_boot)
+
+
+def orm_rerank(store: Store, checkpoint_ids: Sequence[int], orm_path: str, n_boot: int = 200) -> pd.DataFrame:
+    """pass_at_k(rerank=True)'s table, with the rerank rows ranked by an outcome reward model's
+    probability of correctness instead: rerank@k is the answer of the sample it scores highest
+    among k, computed exactly as curves does for any scorer. The scorer column names the ORM
+    ("ORM /abs/path"). Each checkpoint's samples are scored once (engine/dashboard/orm.py caches them)."""
+    path = orm_path_checked(orm_path)
+    parts = [store.sample_rows(["id", *CURVE_COLUMNS], checkpoint_id=int(c), kind="eval") for c in checkpoint_ids]
+    parts = [p for p in parts if not p.empty]
+    samples = pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(columns=["id", *CURVE_COLUMNS])
+    scores = np.full(len(samples), np.nan)
+    for checkpoint_id in samples["checkpoint_id"].unique():
+        rows = (samples["checkpoint_id"] == checkpoint_id).to_numpy()
+        scores[rows] = sample_scores(store, int(checkpoint_id), path).reindex(samples.loc[rows, "id"]).to_numpy()
+    return _checkpoint_table(store, samples.drop(columns="id"), scores, f"ORM {path}", n_boot)
+
+
+def _checkpoint_table(store: Store, samples: pd.DataFrame, scores, scorer: str, n_boot: int) -> pd.DataFrame:
     drawn = samples[samples["sample_idx"] >= 0]
     if drawn.empty:
-        return pd.DataFrame(columns=["metric", "k", "value", "lo", "hi", "problems", "checkpoint_id", "step", "label"])
+        return pd.DataFrame(columns=["metric", "k", "value", "lo", "hi", "problems", "checkpoint_id", "step", "label",
+                                     "scorer"])
     n = int(drawn.groupby(["checkpoint_id", "problem_id"]).size().min())
-    table = checkpoint_curves(samples, ks=k_grid(n), scores="logprob" if rerank else None, n_boot=n_boot)
+    table = checkpoint_curves(samples, ks=k_grid(n), scores=scores, n_boot=n_boot)
     labels = checkpoints_table(store).set_index("checkpoint_id")["label"]
-    return table.assign(label=table["checkpoint_id"].map(labels))
+    return table.assign(label=table["checkpoint_id"].map(labels),
+                        scorer=np.where(table["metric"] == "rerank", scorer, None))
 
 
 def run_curves(store: Store, run_id: int, n_boot: int = 200) -> pd.DataFrame:

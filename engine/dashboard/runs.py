@@ -9,6 +9,7 @@ from pathlib import Path
 import pandas as pd
 
 from engine import jobs, workspace
+from engine.assets import SHIPPED_NAME, shipped_base
 from engine.errors import ReasonlabError
 from engine.store import Store
 
@@ -110,8 +111,8 @@ def run_log(store: Store, run: dict, metrics: pd.DataFrame, lines: int = 30) -> 
     if run["started_at"]:
         events.append((run["started_at"], "started"))
     train = metrics[~metrics["name"].str.startswith("eval/")]
-    keep = ["reward", "train/accuracy", "policy_loss", "approx_kl", "kl_ref", "sft/loss", "tokens_per_s",
-            "data/train_pool", "data/skipped_lines", "score/unjudged"]
+    keep = ["reward", "train/accuracy", "entropy", "policy_loss", "approx_kl", "kl_ref", "sft/loss", "tokens_per_s",
+            "loss", "data/solutions", "data/train_pool", "data/skipped_lines", "score/unjudged"]
     for step, rows in train.groupby("step"):
         values = dict(zip(rows["name"], rows["value"]))
         shown = [f"{k} {_number(values[k])}" for k in keep if k in values and values[k] == values[k]
@@ -208,17 +209,24 @@ def checkpoints_table(store: Store, run_id: int | None = None) -> pd.DataFrame:
 
 
 def base_checkpoints() -> list[Path]:
-    """Checkpoint directories directly under the workspace's checkpoints/ (e.g. base-tiny)."""
+    """Checkpoint directories directly under the workspace's checkpoints/ (e.g. base-tiny), the
+    shipped base's copy (base-shipped) first."""
     root = workspace.checkpoints_dir()
     if not root.is_dir():
         return []
     # a dot-name is a save in progress (or one a crash left): engine/model/checkpoint.py
-    return sorted(p for p in root.iterdir() if not p.name.startswith(".") and (p / "config.json").is_file())
+    found = [p for p in root.iterdir() if not p.name.startswith(".") and (p / "config.json").is_file()]
+    return sorted(found, key=lambda p: (p.name != SHIPPED_NAME, p.name))
 
 
 def start_points(store: Store) -> list[tuple[str, str]]:
-    """(label, path) of every checkpoint a run can start from: the workspace's base models, then
-    the runs' checkpoints (with their maj@1), each path once."""
+    """(label, path) of every checkpoint a run can start from: the shipped base (copied into the
+    workspace on first use), the workspace's other base models, then the runs' checkpoints (with
+    their maj@1), each path once."""
+    try:
+        shipped_base()
+    except ReasonlabError:  # a workspace it cannot be copied into: the other start points still show
+        pass
     found = {str(p): p.name for p in base_checkpoints()}
     table = checkpoints_table(store)
     for label, path, step, maj in zip(table["label"], table["path"], table["step"], table["maj@1"]):

@@ -126,6 +126,20 @@ def per_problem_curves(samples: pd.DataFrame, ks: Sequence[int] | None = None,
     return out
 
 
+def rerank_at_ks(samples: pd.DataFrame, scores: Scores, ks: Sequence[int]) -> dict[int, float]:
+    """{k: rerank@k} averaged over problems, exactly as per_problem_curves computes it (no maj@k,
+    no bands): `reasonlab eval --orm` with `orm_scorer`, which scores the sampled rows only."""
+    samples = samples.reset_index(drop=True)
+    rows = sampled(samples)
+    if rows.empty:
+        raise ValueError("rerank: no sampled rows (sample_idx >= 0) to rerank")
+    rows = rows.assign(_score=score_column(rows, _align_scores(samples, rows, scores)))
+    per_problem = [_rerank_exact(g["_score"].to_numpy(), g["answer"].notna().to_numpy(),
+                                 (g["correct"].fillna(0) == 1).to_numpy(), ks)
+                   for _, g in rows.groupby("problem_id", sort=True)]
+    return {int(k): float(v) for k, v in zip(ks, np.mean(per_problem, axis=0))}
+
+
 def _align_scores(samples: pd.DataFrame, rows: pd.DataFrame, scores: Scores) -> Scores:
     """Scores for `rows`, a subset of `samples` (positional index): a column name or a function
     applies to any rows; an array aligned with `samples` is cut to the subset."""

@@ -66,9 +66,11 @@ class EvalConfig:
             raise ReasonlabError(f"eval: {e.option}: {e}") from None
 
 
-def evaluate(sampler, cfg: EvalConfig) -> tuple[dict, list[dict]]:
+def evaluate(sampler, cfg: EvalConfig, orm=None) -> tuple[dict, list[dict]]:
     """(metrics, sample rows). Metrics: `maj@1` is greedy accuracy; `pass@k`, `maj@k` for each k
-    from the K samples (`maj@1` from samples would equal `pass@1`, so the greedy one takes the key).
+    from the K samples (`maj@1` from samples would equal `pass@1`, so the greedy one takes the key);
+    with an outcome reward model (`.score(prompts, completions)`), `rerank@k` too: the answer of
+    the sample it scores highest among k (curves.rerank_at_ks), and `orm_s`, its scoring time.
     Each sample row is ready for `Store.add_samples` (sample_idx -1 is the greedy completion)."""
     cfg.validate()
     task = cfg.make_task()
@@ -98,6 +100,8 @@ def evaluate(sampler, cfg: EvalConfig) -> tuple[dict, list[dict]]:
         answers.append(problem_answers)
 
     metrics = curves(answers, [p.answer for p in problems], ks_up_to(cfg.k), seed=cfg.seed)
+    if orm is not None:
+        metrics.update(_orm_rerank(orm, rows, problems, prompts, cfg))
     metrics["maj@1"] = sum(greedy_correct) / len(problems)
     metrics["maj@1_lenient"] = sum(lenient_correct) / len(problems)
     n_tokens = sum(r["n_tokens"] for r in rows)
@@ -107,3 +111,16 @@ def evaluate(sampler, cfg: EvalConfig) -> tuple[dict, list[dict]]:
                     "temperature": cfg.temperature, "wall_s": round(wall, 2),
                     "tokens_per_s": round(n_tokens / max(wall, 1e-9), 1)})
     return metrics, rows
+
+
+def _orm_rerank(orm, rows: list[dict], problems, prompts: list[str], cfg: EvalConfig) -> dict:
+    """rerank@k for k = 1, 2, 4, ... K by the ORM's probability of each sampled row (greedy rows
+    are not scored). The ORM reads the prompt without RCRL's return token, as it was trained."""
+    import pandas as pd
+
+    from engine.evaluation.curves import orm_scorer, rerank_at_ks
+
+    start = time.time()
+    plain = {p.id: prompt.removesuffix(cfg.prompt_suffix) for p, prompt in zip(problems, prompts)}
+    reranked = rerank_at_ks(pd.DataFrame(rows), orm_scorer(orm, plain), ks_up_to(cfg.k))
+    return {**{f"rerank@{k}": v for k, v in reranked.items()}, "orm_s": round(time.time() - start, 2)}

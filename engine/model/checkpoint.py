@@ -62,6 +62,26 @@ def save_checkpoint(model, tokenizer, out: str | Path, meta: dict | None = None,
     return out
 
 
+def copy_checkpoint(src: str | Path, out: str | Path, replace: bool = False) -> Path:
+    """Copy the checkpoint directory `src` to `out` atomically, the way save_checkpoint writes:
+    into a temporary sibling, fsynced, then renamed into place (with `replace`, over a checkpoint
+    there; never over a directory of something else)."""
+    out = Path(out)
+    tmp = out.parent / f".{out.name}.tmp-{os.getpid()}"
+    try:
+        recover(out)
+        check_target(out, replace)
+        out.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copytree(src, tmp)
+        _fsync_tree(tmp)
+        _move_into_place(tmp, out)
+    except OSError as e:
+        raise ReasonlabError(f"cannot write checkpoint {out}: {e.strerror or e}") from None
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return out
+
+
 def check_target(out: str | Path, replace: bool = False) -> Path:
     """`out`, if a checkpoint may be written there: absent, an empty directory, or (with `replace`)
     a directory that holds a model (never a file, nor a directory of something else)."""

@@ -27,6 +27,10 @@ class Completion:
     text: str  # decoded without special tokens
     logprobs: list[float]  # per generated token: log p(token) under the model's raw distribution
     finish_reason: str  # "stop" (a stop token) or "length" (max_new_tokens reached)
+    # per generated token: entropy in nats of the distribution it was drawn from, i.e. softmax(logits
+    # / temperature) before top-p truncation (greedy, temperature 0: of the raw distribution,
+    # temperature 1). None where the backend cannot tell (vLLM returns no full distribution).
+    entropies: list[float] | None = None
 
     @property
     def logprob(self) -> float:
@@ -84,4 +88,5 @@ def stop_at_string(c: Completion, stop: Sequence[str], decode) -> Completion:
             hi = mid
         else:
             lo = mid + 1
-    return Completion(c.token_ids[:lo], text, c.logprobs[:lo], "stop")
+    return Completion(c.token_ids[:lo], text, c.logprobs[:lo], "stop",
+                      None if c.entropies is None else c.entropies[:lo])

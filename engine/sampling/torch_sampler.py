@@ -3,7 +3,7 @@
 For each batch of prompts:
   1) prefill: the prompts, left-padded, run through the model once;
   2) fork: n rows per prompt, sharing its prompt cache (no prefill per sample);
-  3) decode: one token per step for every live row (temperature, top-p, logprobs);
+  3) decode: one token per step for every live row (temperature, top-p, logprobs, entropy);
   4) compact: rows that have stopped are dropped from the batch, so short solutions stop costing.
 
 Llama-family models (Llama, Mistral, Qwen2/3) run through `_StaticKV`: a cache preallocated once
@@ -218,6 +218,7 @@ class TorchSampler:
         alive = torch.arange(rows, device=self.device)  # original row of each live row
         token_buf = torch.zeros(rows, max_new_tokens, dtype=torch.long, device=self.device)
         logp_buf = torch.zeros(rows, max_new_tokens, dtype=torch.float32, device=self.device)
+        entropy_buf = torch.zeros(rows, max_new_tokens, dtype=torch.float32, device=self.device)  # nats
         length = torch.full((rows,), max_new_tokens, dtype=torch.long, device=self.device)
         stopped = torch.zeros(rows, dtype=torch.bool, device=self.device)
         stop_tokens = torch.tensor(self.stop_ids, device=self.device)
@@ -226,10 +227,15 @@ class TorchSampler:
         for step in range(max_new_tokens):
             check_cancel(self.cancel)  # a flag read: negligible beside a forward pass
             token = self._choose(logits, temperature, top_p, gen)
-            logp = torch.log_softmax(logits, dim=-1).gather(1, token[:, None])[:, 0]
+            raw = torch.log_softmax(logits, dim=-1)  # (B, V) float32
+            logp = raw.gather(1, token[:, None])[:, 0]
+            # entropy of the distribution drawn from, softmax(logits / T) before top-p (greedy: T = 1)
+            drawn = raw if temperature in (0, 1) else torch.log_softmax(logits / temperature, dim=-1)
+            entropy = _entropy(drawn)
             fresh = ~done
             token_buf[alive[fresh], step] = token[fresh]
             logp_buf[alive[fresh], step] = logp[fresh]
+            entropy_buf[alive, step] = entropy  # a stopped row's entries lie past its length, cut below
             ended = fresh & torch.isin(token, stop_tokens)
             length[alive[ended]] = step + 1
             stopped[alive[ended]] = True
@@ -254,9 +260,10 @@ class TorchSampler:
         lengths = length.tolist()
         tokens = [row[:k] for row, k in zip(token_buf.tolist(), lengths)]
         logps = [row[:k] for row, k in zip(logp_buf.tolist(), lengths)]
+        entropies = [row[:k] for row, k in zip(entropy_buf.tolist(), lengths)]
         texts = self.tokenizer.batch_decode(tokens, skip_special_tokens=True)
-        comps = [Completion(t, s, lp, "stop" if st else "length")
-                 for t, s, lp, st in zip(tokens, texts, logps, stopped.tolist())]
+        comps = [Completion(t, s, lp, "stop" if st else "length", h)
+                 for t, s, lp, st, h in zip(tokens, texts, logps, stopped.tolist(), entropies)]
         if stop:  # cut each at its first stop string (found above, or in the tokens since the last check)
             decode = lambda ids: self.tokenizer.decode(ids, skip_special_tokens=True)  # noqa: E731
             comps = [stop_at_string(c, stop, decode) for c in comps]
@@ -276,3 +283,9 @@ class TorchSampler:
         u = torch.rand(probs.shape[0], 1, generator=gen, device=probs.device)
         cdf = probs.cumsum(-1)
         return torch.searchsorted(cdf, u * cdf[:, -1:]).clamp(max=probs.shape[-1] - 1)[:, 0]
+
+
+def _entropy(logp: torch.Tensor) -> torch.Tensor:
+    """(B, V) log-probabilities -> (B,) entropy in nats. A -inf logit (a masked token) adds 0,
+    not 0 * -inf = nan."""
+    return -logp.clamp(min=torch.finfo(logp.dtype).min).mul_(logp.exp()).sum(dim=-1)  # in place: one (B, V) temporary

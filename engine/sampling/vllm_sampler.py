@@ -15,7 +15,10 @@ training loop on the same GPU can hand it new weights without copying them acros
                per prompt through one SamplingParams(n, temperature, top_p, max_tokens, seed) per
                prompt; each sampled token's logprob under the model's raw distribution (vLLM's
                default logprobs_mode); text decoded by our tokenizer, as the torch backend does, and
-               cut at a stop string the same way.
+               cut at a stop string the same way. No per-token entropy (Completion.entropies is
+               None): vLLM returns top logprobs, not the full distribution, and -logprob of the
+               sampled token would be a noisy estimate at the raw temperature, not the sampled one;
+               so a run sampling with vLLM logs no `entropy` rather than a wrong one.
   cancel       an Event (a run's stop signal) checked before the engine is handed the prompts: once
                `generate` has them it runs to the end, so a cancel waits for the call in progress
                (vLLM's `LLM.generate` has no way to stop part-way short of its private engine loop).
