@@ -180,7 +180,8 @@ def execute(store: Store, run: dict, on_progress=None) -> str:
             except Exception:  # a locked store for 30 s: the next beat will do
                 pass
 
-    threading.Thread(target=beat, daemon=True).start()
+    beating = threading.Thread(target=beat, name=f"reasonlab-heartbeat-{run_id}", daemon=True)
+    beating.start()
     # SIGTERM (e.g. `kill PID`) stops the run like a cancel. The handler only sets a flag: it runs
     # on the main thread, which may be holding the store's lock at that moment.
     previous = signal.signal(signal.SIGTERM, lambda *_: ctx.stop_signal.set()) \
@@ -204,7 +205,11 @@ def execute(store: Store, run: dict, on_progress=None) -> str:
         # likely the echo of another process's: record that one
         fields.update(process_failure(run_id) or {})
     finally:
+        # Joined, not left to die with the interpreter: a daemon thread still inside a store read
+        # when Python shuts down is torn down mid-call, and that aborted a finished run's process
+        # ("terminate called without an active exception", exit -6) after its result was printed.
         stop.set()
+        beating.join()
         if previous is not None:
             signal.signal(signal.SIGTERM, previous)
         if fields.get("status") == "cancelled":

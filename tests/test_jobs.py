@@ -252,3 +252,31 @@ def test_a_relative_home_is_resolved_and_passed_absolute_to_workers(tmp_path, mo
     monkeypatch.setattr(jobs.subprocess, "Popen", Popen)
     jobs.spawn_worker()
     assert seen["env"]["REASONLAB_HOME"] == str(tmp_path.resolve() / "h") and seen["cwd"] != str(tmp_path)
+
+
+def test_the_heartbeat_thread_has_ended_when_execute_returns(store, tiny_checkpoint, monkeypatch):
+    # A heartbeat thread still inside a store read when the interpreter shuts down aborted a
+    # finished `reasonlab train` (exit -6) once in CI. execute() must leave no thread behind.
+    import threading
+
+    from engine.algorithms import grpo
+    from engine.algorithms.context import RunContext
+
+    inside = threading.Event()
+    real_poll = RunContext.poll_cancel
+
+    def slow_poll(ctx):  # a store read that is slow to come back (a busy database)
+        inside.set()
+        time.sleep(0.3)
+        real_poll(ctx)
+
+    def train(ctx, cfg):  # ends while the heartbeat is inside its read
+        assert inside.wait(30)
+
+    monkeypatch.setattr(jobs, "CANCEL_POLL_S", 0.01)
+    monkeypatch.setattr(RunContext, "poll_cancel", slow_poll)
+    monkeypatch.setattr(grpo, "train", train)
+    jobs.submit(store, make_config("grpo", base=tiny_checkpoint))
+    before = set(threading.enumerate())
+    assert jobs.execute(store, store.claim_run(None, os.getpid())) == "finished"
+    assert set(threading.enumerate()) - before == set()
