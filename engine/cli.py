@@ -7,8 +7,8 @@ import json
 import sys
 from pathlib import Path
 
-from engine.config import TASK_FIELDS
 from engine.errors import ReasonlabError
+from engine.tasks.flags import add_task_flags, eval_task, task_options_from_flags, task_sets
 
 
 def _sft(args) -> None:
@@ -21,7 +21,7 @@ def _sft(args) -> None:
     if args.preset not in PRESETS:  # before anything slow
         raise ReasonlabError(f"unknown preset {args.preset!r}; choose one of {', '.join(PRESETS)}")
     task = args.task or "multistep"
-    cfg = SFTConfig(task=task, task_options=_task_options(task, args), preset=args.preset, seed=args.seed)
+    cfg = SFTConfig(task=task, task_options=task_options_from_flags(task, args), preset=args.preset, seed=args.seed)
     if task != "multistep":  # the imperfect teacher's habits belong to the built-in task
         cfg.carry_slips = cfg.stops_short = 0.0
     for field in ("steps", "batch_size", "lr", "carry_slips", "stops_short"):
@@ -49,7 +49,7 @@ def _eval(args) -> None:
     check_eval_flags(args.batch_size, args.max_new_tokens, args.vllm_memory, args.device)  # what EvalConfig does not hold
     args.checkpoint = args.checkpoint.expanduser().resolve()
     meta = read_meta(args.checkpoint)
-    task, options = _eval_task(args, meta)
+    task, options = eval_task(args, meta)
     cfg = EvalConfig(task=task, task_options=options, split=args.split, k=args.k, limit=args.limit,
                      temperature=args.temperature, top_p=args.top_p, max_new_tokens=args.max_new_tokens, seed=args.seed)
     cfg.validate()  # before the slow imports and the model load: reads the data files
@@ -107,7 +107,7 @@ def _train(args) -> None:
     from engine.config import make_config
     from engine.store import Store
 
-    sets = _task_sets(args) + (args.set or [])  # --set, later, wins
+    sets = task_sets(args) + (args.set or [])  # --set, later, wins
     cfg = make_config(args.algo, base=args.base, sets=sets)  # refuses bad fields before any process
     acc = _launched(cfg.device, args.detach, cfg)
     if acc is not None and not acc.is_main_process:
@@ -281,63 +281,6 @@ def _quickstart(args) -> None:
     _train(args)
 
 
-# Task flags: the RunConfig fields of the same names (engine/tasks/__init__.py lists which task takes which).
-TASK_FLAGS = TASK_FIELDS
-
-
-def _task_flags(p: argparse.ArgumentParser, default_task: str | None = "multistep") -> None:
-    g = p.add_argument_group("task", "the problems: built in, from a data file, or a reasoning-gym generator")
-    g.add_argument("--task", default=default_task, help="multistep (built in), gsm8k, svamp, jsonl or gym")
-    g.add_argument("--data", help="data file of a gsm8k / svamp / jsonl task (train split; test is ~10%% of it "
-                                  "by question hash unless --eval-data is given)")
-    g.add_argument("--eval-data", help="separate data file for the test split")
-    g.add_argument("--question-field", help="jsonl: the question's field (default question)")
-    g.add_argument("--answer-field", help="jsonl: the answer's field (default answer)")
-    g.add_argument("--skip-bad", action="store_true", default=None,
-                   help="skip malformed lines of the data files (and report how many) instead of refusing them")
-    g.add_argument("--gym-name", help="gym: the reasoning-gym generator, e.g. chain_sum")
-    g.add_argument("--gym-options", help='gym: the generator\'s options as JSON, e.g. \'{"min_terms": 3}\'')
-    g.add_argument("--gym-size", type=int, help="gym: problems per split (default 1000)")
-    g.add_argument("--gym-seed", type=int, help="gym: seed of the train split (test: seed + 1)")
-
-
-def _task_options(task: str, args) -> dict:
-    """The flags the task takes, as its options (paths made absolute); a flag it does not take is an error."""
-    from engine.tasks import TASKS, option_names
-
-    if task not in TASKS:
-        raise ReasonlabError(f"unknown task {task!r}; choose one of {', '.join(sorted(TASKS))}")
-    given = {k: getattr(args, k) for k in TASK_FLAGS if getattr(args, k, None) is not None}
-    for name in given:
-        if name not in option_names(task):
-            raise ReasonlabError(f"--{name.replace('_', '-')} is not an option of task {task}")
-    for name in ("data", "eval_data"):
-        if given.get(name):
-            given[name] = str(Path(given[name]).expanduser().resolve())
-    return given
-
-
-def _task_sets(args) -> list[str]:
-    """The task flags as `--set field=value` items (train)."""
-    items = [f"task={args.task}"] if getattr(args, "task", None) else []
-    if getattr(args, "trust_remote_code", None):
-        items.append("trust_remote_code=true")
-    return items + [f"{k}={getattr(args, k)}" for k in TASK_FLAGS if getattr(args, k, None) is not None]
-
-
-def _eval_task(args, meta: dict) -> tuple[str, dict]:
-    """The task to evaluate on: the flags, else the task the checkpoint was trained on, else multistep."""
-    from engine.tasks import task_options
-
-    if args.task:
-        return args.task, _task_options(args.task, args)
-    config = meta.get("config") or {}
-    task = config.get("task") or "multistep"
-    options = config.get("task_options") or task_options(task, config)  # sft stores a dict, runs flat fields
-    options.update(_task_options(task, args))
-    return task, options
-
-
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="reasonlab", description="RL fine-tuning of language models on math reasoning.")
     sub = p.add_subparsers(dest="command", required=True)
@@ -347,7 +290,7 @@ def parser() -> argparse.ArgumentParser:
     s.add_argument("--out", help="checkpoint directory (default: $REASONLAB_HOME/checkpoints/base-PRESET)")
     s.add_argument("--overwrite", action="store_true",
                    help="replace the checkpoint already in --out (never one a stored run uses)")
-    _task_flags(s, default_task=None)
+    add_task_flags(s, default_task=None)
     s.add_argument("--steps", type=int, help="optimizer steps (default 2000)")
     s.add_argument("--batch-size", type=int)
     s.add_argument("--lr", type=float)
@@ -361,7 +304,7 @@ def parser() -> argparse.ArgumentParser:
 
     e = sub.add_parser("eval", help="maj@1 (greedy), pass@k and maj@k (with --orm, rerank@k) of a checkpoint")
     e.add_argument("checkpoint", type=Path)
-    _task_flags(e, default_task=None)
+    add_task_flags(e, default_task=None)
     e.add_argument("--split", default="test", help="train, test, (file tasks) all, (multistep) ood")
     e.add_argument("-k", type=int, default=96, help="samples per problem (default 96)")
     e.add_argument("--limit", type=int, help="number of problems (default: the split's size)")
@@ -392,7 +335,7 @@ def parser() -> argparse.ArgumentParser:
     t.add_argument("--algo", required=True, choices=["ei", "ppo", "rcrl", "grpo", "sft"])
     t.add_argument("--base", required=True, help="checkpoint to start from (e.g. from `reasonlab sft`, or any local "
                                                   "HF causal LM directory)")
-    _task_flags(t, default_task=None)
+    add_task_flags(t, default_task=None)
     t.add_argument("--trust-remote-code", action="store_true", default=None,
                    help="run Python code shipped with the base (same as --set trust_remote_code=true)")
     _run_options(t)

@@ -136,19 +136,16 @@ class RunConfig:
 
 
 @dataclass
-class EIConfig(RunConfig):
-    """Expert Iteration as in Havrilla et al. 2024: sample, keep the correct, deduplicate, fine-tune."""
+class RoundsConfig(RunConfig):
+    """Fields the round-based runs share (expert iteration, RCRL, continued SFT): rounds of
+    growing a dataset D_i, fine-tuning on it and evaluating (algorithms/common.Rounds)."""
 
     rounds: int = 4
-    """Rounds of sample -> filter -> fine-tune -> evaluate."""
-    k: int = 96
-    """Solutions sampled per training problem each round."""
+    """Rounds of grow the dataset -> fine-tune -> evaluate."""
     problems_per_round: int = 128
-    """Training problems sampled each round (fresh ones every round)."""
-    dedup: str = "exact"
-    """Deduplicate kept solutions per problem: `exact` text, or `steps` (same step sequence)."""
+    """Training problems drawn each round (a fresh draw every round)."""
     restart: bool = True
-    """Fine-tune each round from the initial checkpoint, as the paper does (False: continue)."""
+    """Fine-tune each round from the initial checkpoint, as the paper does (False: continue from the last policy)."""
     sft_epochs: float = 2.0
     """Passes over the growing dataset D_i in each round's fine-tuning."""
     sft_max_steps: int = 400
@@ -157,6 +154,16 @@ class EIConfig(RunConfig):
     """Solutions per optimizer step."""
     lr: float = 1e-3
     """Peak AdamW learning rate of each round's fine-tuning (warm-up, cosine decay)."""
+
+
+@dataclass
+class EIConfig(RoundsConfig):
+    """Expert Iteration as in Havrilla et al. 2024: sample, keep the correct, deduplicate, fine-tune."""
+
+    k: int = 96
+    """Solutions sampled per training problem each round."""
+    dedup: str = "exact"
+    """Deduplicate kept solutions per problem: `exact` text, or `steps` (same step sequence)."""
 
     def validate(self) -> None:
         super().validate()
@@ -172,24 +179,16 @@ class RCRLConfig(EIConfig):
 
 
 @dataclass
-class ContinuedSFTConfig(RunConfig):
+class ContinuedSFTConfig(RoundsConfig):
     """Continued SFT (Havrilla et al. 2024's comparison): fine-tune the base further on the task's
-    reference solutions, round by round, at the compute of the quickstart's expert iteration."""
+    reference solutions, round by round, at the compute of the quickstart's expert iteration.
+    Each problem drawn adds its one reference solution to the dataset."""
 
     rounds: int = 3
-    """Rounds of draw problems -> fine-tune on their reference solutions -> evaluate."""
     problems_per_round: int = 1024
-    """Training problems drawn each round; each adds its one reference solution to the dataset."""
     restart: bool = False
-    """Fine-tune each round from the initial checkpoint (False: continue from the last policy)."""
     sft_epochs: float = 3.0
-    """Passes over the growing dataset of reference solutions in each round's fine-tuning."""
-    sft_max_steps: int = 400
-    """Cap on optimizer steps per round."""
-    batch_size: int = 32
-    """Solutions per optimizer step."""
     lr: float = 3e-4
-    """Peak AdamW learning rate of each round's fine-tuning (warm-up, cosine decay)."""
 
     def validate(self) -> None:
         super().validate()
@@ -401,22 +400,3 @@ def _split(item: str) -> tuple[str, str]:
     if not eq or not name.strip():
         raise ReasonlabError(f"--set expects field=value, got {item!r}")
     return name.strip(), value.strip()
-
-
-def describe(algo: str) -> list[tuple[str, str, object]]:
-    """(field, doc, default) for every field of an algorithm's config, for help texts and the UI."""
-    import ast
-    import inspect
-
-    docs: dict[str, str] = {}
-    for klass in reversed(CONFIGS[algo].__mro__):
-        if not dataclasses.is_dataclass(klass):
-            continue
-        body = ast.parse(inspect.getsource(klass)).body[0].body
-        for node, after in zip(body, body[1:]):
-            if isinstance(node, ast.AnnAssign) and isinstance(after, ast.Expr) and isinstance(after.value, ast.Constant):
-                docs[node.target.id] = " ".join(after.value.value.split())
-    for name, rng in RANGES.items():  # the help text states the range validation enforces
-        if name in docs:
-            docs[name] += f" Range: {rng}."
-    return [(f.name, docs.get(f.name, ""), f.default) for f in dataclasses.fields(CONFIGS[algo])]

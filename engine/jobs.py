@@ -282,16 +282,10 @@ def resume(store: Store, run_id: int, foreground: bool = False) -> None:
 def missing_checkpoints(store: Store, run_id: int) -> list[str]:
     """The checkpoints a run saved (step 0, its base, aside: validate checks it) that are gone or
     no longer whole. A run that saved none yet has none missing: it resumes from its base."""
-    from engine.model.validity import check_checkpoint
+    from engine.model.validity import is_checkpoint
 
-    missing = []
-    for _, row in store.checkpoints(run_id).iterrows():
-        if row["step"] > 0:
-            try:
-                check_checkpoint(row["path"])
-            except ReasonlabError:
-                missing.append(f"{row['path']} (step {int(row['step'])})")
-    return missing
+    return [f"{row['path']} (step {int(row['step'])})" for _, row in store.checkpoints(run_id).iterrows()
+            if row["step"] > 0 and not is_checkpoint(row["path"])]
 
 
 def runs_using(store: Store, path: str | Path) -> list[int]:

@@ -15,8 +15,9 @@ from dataclasses import dataclass
 
 from engine import jobs
 from engine.quickstart import QUICKSTART_EI
-from engine.config import CONFIGS, REWARDS, SAMPLERS, TASK_FIELDS, RunConfig, describe, make_config
+from engine.config import CONFIGS, REWARDS, SAMPLERS, TASK_FIELDS, RunConfig, make_config
 from engine.errors import ReasonlabError
+from engine.limits import RANGES
 from engine.model.checkpoint import DTYPES
 from engine.model.prompts import PROMPT_FORMATS
 from engine.tasks import DESCRIPTIONS, option_names
@@ -140,3 +141,23 @@ def launch(store, cfg: RunConfig, name: str | None = None) -> int:
     run_id = jobs.submit(store, cfg, name=name or None, foreground=False)
     jobs.spawn_worker()
     return run_id
+
+
+def describe(algo: str) -> list[tuple[str, str, object]]:
+    """(field, doc, default) for every field of an algorithm's config, for the form's help texts:
+    a field's doc is the docstring under it in engine/config.py (the most derived class's)."""
+    import ast
+    import inspect
+
+    docs: dict[str, str] = {}
+    for klass in reversed(CONFIGS[algo].__mro__):
+        if not dataclasses.is_dataclass(klass):
+            continue
+        body = ast.parse(inspect.getsource(klass)).body[0].body
+        for node, after in zip(body, body[1:]):
+            if isinstance(node, ast.AnnAssign) and isinstance(after, ast.Expr) and isinstance(after.value, ast.Constant):
+                docs[node.target.id] = " ".join(after.value.value.split())
+    for name, rng in RANGES.items():  # the help text states the range validation enforces
+        if name in docs:
+            docs[name] += f" Range: {rng}."
+    return [(f.name, docs.get(f.name, ""), f.default) for f in dataclasses.fields(CONFIGS[algo])]

@@ -66,7 +66,7 @@ RANGES: dict[str, Range] = {
     "vllm_memory": Range(0, 1, lo_open=True, hi_open=True),
     "lora_r": Range(0, 4096), "lora_alpha": Range(0, 1_000_000, lo_open=True),
     "lora_dropout": Range(0, 1, hi_open=True),
-    # EIConfig (and RCRL; continued SFT has the same round and fine-tuning fields)
+    # RoundsConfig (EI, RCRL, continued SFT) and EIConfig's k
     "rounds": Range(1, 10_000), "k": Range(1, 100_000), "problems_per_round": Range(1, 10_000_000),
     "sft_epochs": Range(0, 1000, lo_open=True), "sft_max_steps": STEPS, "batch_size": ROWS, "lr": POSITIVE_RATE,
     # PolicyGradientConfig (PPO, GRPO)

@@ -53,14 +53,11 @@ def base_built(base: Path) -> bool:
     """Whether the quickstart's base is a whole checkpoint. One that is not (a build cut short by
     an older reasonlab, a damaged file) is rebuilt and replaces it atomically: the workspace's
     checkpoints directory is reasonlab's own; a directory there that holds no model is refused."""
-    from engine.model.checkpoint import check_checkpoint, recover
+    from engine.model.checkpoint import recover
+    from engine.model.validity import is_checkpoint
 
     recover(base)
-    try:
-        check_checkpoint(base)
-    except ReasonlabError:
-        return False
-    return True
+    return is_checkpoint(base)
 
 
 def status() -> dict | None:

@@ -15,7 +15,8 @@ from markdown_it import MarkdownIt  # CommonMark, as Streamlit's markdown parses
 from bench.dashboard import fabricate_store
 from engine import dashboard, launch, quickstart
 from engine.tasks import get_task
-from engine.config import CONFIGS, describe
+from engine.config import CONFIGS
+from engine.launch import describe
 from engine.model.presets import untrained_checkpoint
 from engine.store import Store
 from tests.test_training import BUDGETS, SMALL, wait_for

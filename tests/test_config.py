@@ -10,7 +10,8 @@ from hypothesis import strategies as st
 from engine import limits
 from engine.algorithms.orm import ORMConfig
 from engine.algorithms.sft import SFTConfig
-from engine.config import CONFIGS, check_limits, describe, make_config
+from engine.config import CONFIGS, check_limits, make_config
+from engine.launch import describe
 from engine.errors import ReasonlabError
 from engine.limits import MAX_BATCH_TOKENS, MAX_SAMPLES, ORM_RANGES, RANGES, SFT_RANGES
 

@@ -1,11 +1,13 @@
 """What every training loop shares besides its run context (context.py): sampling + scoring of
 rollouts, rewards, token-level batches, and PolicyRun, the frame around PPO's and GRPO's updates.
 
-The algorithms themselves (expert_iteration, rcrl, ppo, grpo) are one loop each on top of this.
+The algorithms themselves (expert_iteration, rcrl, continued_sft, ppo, grpo) are one loop each on
+top of this: Rounds is the frame of the first three, PolicyRun of the last two.
 """
 
 from __future__ import annotations
 
+import math
 import random
 import time
 from dataclasses import dataclass
@@ -15,6 +17,7 @@ import torch
 import torch.nn.functional as F
 
 from engine.algorithms.context import RunContext  # the loops import it from here too
+from engine.algorithms.sft import finetune
 from engine.model.checkpoint import load_checkpoint
 from engine.model.lora import maybe_lora, trainable
 from engine.sampling import make_sampler
@@ -174,6 +177,68 @@ def assign_rewards(rollouts: list[Rollout], reward: str, orm=None) -> None:
         raise ValueError(f"unknown reward {reward!r}")
     for r, v in zip(rollouts, values):
         r.reward = v
+
+
+class Rounds:
+    """What the round-based loops (expert iteration, RCRL, continued SFT) share around their own
+    choice of training data: start or resume (the policy, what a restart resets to, the dataset
+    D_i carried in checkpoints), the base evaluation, one round's fine-tuning on D_i with progress
+    and cancel, and the round's checkpoint. `dataset` maps a dedup key to (prompt, completion)
+    in insertion order."""
+
+    def __init__(self, ctx: RunContext, cfg):
+        self.ctx, self.cfg = ctx, cfg
+        base, self.tokenizer = load_model(cfg)
+        self.initial = maybe_lora(base, cfg)  # with lora_r > 0, fine-tuning trains adapters only
+        ctx.use_tokenizer(self.tokenizer)
+        # what a restart resets: the trainable weights (every weight, or the LoRA adapters only)
+        trained = {name for name, p in self.initial.named_parameters() if p.requires_grad}
+        self.initial_state = {k: v.clone() for k, v in self.initial.state_dict().items() if k in trained}
+        self.policy = self.initial
+        self.dataset: dict = {}
+        self.first = 1  # the first round still to run
+        if (resume := ctx.resume_point()) is not None:
+            step, path, state = resume
+            ctx.restore(state)
+            self.dataset = {k: (p, c) for k, p, c in state["dataset"]}
+            self.policy = maybe_lora(load_model(cfg, path)[0], cfg)  # merged weights, fresh adapters
+            self.first = step + 1
+            ctx.meta.update(state.get("meta", {}))
+        else:
+            ctx.progress(0, cfg.rounds, 0.0, "evaluating the base checkpoint")
+            ctx.evaluate_base(self.policy, self.tokenizer)
+
+    def fit(self, r: int, start: float, losses: list[float] | None = None) -> tuple[int, float | None]:
+        """Round r's fine-tuning on D_i (from the initial weights with restart=True), filling the
+        round's progress from `start` (its share done before) to 0.9. Returns the optimizer steps
+        and finetune's final smoothed loss; (steps, None) with an empty dataset."""
+        ctx, cfg, dataset = self.ctx, self.cfg, self.dataset
+        if cfg.restart:
+            self.policy = self.initial
+            self.policy.load_state_dict(self.initial_state, strict=False)
+        steps = min(cfg.sft_max_steps, max(1, math.ceil(cfg.sft_epochs * len(dataset) / cfg.batch_size)))
+        done = (r - 1) / cfg.rounds
+
+        def on_step(s: int) -> bool:
+            if s % 10 == 0:
+                ctx.progress(r - 1, cfg.rounds, done + (start + (0.9 - start) * s / steps) / cfg.rounds,
+                             f"round {r}/{cfg.rounds}: fine-tuning {s}/{steps} steps on {len(dataset)} solutions")
+                return ctx.stop_requested()
+            # between the collective checks, one process reads its stop signal (a flag) every step
+            return ctx.interrupt is not None and ctx.interrupt.is_set()
+
+        if not dataset:
+            return steps, None
+        return steps, finetune(self.policy, self.tokenizer, list(dataset.values()), steps, cfg.batch_size, cfg.lr,
+                               seed=step_seed(cfg.seed, r, salt=2), on_step=on_step, losses=losses)
+
+    def save(self, r: int) -> None:
+        """Round r's checkpoint (with D_i and the run's meta, for resume) and its evaluation."""
+        ctx, rounds = self.ctx, self.cfg.rounds
+        ctx.progress(r - 1, rounds, (r - 1 + 0.9) / rounds, f"round {r}/{rounds}: evaluating")
+        ctx.save(r, self.policy, self.tokenizer, {"dataset": [(k, p, c) for k, (p, c) in self.dataset.items()],
+                                                  "meta": dict(ctx.meta)})
+        ctx.progress(r, rounds, r / rounds, f"round {r}/{rounds} done")
 
 
 class PolicyRun:

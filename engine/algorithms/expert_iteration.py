@@ -15,15 +15,11 @@ are gathered, so every process grows the same D_i and fine-tunes on shards of it
 
 from __future__ import annotations
 
-import math
 import time
 from collections.abc import Callable
 
-from engine.algorithms.common import (RunContext, Rollout, draw_problems, load_model, sample_rollouts, step_seed,
-                                      summary)
-from engine.algorithms.sft import finetune
+from engine.algorithms.common import Rollout, Rounds, RunContext, draw_problems, sample_rollouts, step_seed, summary
 from engine.config import EIConfig
-from engine.model.lora import maybe_lora
 from engine.sampling import make_sampler
 
 # A selection turns one round's rollouts into new training examples: (dedup key, prompt, completion).
@@ -49,29 +45,12 @@ def train(ctx: RunContext, cfg: EIConfig) -> None:
 def run_rounds(ctx: RunContext, cfg: EIConfig, select: Selection, sample_suffix: str = "") -> None:
     """The round loop. `sample_suffix` is appended to prompts when sampling from a trained policy
     (RCRL conditions on its good-return token); round 1 samples the base as it is."""
-    base, tokenizer = load_model(cfg)
-    initial = maybe_lora(base, cfg)  # with lora_r > 0, fine-tuning trains adapters only
-    ctx.use_tokenizer(tokenizer)
-    # what a restart resets: the trainable weights (every weight, or the LoRA adapters only)
-    trained = {name for name, p in initial.named_parameters() if p.requires_grad}
-    initial_state = {k: v.clone() for k, v in initial.state_dict().items() if k in trained}
-    policy = initial
-    dataset: dict[tuple, tuple[str, str]] = {}  # dedup key -> (prompt, completion); insertion-ordered
-    first = 1
-    if (resume := ctx.resume_point()) is not None:
-        step, path, state = resume
-        ctx.restore(state)
-        dataset = {k: (p, c) for k, p, c in state["dataset"]}
-        policy = maybe_lora(load_model(cfg, path)[0], cfg)  # merged weights, fresh adapters
-        first = step + 1
-        ctx.meta.update(state.get("meta", {}))
-    else:
-        ctx.progress(0, cfg.rounds, 0.0, "evaluating the base checkpoint")
-        ctx.evaluate_base(policy, tokenizer)
+    run = Rounds(ctx, cfg)
+    tokenizer, dataset = run.tokenizer, run.dataset
     if sample_suffix:  # checkpoints of this run are evaluated the way they are sampled
         ctx.meta["prompt_suffix"] = sample_suffix
 
-    for r in range(first, cfg.rounds + 1):
+    for r in range(run.first, cfg.rounds + 1):
         done = (r - 1) / cfg.rounds
 
         # 1) sample K solutions per problem, in chunks so progress shows and cancel is prompt;
@@ -82,13 +61,13 @@ def run_rounds(ctx: RunContext, cfg: EIConfig, select: Selection, sample_suffix:
         chunk = max(1, 4 * cfg.sample_batch_size // cfg.k)
         rollouts: list[Rollout] = []
         t0, tokens = time.time(), 0
-        sampler = make_sampler(policy, tokenizer, cfg, cancel=ctx.interrupt)  # vLLM: this round's weights pushed once
+        sampler = make_sampler(run.policy, tokenizer, cfg, cancel=ctx.interrupt)  # vLLM: this round's weights pushed once
         for i in range(0, -(-len(problems) // ctx.world), chunk):
             if ctx.stop_requested():
                 return
             ctx.progress(r - 1, cfg.rounds, done + 0.5 * i * ctx.world / len(problems) / cfg.rounds,
                          f"round {r}/{cfg.rounds}: sampling {i * ctx.world}/{len(problems)} problems x {cfg.k}")
-            part = sample_rollouts(policy, tokenizer, ctx.task, mine[i:i + chunk], cfg.k, cfg,
+            part = sample_rollouts(run.policy, tokenizer, ctx.task, mine[i:i + chunk], cfg.k, cfg,
                                    seed=step_seed(cfg.seed, r, salt=i) + ctx.rank, prompt_suffix=suffix,
                                    prompt=ctx.prompt, sampler=sampler, stop=ctx.stop) if mine[i:i + chunk] else []
             tokens += sum(len(x.completion.token_ids) for x in part)
@@ -107,25 +86,9 @@ def run_rounds(ctx: RunContext, cfg: EIConfig, select: Selection, sample_suffix:
         solved = {x.problem.id for x in rollouts if x.score.correct}
 
         # 4) fine-tune on D_i
-        if cfg.restart:
-            policy = initial
-            policy.load_state_dict(initial_state, strict=False)
-        steps = min(cfg.sft_max_steps, max(1, math.ceil(cfg.sft_epochs * len(dataset) / cfg.batch_size)))
-
-        def on_step(s: int) -> bool:
-            if s % 10 == 0:
-                ctx.progress(r - 1, cfg.rounds, done + (0.5 + 0.4 * s / steps) / cfg.rounds,
-                             f"round {r}/{cfg.rounds}: fine-tuning {s}/{steps} steps on {len(dataset)} solutions")
-                return ctx.stop_requested()
-            # between the collective checks, one process reads its stop signal (a flag) every step
-            return ctx.interrupt is not None and ctx.interrupt.is_set()
-
-        loss = None
-        if dataset:
-            loss = finetune(policy, tokenizer, list(dataset.values()), steps, cfg.batch_size, cfg.lr,
-                            seed=step_seed(cfg.seed, r, salt=2), on_step=on_step)
-            if ctx.stop_requested():
-                return
+        steps, loss = run.fit(r, 0.5)
+        if ctx.stop_requested():
+            return
         # summary: reward, train/accuracy and entropy of every process's rollouts (the same on each)
         ctx.log(r, {**summary(rollouts), "train/solved": len(solved) / len(problems),  # pass@K on this round's problems
                     "ei/new_solutions": len(dataset) - before, "ei/dataset": len(dataset),
@@ -133,7 +96,4 @@ def run_rounds(ctx: RunContext, cfg: EIConfig, select: Selection, sample_suffix:
                     "tokens_per_s": tokens / max(sample_s, 1e-9)})
 
         # 5) checkpoint + evaluate
-        ctx.progress(r - 1, cfg.rounds, done + 0.9 / cfg.rounds, f"round {r}/{cfg.rounds}: evaluating")
-        ctx.save(r, policy, tokenizer, {"dataset": [(k, p, c) for k, (p, c) in dataset.items()],
-                                        "meta": dict(ctx.meta)})
-        ctx.progress(r, cfg.rounds, r / cfg.rounds, f"round {r}/{cfg.rounds} done")
+        run.save(r)

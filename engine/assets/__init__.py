@@ -24,10 +24,11 @@ def shipped_base() -> Path:
     a damaged copy is replaced atomically; a directory there that reasonlab did not write is
     refused, never replaced."""
     from engine.model.checkpoint import META, check_checkpoint, copy_checkpoint, recover
+    from engine.model.validity import is_checkpoint
 
     out = workspace.checkpoints_dir() / SHIPPED_NAME
     recover(out)  # a copy a crash cut short
-    if _whole(out):
+    if is_checkpoint(out):
         return out
     if out.exists() and not (out / META).is_file():
         raise ReasonlabError(f"{out} is not the base model reasonlab copies there (no {META}); "
@@ -41,16 +42,6 @@ def shipped_base() -> Path:
     try:
         copy_checkpoint(SHIPPED_BASE_DIR, out, replace=True)
     except ReasonlabError:
-        if not _whole(out):  # else another process copied it at the same moment
+        if not is_checkpoint(out):  # else another process copied it at the same moment
             raise
     return out
-
-
-def _whole(path: Path) -> bool:
-    from engine.model.checkpoint import check_checkpoint
-
-    try:
-        check_checkpoint(path)
-    except ReasonlabError:
-        return False
-    return True

@@ -22,7 +22,7 @@ import pandas as pd
 from engine import jobs
 from engine.dashboard.samples import _task_spec, analysis_task, problems_by_id
 from engine.errors import ReasonlabError
-from engine.model.validity import ORM_HEAD, SAFETENSORS, check_orm
+from engine.model.validity import ORM_HEAD, SAFETENSORS, check_orm, is_orm
 from engine.store import Store
 
 CACHE = Path("cache") / "orm_scores"
@@ -41,17 +41,9 @@ def orms(store: Store) -> list[tuple[str, str]]:
              if isinstance(config, dict) and config.get("orm")]
     found: dict[str, str] = {}
     for label, path in own + named:
-        if path not in found and _is_orm(Path(path)):
+        if path not in found and is_orm(path):
             found[path] = label
     return [(label, path) for path, label in found.items()]
-
-
-def _is_orm(path: Path) -> bool:
-    try:
-        check_orm(path)
-    except ReasonlabError:
-        return False
-    return True
 
 
 def orm_path(path: str | Path) -> str:

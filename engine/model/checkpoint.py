@@ -41,44 +41,39 @@ def save_checkpoint(model, tokenizer, out: str | Path, meta: dict | None = None,
 
     _quiet_transformers()
     model = merged(model)
-    out = Path(out)
-    tmp = out.parent / f".{out.name}.tmp-{os.getpid()}"
-    try:
-        recover(out)
-        check_target(out, replace)
-        out.parent.mkdir(parents=True, exist_ok=True)
+
+    def fill(tmp: Path) -> None:
         tmp.mkdir()
         model.save_pretrained(tmp)  # safetensors is the default serialisation
         tokenizer.save_pretrained(tmp)
         (tmp / META).write_text(json.dumps(meta or {}, indent=2, sort_keys=True))
         if extra is not None:
             extra(tmp)
+
+    return _write_atomically(Path(out), replace, fill)
+
+
+def copy_checkpoint(src: str | Path, out: str | Path, replace: bool = False) -> Path:
+    """Copy the checkpoint directory `src` to `out` atomically, the way save_checkpoint writes
+    (with `replace`, over a checkpoint there; never over a directory of something else)."""
+    return _write_atomically(Path(out), replace, lambda tmp: shutil.copytree(src, tmp))
+
+
+def _write_atomically(out: Path, replace: bool, fill) -> Path:
+    """`fill(tmp)` creates the directory `tmp`, a temporary sibling of `out`; it is fsynced and
+    renamed into place. A crash leaves only the temporary (removed by the next write to `out`)."""
+    tmp = out.parent / f".{out.name}.tmp-{os.getpid()}"
+    try:
+        recover(out)
+        check_target(out, replace)
+        out.parent.mkdir(parents=True, exist_ok=True)
+        fill(tmp)
         _fsync_tree(tmp)
         _move_into_place(tmp, out)
     except OSError as e:
         raise ReasonlabError(f"cannot write checkpoint {out}: {e.strerror or e}") from None
     finally:
         shutil.rmtree(tmp, ignore_errors=True)  # what an exception left; gone after a rename
-    return out
-
-
-def copy_checkpoint(src: str | Path, out: str | Path, replace: bool = False) -> Path:
-    """Copy the checkpoint directory `src` to `out` atomically, the way save_checkpoint writes:
-    into a temporary sibling, fsynced, then renamed into place (with `replace`, over a checkpoint
-    there; never over a directory of something else)."""
-    out = Path(out)
-    tmp = out.parent / f".{out.name}.tmp-{os.getpid()}"
-    try:
-        recover(out)
-        check_target(out, replace)
-        out.parent.mkdir(parents=True, exist_ok=True)
-        shutil.copytree(src, tmp)
-        _fsync_tree(tmp)
-        _move_into_place(tmp, out)
-    except OSError as e:
-        raise ReasonlabError(f"cannot write checkpoint {out}: {e.strerror or e}") from None
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
     return out
 
 

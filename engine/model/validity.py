@@ -59,6 +59,24 @@ def check_orm(path: str | Path) -> Path:
     return path
 
 
+def is_checkpoint(path: str | Path) -> bool:
+    """Whether check_checkpoint passes: for the callers that act on the answer, not the reason."""
+    return _passes(check_checkpoint, path)
+
+
+def is_orm(path: str | Path) -> bool:
+    """Whether check_orm passes."""
+    return _passes(check_orm, path)
+
+
+def _passes(check, path: str | Path) -> bool:
+    try:
+        check(path)
+    except ReasonlabError:
+        return False
+    return True
+
+
 def _read_json_object(file: Path, what: str) -> dict:
     try:
         value = json.loads(file.read_bytes())
