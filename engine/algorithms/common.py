@@ -122,9 +122,53 @@ def forward_logprobs(model, batch, with_hidden: bool = False):
     return logprobs, logits, hidden
 
 
-def minibatches(n: int, size: int, generator: torch.Generator) -> list[torch.Tensor]:
+@torch.no_grad()
+def batch_logprobs(model, batch: dict[str, torch.Tensor], size: int, with_hidden: bool = False):
+    """forward_logprobs of the whole batch without gradients (old and reference log-probabilities),
+    in chunks of `size` rows of similar length, each trimmed to its longest row: the (B, L-1)
+    log-probabilities and, with_hidden, the (B, L-1, H) last hidden states (None without), both 0
+    at padding."""
+    order = torch.sort(batch["attention_mask"].sum(1), stable=True).indices
+    n, targets = batch["mask"].shape
+    logprobs, hidden = torch.zeros(n, targets, device=batch["mask"].device), None
+    for i in range(0, n, size):
+        idx = order[i:i + size]
+        mb, t = rows(batch, idx)
+        lp, _, h = forward_logprobs(model, mb, with_hidden)
+        logprobs[idx, :t] = lp
+        if with_hidden:
+            if hidden is None:
+                hidden = torch.zeros(n, targets, h.shape[-1], dtype=h.dtype, device=h.device)
+            hidden[idx, :t] = h
+    return logprobs, hidden
+
+
+def minibatches(n: int, size: int, generator: torch.Generator, lengths: torch.Tensor | None = None) -> list[torch.Tensor]:
+    """Index minibatches covering 0..n-1 once, in a random order. With `lengths` (each row's
+    length), rows of similar length go together: a random permutation, sorted stably by length, is
+    cut into minibatches whose order is then shuffled. Trimmed to its longest row (`width`), a
+    minibatch then skips most of the padding, which on the tiny model was a third of an update's
+    compute (transformers' group_by_length does the same for fine-tuning)."""
     order = torch.randperm(n, generator=generator)
-    return [order[i:i + size] for i in range(0, n, size)]
+    if lengths is None:
+        return [order[i:i + size] for i in range(0, n, size)]
+    order = order[torch.sort(lengths[order], stable=True).indices]
+    chunks = [order[i:i + size] for i in range(0, n, size)]
+    return [chunks[j] for j in torch.randperm(len(chunks), generator=generator).tolist()]
+
+
+def width(batch: dict[str, torch.Tensor], idx: torch.Tensor) -> int:
+    """The length of the longest of the batch's rows `idx`: with right padding, `batch[k][idx, :w]`
+    (and a per-target tensor's `[idx, :w - 1]`) leaves out only padding, so nothing changes but the cost."""
+    return int(batch["attention_mask"][idx].sum(1).max())
+
+
+def rows(batch: dict[str, torch.Tensor], idx: torch.Tensor) -> tuple[dict[str, torch.Tensor], int]:
+    """(the minibatch of rows `idx`, trimmed to its longest row; its number of target positions,
+    to trim per-target tensors of the whole batch the same way: `old_logprobs[idx, :t]`)."""
+    w = width(batch, idx)
+    return {"input_ids": batch["input_ids"][idx, :w], "attention_mask": batch["attention_mask"][idx, :w],
+            "mask": batch["mask"][idx, :w - 1]}, w - 1
 
 
 def summary(rollouts: list[Rollout]) -> dict:

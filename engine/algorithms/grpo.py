@@ -20,7 +20,7 @@ import torch
 
 from engine import distributed
 from engine.algorithms import common
-from engine.algorithms.common import RunContext, forward_logprobs, minibatches, token_batch
+from engine.algorithms.common import RunContext, batch_logprobs, forward_logprobs, minibatches, rows, token_batch
 from engine.algorithms.losses import group_advantages, kl_penalty, masked_mean, policy_loss
 from engine.config import GRPOConfig
 
@@ -38,25 +38,25 @@ def train(ctx: RunContext, cfg: GRPOConfig) -> None:
         # 3) group-normalised advantages, broadcast over each sample's tokens
         adv = group_advantages(rewards, cfg.n, scale=cfg.scale_rewards).to(cfg.device)
         batch = token_batch(rollouts, tokenizer.pad_token_id, cfg.device)
-        with torch.no_grad():
-            old_logprobs = forward_logprobs(policy, batch)[0]
-            ref_logprobs = forward_logprobs(run.reference, batch)[0] if cfg.kl_coef > 0 else None
+        old_logprobs = batch_logprobs(policy, batch, run.minibatch_size)[0]
+        ref_logprobs = batch_logprobs(run.reference, batch, run.minibatch_size)[0] if cfg.kl_coef > 0 else None
 
         # 4) clipped policy loss over minibatches (shuffled per step: a resumed run replays them)
         gen.manual_seed(common.step_seed(cfg.seed, step, salt=5))
+        lengths = batch["attention_mask"].sum(1)  # minibatches of similar lengths, little padding
         policy.train()
         stats = common.Stats()
         for _ in range(cfg.epochs):
-            for idx in minibatches(len(rollouts), run.minibatch_size, gen):
+            for idx in minibatches(len(rollouts), run.minibatch_size, gen, lengths):
                 run.check_update_cancel(step)
-                mb = {k: v[idx] for k, v in batch.items()}
+                mb, t = rows(batch, idx)  # trimmed to its longest row
                 logprobs, _, _ = forward_logprobs(model, mb)
                 mask = mb["mask"]
-                pg_loss, clipfrac, approx_kl = policy_loss(logprobs, old_logprobs[idx],
+                pg_loss, clipfrac, approx_kl = policy_loss(logprobs, old_logprobs[idx, :t],
                                                            adv[idx, None].expand_as(logprobs), mask, cfg.clip_eps)
                 loss = pg_loss
                 if ref_logprobs is not None:
-                    kl = masked_mean(kl_penalty(logprobs, ref_logprobs[idx], "k3"), mask)
+                    kl = masked_mean(kl_penalty(logprobs, ref_logprobs[idx, :t], "k3"), mask)
                     loss = loss + cfg.kl_coef * kl
                     stats.add(kl_ref=kl.item())
                 opt.zero_grad(set_to_none=True)

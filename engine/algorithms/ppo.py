@@ -27,7 +27,7 @@ from transformers import AutoConfig
 
 from engine import distributed
 from engine.algorithms import common
-from engine.algorithms.common import RunContext, forward_logprobs, minibatches, token_batch
+from engine.algorithms.common import RunContext, batch_logprobs, forward_logprobs, minibatches, rows, token_batch
 from engine.algorithms.losses import (AdaptiveKLController, FixedKLController, entropy_from_logits, gae,
                                       masked_mean, masked_whiten, policy_loss, value_loss)
 from engine.config import PPOConfig
@@ -91,15 +91,16 @@ def train(ctx: RunContext, cfg: PPOConfig) -> None:
         batch = token_batch(rollouts, tokenizer.pad_token_id, cfg.device)
         mask = batch["mask"]
         with torch.no_grad():
-            old_logprobs, _, hidden = forward_logprobs(policy, batch, with_hidden=True)
+            old_logprobs, hidden = batch_logprobs(policy, batch, run.minibatch_size, with_hidden=True)
             old_values = value_head(hidden.float()).squeeze(-1) * mask  # the head stays float32 under bf16
-            ref_logprobs = forward_logprobs(run.reference, batch)[0] if run.reference is not None else old_logprobs
+            ref_logprobs = (batch_logprobs(run.reference, batch, run.minibatch_size)[0] if run.reference is not None
+                            else old_logprobs)
 
             # 3) per-token rewards: KL penalty on every token, the score on the last one
             kl = (old_logprobs - ref_logprobs) * mask
             rewards = -kl_ctl.value * kl
-            rows = torch.arange(len(rollouts))
-            rewards[rows, last_token_index(mask)] += scores.to(cfg.device)
+            every = torch.arange(len(rollouts))
+            rewards[every, last_token_index(mask)] += scores.to(cfg.device)
 
             # 4) GAE
             advantages, returns = gae(rewards, old_values, mask, cfg.gamma, cfg.lam)
@@ -108,17 +109,19 @@ def train(ctx: RunContext, cfg: PPOConfig) -> None:
 
         # 5) clipped policy and value losses over minibatches (shuffled per step: resumable)
         gen.manual_seed(common.step_seed(cfg.seed, step, salt=5))
+        lengths = batch["attention_mask"].sum(1)  # minibatches of similar lengths, little padding
         policy.train()
         stats = common.Stats()
         for _ in range(cfg.epochs):
-            for idx in minibatches(len(rollouts), run.minibatch_size, gen):
+            for idx in minibatches(len(rollouts), run.minibatch_size, gen, lengths):
                 run.check_update_cancel(step)
-                mb = {k: v[idx] for k, v in batch.items()}
+                mb, t = rows(batch, idx)  # trimmed to its longest row
                 logprobs, logits, hidden = forward_logprobs(model, mb, with_hidden=True)
                 values = value_model(hidden.float()).squeeze(-1)
                 m = mb["mask"]
-                pg_loss, clipfrac, approx_kl = policy_loss(logprobs, old_logprobs[idx], advantages[idx], m, cfg.clip_eps)
-                v_loss, vf_clipfrac = value_loss(values, old_values[idx], returns[idx], m, cfg.vf_clip)
+                pg_loss, clipfrac, approx_kl = policy_loss(logprobs, old_logprobs[idx, :t], advantages[idx, :t], m,
+                                                           cfg.clip_eps)
+                v_loss, vf_clipfrac = value_loss(values, old_values[idx, :t], returns[idx, :t], m, cfg.vf_clip)
                 entropy = masked_mean(entropy_from_logits(logits), m)
                 loss = pg_loss + cfg.vf_coef * v_loss - cfg.entropy_coef * entropy
                 opt.zero_grad(set_to_none=True)
