@@ -74,6 +74,12 @@ class RunConfig:
     """Problems evaluated at every checkpoint."""
     eval_k: int = 16
     """Samples per problem at every checkpoint (pass@k, maj@k up to this k)."""
+    deep_eval_k: int = 0
+    """Samples per problem of a second, larger evaluation of the base and the last checkpoint only:
+    pass@k up to large k, where the base may catch up with RL (Yue et al. 2025); 0: none. Stored
+    apart from the evaluation at every checkpoint."""
+    deep_eval_limit: int = 64
+    """Problems of that larger evaluation (the first ones of eval_split)."""
     sample_batch_size: int = 512
     """Rows the torch sampler decodes together (vLLM schedules its own batches)."""
     device: str = "cpu"

@@ -63,6 +63,7 @@ RANGES: dict[str, Range] = {
     "temperature": Range(0, 100), "top_p": Range(0, 1, lo_open=True),
     "max_new_tokens": Range(1, 32768), "train_problems": Range(1, 10_000_000),
     "eval_limit": Range(1, 1_000_000), "eval_k": Range(1, 100_000), "sample_batch_size": ROWS,
+    "deep_eval_k": Range(0, 100_000), "deep_eval_limit": Range(1, 1_000_000),
     "vllm_memory": Range(0, 1, lo_open=True, hi_open=True),
     "lora_r": Range(0, 4096), "lora_alpha": Range(0, 1_000_000, lo_open=True),
     "lora_dropout": Range(0, 1, hi_open=True),
@@ -97,7 +98,8 @@ BYTES_PER_SAMPLED_TOKEN = 64
 # (fields whose product is one budget's count, what it counts)
 SAMPLE_PRODUCTS = ((("problems_per_round", "k"), "samples per round"),
                    (("prompts_per_step", "n"), "samples per step"),
-                   (("eval_limit", "eval_k"), "samples per evaluation"))
+                   (("eval_limit", "eval_k"), "samples per evaluation"),
+                   (("deep_eval_limit", "deep_eval_k"), "samples per deep evaluation"))
 BATCH_PRODUCTS = ((("sample_batch_size", "max_new_tokens"), "tokens decoded together"),
                   (("batch_size", "max_new_tokens"), "tokens per optimizer step"),
                   (("minibatch_size", "max_new_tokens"), "tokens per optimizer step"))

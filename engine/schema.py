@@ -96,7 +96,10 @@ MIGRATIONS: list[str] = [
 # "deleting": a delete took the run and is removing its samples (a delete interrupted midway leaves
 # it so; deleting it again finishes the job). Nothing claims, resumes or cancels such a run.
 RUN_STATUSES = ("queued", "running", "finished", "failed", "cancelled", "interrupted", "deleting")
-SAMPLE_KINDS = ("rollout", "eval")
+# eval_deep: the larger evaluation of a run's base and last checkpoint (RunConfig.deep_eval_k),
+# kept apart from the evaluation at every checkpoint so that every checkpoint's has the same K.
+DEEP_EVAL = "eval_deep"
+SAMPLE_KINDS = ("rollout", "eval", DEEP_EVAL)
 # Columns update_run may set; id, algo and created_at are fixed at creation.
 RUN_UPDATABLE = {"name", "config", "status", "started_at", "finished_at", "heartbeat_at", "step",
                  "total", "pid", "error", "traceback", "parent_checkpoint", "cancel_requested",

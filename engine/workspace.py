@@ -45,10 +45,18 @@ def checkpoints_dir() -> Path:
 MAX_RUNNING_RANGE = (1, 1000)
 
 
+def cores() -> int:
+    """The CPU cores this process may use (its affinity, where the OS tells)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # macOS, Windows
+        return os.cpu_count() or 1
+
+
 def max_running() -> int:
-    """$REASONLAB_MAX_RUNNING: how many runs train at once (default 1: two trainings on 2 cores would
-    each run far slower). Read where it is used, so a bad value is an error naming the variable
-    (before anything is queued: jobs.submit reads it), never a traceback at import."""
+    """$REASONLAB_MAX_RUNNING: how many runs train at once (default 1; with more, each run takes its
+    share of the cores: jobs.share_cores). Read where it is used, so a bad value is an error naming
+    the variable (before anything is queued: jobs.submit reads it), never a traceback at import."""
     text = os.environ.get("REASONLAB_MAX_RUNNING", "").strip() or "1"
     lo, hi = MAX_RUNNING_RANGE
     try:

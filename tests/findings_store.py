@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from engine.findings import suite
+from engine.schema import DEEP_EVAL
 
 
 @dataclass
@@ -27,11 +28,15 @@ class Plan:
     entropy: list[float] = field(default_factory=list)  # per logged step
     accuracy: list[float] = field(default_factory=list)  # per logged step (train/accuracy)
     n_rollout: int = 8  # GRPO group size of the rollouts written
+    deep_share: float = 1.0  # deep evaluation of the last checkpoint: the share of problems it solves at all
 
 
 def fabricate(store, base, plans: dict[str, Plan], size: str = "smoke", problems: int = 120, k: int = 8,
-              seed: int = 0) -> dict[str, int]:
-    """Returns {key: run_id}."""
+              seed: int = 0, deep_k: int = 0, deep_problems: int = 64) -> dict[str, int]:
+    """Returns {key: run_id}. With deep_k, the runs of suite.DEEP_RUNS also get a deep evaluation
+    (deep_k samples on each of the first deep_problems problems) of their base and last checkpoint:
+    every problem at the checkpoint's solve rate, but at the last one only the first deep_share of
+    them (the rest never)."""
     cfgs = suite.configs(base, size, keys=tuple(plans))
     rng = np.random.default_rng(seed)
     ids = [f"test-{i:04d}" for i in range(problems)]
@@ -53,6 +58,15 @@ def fabricate(store, base, plans: dict[str, Plan], size: str = "smoke", problems
                 rows.append(_row(run_id, cid, step, pid, -1, int(rng.random() < g)))
                 rows += [_row(run_id, cid, step, pid, j, int(rng.random() < rate)) for j in range(k)]
             store.add_samples(rows)
+            if deep_k and key in suite.DEEP_RUNS and step in (0, steps[-1]):
+                share = plan.deep_share if step == steps[-1] else 1.0
+                rows = []
+                for i, pid in enumerate(ids[:deep_problems]):
+                    rate = s if i < share * deep_problems else 0.0
+                    rows.append(dict(_row(run_id, cid, step, pid, -1, int(rng.random() < g)), kind=DEEP_EVAL))
+                    rows += [dict(_row(run_id, cid, step, pid, j, int(rng.random() < rate)), kind=DEEP_EVAL)
+                             for j in range(deep_k)]
+                store.add_samples(rows)
         for step, (h, a) in enumerate(zip(plan.entropy, plan.accuracy), start=1):
             store.log_metrics(run_id, step, {"entropy": h, "train/accuracy": a}, samples_seen=step * per_step_samples)
         if key == "grpo":

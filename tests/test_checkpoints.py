@@ -261,7 +261,7 @@ def test_the_quickstart_rebuilds_a_half_written_base(workspace, tiny_checkpoint,
     base = shutil.copytree(tiny_checkpoint, workspace / "checkpoints" / "base-tiny")
     truncate(base / WEIGHTS, 1000)
     (base / "tokenizer.json").unlink()
-    monkeypatch.setattr(jobs, "spawn_worker", lambda: None)  # the queued EI run is not trained here
+    monkeypatch.setattr(jobs, "spawn_worker", lambda **_: None)  # the queued EI run is not trained here
     assert quickstart.main(["--build-base", "--sft-steps", "2"]) == 0, quickstart.status()["error"]
     assert check_checkpoint(base) == base and read_meta(base)["config"]["steps"] == 2
     assert quickstart.status()["phase"] == "launched"

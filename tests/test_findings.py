@@ -128,6 +128,23 @@ def test_verdicts_confirm_the_papers_on_runs_that_agree(suite_base):
         assert "[" in v.text  # every verdict states an interval
 
 
+def test_f6_reads_the_deep_evaluations_and_finds_where_the_base_catches_up(suite_base):
+    # the base solves every problem 1 time in 10; each RL run half of them 6 times in 10, the rest never
+    rl = Plan([0.1, 0.3, 0.3], [0.1, 0.3, 0.6], deep_share=0.5)
+    with Store() as store:
+        fabricate(store, suite_base, {"ei": rl, "ppo": rl, "grpo": rl}, problems=120, deep_k=64, deep_problems=64)
+        f6 = verdicts(store, suite_base)["F6"]
+        curves = findings.cards(store, "smoke", suite_base, only=("F6",))[0].tables["curves"]
+    assert f6.status == "confirmed", f6.text
+    for key in ("ei", "ppo", "grpo"):
+        numbers = f6.numbers[key]
+        assert numbers["K"] == 64 and numbers["rl_minus_base_pass@1"].n == 64  # the deep evaluation's
+        assert 2 <= numbers["crossover"] <= 16 and numbers["rl_minus_base_pass@64"].below_zero
+        assert numbers["solved"]["base_only"] >= 25 and numbers["solved"]["trained_only"] == 0
+    assert "the base catches up at k = " in f6.text and "64 test problems" in f6.text
+    assert curves["k"].max() == 64
+
+
 def test_verdicts_contradict_the_paper_when_the_runs_disagree(suite_base):
     disagreeing = {
         "ei": Plan([0.2, 0.22, 0.24, 0.25], [0.3, 0.4, 0.45, 0.5]),
@@ -215,9 +232,11 @@ def test_every_run_of_a_size_shares_budget_seed_base_and_evaluation(size, suite_
 
 
 def test_queue_missing_queues_each_run_once_and_reuses_what_exists(suite_base, monkeypatch):
-    monkeypatch.setattr(jobs, "spawn_worker", lambda: 0)
+    spawned = []
+    monkeypatch.setattr(jobs, "spawn_worker", lambda max_running=None: spawned.append(max_running))
     with Store() as store:
         first = suite.queue_missing(store, "smoke", suite_base)
+        assert spawned == [suite.lanes()] * suite.lanes()  # one worker per lane
         assert [line.split()[1] for line in first] == list(suite.RUN_KEYS)
         assert suite.queue_missing(store, "smoke", suite_base) == []  # queued: nothing twice
         runs = {r["name"]: r for r in jobs.run_rows(store)}
@@ -244,7 +263,7 @@ def test_a_stored_config_from_an_older_version_still_matches(suite_base):
 
 
 def test_an_invalid_base_is_refused_before_anything_is_queued(tmp_path, monkeypatch):
-    monkeypatch.setattr(jobs, "spawn_worker", lambda: 0)
+    monkeypatch.setattr(jobs, "spawn_worker", lambda **_: 0)
     (tmp_path / "notamodel").mkdir()
     with Store() as store, pytest.raises(findings.suite.ReasonlabError, match="findings run ei: .*base"):
         suite.queue_missing(store, "smoke", tmp_path / "notamodel")
@@ -275,7 +294,7 @@ def test_results_table_copies_as_markdown_latex_and_csv(suite_base):
 
 
 def test_findings_json_on_the_command_line(suite_base, capsys, monkeypatch):
-    monkeypatch.setattr(jobs, "spawn_worker", lambda: 0)
+    monkeypatch.setattr(jobs, "spawn_worker", lambda **_: 0)
     with Store() as store:
         fabricate(store, suite_base, {"ei": CONFIRMING["ei"], "ppo": CONFIRMING["ppo"]}, problems=60)
     assert cli.main(["findings", "--json", "--size", "smoke", "--base", str(suite_base)]) == 0
@@ -286,7 +305,7 @@ def test_findings_json_on_the_command_line(suite_base, capsys, monkeypatch):
     assert set(f1["numbers"]["ei_minus_ppo"]) == {"value", "lo", "hi", "n"}
     assert cli.main(["findings", "--run", "--size", "smoke", "--base", str(suite_base)]) == 0
     text = capsys.readouterr().out
-    assert "queued grpo as run 3" in text and "queued ei" not in text and "F8 GRPO wastes uniform groups [waiting]" in text
+    assert "queued grpo as run 4" in text and "queued ei" not in text and "F8 GRPO wastes uniform groups [waiting]" in text
 
 
 def test_findings_command_names_a_bad_base_in_one_line(tmp_path, capsys):

@@ -21,7 +21,7 @@ def base(tmp_path, monkeypatch):
 
     path = untrained_checkpoint(tmp_path / "base")
     monkeypatch.setattr(suite, "default_base", lambda: path)
-    monkeypatch.setattr(jobs, "spawn_worker", lambda: 0)
+    monkeypatch.setattr(jobs, "spawn_worker", lambda **_: 0)
     return path
 
 

@@ -280,3 +280,35 @@ def test_the_heartbeat_thread_has_ended_when_execute_returns(store, tiny_checkpo
     before = set(threading.enumerate())
     assert jobs.execute(store, store.claim_run(None, os.getpid())) == "finished"
     assert set(threading.enumerate()) - before == set()
+
+
+def test_runs_that_train_side_by_side_share_the_cores(monkeypatch):
+    import torch
+
+    threads = torch.get_num_threads()
+    try:
+        monkeypatch.setattr(workspace_module, "cores", lambda: 4)
+        monkeypatch.setenv("REASONLAB_MAX_RUNNING", "2")
+        assert jobs.share_cores() == 2 == torch.get_num_threads()
+        monkeypatch.setenv("REASONLAB_MAX_RUNNING", "8")
+        assert jobs.share_cores() == 1  # never none
+        torch.set_num_threads(3)
+        monkeypatch.setenv("REASONLAB_MAX_RUNNING", "1")
+        assert jobs.share_cores() == 3  # one at a time: torch's own choice stands
+    finally:
+        torch.set_num_threads(threads)
+
+
+def test_a_worker_spawned_for_lanes_may_train_that_many_runs_at_once(workspace, monkeypatch):
+    seen = []
+
+    class Popen:
+        def __init__(self, args, env, **kwargs):
+            seen.append(env.get("REASONLAB_MAX_RUNNING"))
+            self.pid = 1
+
+    monkeypatch.setattr(jobs.subprocess, "Popen", Popen)
+    monkeypatch.delenv("REASONLAB_MAX_RUNNING", raising=False)
+    jobs.spawn_worker()
+    jobs.spawn_worker(max_running=2)
+    assert seen == [None, "2"]

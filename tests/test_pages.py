@@ -280,7 +280,7 @@ def test_launch_validates_the_data_file_naming_file_and_line(store, tmp_path, co
 
 
 def test_launch_skips_bad_lines_on_request_and_queues_the_file_task(store, tmp_path, monkeypatch):
-    monkeypatch.setattr(jobs, "spawn_worker", lambda: None)
+    monkeypatch.setattr(jobs, "spawn_worker", lambda **_: None)
     good, bad = write_gsm8k(tmp_path / "train.jsonl", n=30), tmp_path / "eval.jsonl"
     bad.write_text("\n".join([json.dumps(r) for r in gsm8k_rows(4, seed=5)] + ["{broken"]) + "\n")
     at = open_page("launch")
@@ -298,7 +298,7 @@ def test_launch_skips_bad_lines_on_request_and_queues_the_file_task(store, tmp_p
 
 def test_launch_a_reasoning_gym_generator_with_options(store, monkeypatch):
     pytest.importorskip("reasoning_gym")
-    monkeypatch.setattr(jobs, "spawn_worker", lambda: None)
+    monkeypatch.setattr(jobs, "spawn_worker", lambda **_: None)
     at = open_page("launch")
     by_label(at.selectbox, "Task").set_value("gym").run()
     generator = at.selectbox(key="task:gym:gym_name")

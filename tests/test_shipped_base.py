@@ -82,7 +82,7 @@ def test_the_shipped_base_comes_first_among_the_start_points(workspace):
 
 
 def test_the_quickstart_starts_from_the_shipped_base_without_building(workspace, monkeypatch):
-    monkeypatch.setattr(jobs, "spawn_worker", lambda: None)  # the queued EI run is not trained here
+    monkeypatch.setattr(jobs, "spawn_worker", lambda **_: None)  # the queued EI run is not trained here
     start = time.time()
     assert quickstart.main([]) == 0, quickstart.status()["error"]
     state = quickstart.status()
@@ -107,7 +107,7 @@ def fake_sft(calls):
 def test_cli_quickstart_uses_the_shipped_base_and_build_base_builds_one(workspace, monkeypatch, capsys):
     from engine.algorithms import sft
 
-    monkeypatch.setattr(jobs, "spawn_worker", lambda: None)
+    monkeypatch.setattr(jobs, "spawn_worker", lambda **_: None)
     calls = []
     monkeypatch.setattr(sft, "train_sft", fake_sft(calls))
     assert main(["quickstart", "--detach", "--quiet"]) == 0

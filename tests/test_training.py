@@ -401,3 +401,27 @@ def test_orm_training_stops_at_a_set_cancel_and_writes_nothing(tiny_checkpoint, 
     with pytest.raises(Cancelled):
         train_orm(tiny_checkpoint, examples, tmp_path / "orm", ORMConfig(steps=1000, batch_size=2), cancel=cancel)
     assert not (tmp_path / "orm").exists()
+
+
+def test_a_deep_evaluation_covers_the_base_and_the_last_checkpoint_and_the_bases_is_made_once(tiny_checkpoint):
+    deep = {"deep_eval_k": 6, "deep_eval_limit": 3}
+    with Store() as store:
+        a = smoke_run(store, "grpo", tiny_checkpoint, steps=3, checkpoint_every=1, **deep)
+        assert execute_next(store) == "finished"
+        b = smoke_run(store, "ei", tiny_checkpoint, rounds=2, **deep)
+        assert execute_next(store) == "finished"
+        rows = store.sample_rows(["run_id", "step", "problem_id", "sample_idx"], kind="eval_deep")
+        for run_id, last in ((a, 3), (b, 2)):
+            mine = rows[rows["run_id"] == run_id]
+            assert sorted(set(mine["step"])) == [0, last]  # not the checkpoints in between
+            for step in (0, last):
+                per_problem = mine[mine["step"] == step].groupby("problem_id")["sample_idx"].agg(["min", "max", "size"])
+                assert len(per_problem) == 3 and (per_problem["size"] == 7).all()  # 6 samples and the greedy one
+            ck = store.checkpoints(run_id).set_index("step")["metrics"]
+            assert ck[last]["deep/k"] == 6 and "deep/pass@6" in ck[last] and "deep/pass@6" not in ck[1]
+            assert "pass@2" in ck[last] and "pass@6" not in ck[last]  # the evaluation at every checkpoint: eval_k
+            evals = store.sample_rows(["problem_id"], run_id=run_id, kind="eval", step=last)
+            assert evals.groupby("problem_id").size().eq(3).all()  # eval_k 2 and the greedy one, as before
+        base_a = store.checkpoints(a).set_index("step")["id"][0]
+        base_b = store.checkpoints(b).set_index("step")["metrics"][0]
+        assert base_b["deep/copied_from_checkpoint"] == base_a == base_b["copied_from_checkpoint"]

@@ -19,6 +19,7 @@ from engine import distributed
 from engine.evaluation.evaluate import EvalConfig, evaluate
 from engine.model.checkpoint import read_meta, save_checkpoint
 from engine.model.prompts import Prompter, resolve_format
+from engine.schema import DEEP_EVAL as DEEP
 from engine.sampling import make_sampler
 from engine.tasks import task_from_config, task_options
 from engine.tasks.base import Problem
@@ -27,6 +28,10 @@ if TYPE_CHECKING:
     from engine.algorithms.common import Rollout
 
 STATE_FILE = "trainer_state.pt"
+# The second, larger evaluation of the base and the last checkpoint (deep_eval_k > 0): its samples
+# are stored with kind DEEP, apart from the evaluation at every checkpoint (kind "eval"), and its
+# metrics in the checkpoint's under DEEP_PREFIX + name ("deep/pass@256", "deep/k", "deep/eval_key"...).
+DEEP_PREFIX = "deep/"
 
 
 class RunContext:
@@ -170,12 +175,22 @@ class RunContext:
         checkpoint_id = self.store.add_checkpoint(self.run_id, step, out)
         if evaluate_now:
             self.evaluate(step, checkpoint_id, model, tokenizer)
+            if self.cfg.deep_eval_k and step == self.last_step:
+                self.evaluate(step, checkpoint_id, model, tokenizer, deep=True)
 
-    def evaluate(self, step: int, checkpoint_id: int, model, tokenizer) -> dict:
-        """maj@1 (greedy) and pass@k / maj@k on the eval split; samples and metrics go to the store."""
+    @property
+    def last_step(self) -> int:
+        """The step of the run's last checkpoint: its rounds or steps."""
+        return getattr(self.cfg, "rounds", None) or self.cfg.steps
+
+    def evaluate(self, step: int, checkpoint_id: int, model, tokenizer, deep: bool = False) -> dict:
+        """maj@1 (greedy) and pass@k / maj@k on the eval split; samples and metrics go to the store.
+        deep: the larger evaluation (deep_eval_k samples on the first deep_eval_limit problems),
+        stored apart (DEEP) and not logged as a metric over training."""
         cfg = self.cfg
+        k, limit = (cfg.deep_eval_k, cfg.deep_eval_limit) if deep else (cfg.eval_k, cfg.eval_limit)
         ecfg = EvalConfig(task=cfg.task, task_options=task_options(cfg.task, cfg), split=cfg.eval_split,
-                          k=cfg.eval_k, limit=cfg.eval_limit, max_new_tokens=cfg.max_new_tokens, seed=cfg.seed,
+                          k=k, limit=limit, max_new_tokens=cfg.max_new_tokens, seed=cfg.seed,
                           prompt_suffix=self.meta.get("prompt_suffix", ""),
                           prompt_format=self.meta.get("prompt_format", "plain"))
         was_training = model.training
@@ -183,8 +198,12 @@ class RunContext:
         metrics, rows = evaluate(make_sampler(model, tokenizer, cfg, cancel=self.interrupt), ecfg)
         model.train(was_training)
         self.store.add_samples([{**row, "run_id": self.run_id, "checkpoint_id": checkpoint_id, "step": step,
-                                 "kind": "eval"} for row in rows])
+                                 "kind": DEEP if deep else "eval"} for row in rows])
         scores = {k: v for k, v in metrics.items() if k.startswith(("maj@", "pass@"))}
+        if deep:
+            self.store.update_checkpoint_metrics(checkpoint_id, {
+                DEEP_PREFIX + name: v for name, v in {**scores, "k": k, "problems": metrics["problems"]}.items()})
+            return scores
         self.store.update_checkpoint_metrics(checkpoint_id, {**scores, "split": cfg.eval_split,
                                                              "problems": metrics["problems"]})
         self._record(step, {f"eval/{k}": v for k, v in scores.items()})
@@ -202,6 +221,11 @@ class RunContext:
             if not self._reuse_evaluation(key, checkpoint_id):
                 self.evaluate(0, checkpoint_id, model, tokenizer)
                 self.store.update_checkpoint_metrics(checkpoint_id, {"eval_key": key})
+            if self.cfg.deep_eval_k:  # the base of the last checkpoint's deep evaluation
+                deep_key = self.base_eval_key(deep=True)
+                if not self._reuse_evaluation(deep_key, checkpoint_id, deep=True):
+                    self.evaluate(0, checkpoint_id, model, tokenizer, deep=True)
+                    self.store.update_checkpoint_metrics(checkpoint_id, {DEEP_PREFIX + "eval_key": deep_key})
         self.acc.wait_for_everyone()
 
     # What decides a base evaluation's samples: the weights (path, and each file's size and mtime),
@@ -209,7 +233,7 @@ class RunContext:
     EVAL_FIELDS = ("task", "eval_split", "eval_limit", "eval_k", "max_new_tokens", "seed", "sampler", "device",
                    "dtype", "sample_batch_size", "lora_r", "vllm_memory")
 
-    def base_eval_key(self) -> str:
+    def base_eval_key(self, deep: bool = False) -> str:
         import hashlib
         import json
 
@@ -222,24 +246,30 @@ class RunContext:
                 "data": [stat(options[k]) for k in ("data", "eval_data") if options.get(k)],
                 "meta": {k: self.meta.get(k) for k in ("prompt_format", "prompt_suffix")},
                 **{k: getattr(self.cfg, k) for k in self.EVAL_FIELDS}}
+        if deep:
+            what.update(deep_eval_k=self.cfg.deep_eval_k, deep_eval_limit=self.cfg.deep_eval_limit)
         return hashlib.sha256(json.dumps(what, sort_keys=True, default=str).encode()).hexdigest()[:32]
 
-    def _reuse_evaluation(self, key: str, checkpoint_id: int) -> bool:
-        """Copy another run's base evaluation with this key (samples, metrics); False if none."""
+    def _reuse_evaluation(self, key: str, checkpoint_id: int, deep: bool = False) -> bool:
+        """Copy another run's base evaluation with this key (samples, metrics); False if none.
+        deep: the deep evaluation (DEEP samples, metrics under DEEP_PREFIX), else the other one."""
+        prefix = DEEP_PREFIX if deep else ""
         ck = self.store.checkpoints()
         same = ck[(ck["step"] == 0) & (ck["id"] != checkpoint_id)
-                  & ck["metrics"].map(lambda m: isinstance(m, dict) and m.get("eval_key") == key)]
+                  & ck["metrics"].map(lambda m: isinstance(m, dict) and m.get(prefix + "eval_key") == key)]
         for _, source in same.iloc[::-1].iterrows():  # the newest first
-            rows = self.store.samples(checkpoint_id=int(source["id"]), kind="eval")
+            rows = self.store.samples(checkpoint_id=int(source["id"]), kind=DEEP if deep else "eval")
             if rows.empty:
                 continue
             fields = [c for c in rows.columns if c not in ("id", "run_id", "checkpoint_id", "created_at")]
             self.store.add_samples([{**r, "run_id": self.run_id, "checkpoint_id": checkpoint_id}
                                     for r in rows[fields].astype(object).where(rows[fields].notna(), None)
                                     .to_dict("records")])
-            metrics = {**source["metrics"], "copied_from_checkpoint": int(source["id"])}
+            metrics = {k: v for k, v in source["metrics"].items() if k.startswith(DEEP_PREFIX) == deep}
+            metrics[prefix + "copied_from_checkpoint"] = int(source["id"])
             self.store.update_checkpoint_metrics(checkpoint_id, metrics)
-            self._record(0, {f"eval/{k}": v for k, v in metrics.items() if k.startswith(("maj@", "pass@"))})
+            if not deep:
+                self._record(0, {f"eval/{k}": v for k, v in metrics.items() if k.startswith(("maj@", "pass@"))})
             return True
         return False
 

@@ -7,6 +7,7 @@ from functools import cached_property
 
 import pandas as pd
 
+from engine.schema import DEEP_EVAL as DEEP
 from engine.findings import stats
 from engine.findings.suite import LABELS, SuiteRun
 
@@ -53,9 +54,10 @@ class Evidence:
         logged = logged.dropna(subset=["samples_seen"])
         return {int(s): int(v) for s, v in logged.groupby("step")["samples_seen"].max().items()}
 
-    def outcome(self, key: str, step: int | None = None) -> pd.DataFrame | None:
+    def outcome(self, key: str, step: int | None = None, deep: bool = False) -> pd.DataFrame | None:
         """The outcome table (stats.outcomes) of a run's checkpoint at `step` (default: its last
-        evaluated one); None when the run has no such evaluated checkpoint."""
+        evaluated one); None when the run has no such evaluated checkpoint. deep: of its deep
+        evaluation (an empty table where it has none)."""
         ck = self.checkpoints(key)
         if ck.empty:
             return None
@@ -65,21 +67,21 @@ class Evidence:
                 return None
             row = row.iloc[-1]
         cid = int(row["checkpoint_id"])
-        cache_key = (self.runs[key].run_id, cid)
+        cache_key = (self.runs[key].run_id, cid, deep)
         if cache_key not in self._outcomes:
-            rows = self.store.sample_rows(EVAL_COLUMNS, checkpoint_id=cid, kind="eval")
+            rows = self.store.sample_rows(EVAL_COLUMNS, checkpoint_id=cid, kind=DEEP if deep else "eval")
             self._outcomes[cache_key] = stats.outcomes(rows)
         return self._outcomes[cache_key]
 
-    def final(self, key: str) -> pd.DataFrame | None:
+    def final(self, key: str, deep: bool = False) -> pd.DataFrame | None:
         """A finished run's last checkpoint's outcomes (None until the run has finished)."""
-        return self.outcome(key) if self.finished(key) else None
+        return self.outcome(key, deep=deep) if self.finished(key) else None
 
-    def base(self) -> pd.DataFrame | None:
+    def base(self, deep: bool = False) -> pd.DataFrame | None:
         """The shared base's outcomes: step 0 of any run (every run evaluates the same base on the
         same problems with the same seed)."""
         for key in self.runs:
-            found = self.outcome(key, 0)
+            found = self.outcome(key, 0, deep)
             if found is not None and len(found):
                 return found
         return None

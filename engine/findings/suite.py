@@ -20,11 +20,16 @@ from pathlib import Path
 from engine.config import RunConfig, config_from_dict, make_config
 from engine.errors import ReasonlabError
 
-# Order = queue order: the runs whose verdicts come first (F3 and F1 need EI; F8 needs GRPO alone).
-RUN_KEYS = ("ei", "grpo", "ppo", "sft", "rcrl", "ppo-dense", "ppo-orm")
+# Order = queue order, for two lanes (lanes()): EI first, whose verdicts come first (F3, F5, F6),
+# beside the longest run (it trains an ORM first); then the rest, longest first, so that the
+# two lanes end together.
+RUN_KEYS = ("ei", "ppo-orm", "grpo", "ppo", "rcrl", "ppo-dense", "sft")
 LABELS = {"ei": "EI", "grpo": "GRPO", "ppo": "PPO (sparse)", "sft": "continued SFT", "rcrl": "RCRL",
           "ppo-dense": "PPO (dense)", "ppo-orm": "PPO (ORM reward)"}
 RUN_NAME = "findings: {key}"
+# The runs whose base and last checkpoint F6 compares at large k (a deep evaluation each: the base's
+# is made once and copied, as every run starts from the same base).
+DEEP_RUNS = ("ei", "ppo", "grpo")
 
 
 @dataclass(frozen=True)
@@ -35,13 +40,15 @@ class Size:
     checkpoints: int  # checkpoints each run saves after its base (F3 needs at least 2)
     extra: tuple = ()  # config fields every run of this size sets (field=value)
     orm_steps: int = 300
+    deep_k: int = 256  # F6: samples per problem of the base's and the last checkpoint's deep evaluation
+    deep_limit: int = 64  # F6: its problems (the first of the test split)
 
 
 SIZES = {
     # The suite a person runs from the Findings page: 2 CPU cores, see bench/findings.py.
     "suite": Size(budget=8192, eval_limit=200, eval_k=32, checkpoints=3),
     # Seconds: checks the pipeline end to end (tests, the browser test); learns nothing.
-    "smoke": Size(budget=48, eval_limit=24, eval_k=4, checkpoints=2, orm_steps=4,
+    "smoke": Size(budget=48, eval_limit=24, eval_k=4, checkpoints=2, orm_steps=4, deep_k=8, deep_limit=24,
                   extra=("max_new_tokens=24", "train_problems=64", "sample_batch_size=64")),
 }
 
@@ -50,6 +57,8 @@ def run_settings(key: str, size: Size) -> tuple[str, list[str]]:
     """(algorithm, its config fields) of one run of the suite at a size."""
     b, c = size.budget, size.checkpoints
     shared = ["seed=0", "eval_split=test", f"eval_limit={size.eval_limit}", f"eval_k={size.eval_k}", *size.extra]
+    if key in DEEP_RUNS:  # pass@k to large k at the base and the last checkpoint (F6)
+        shared += [f"deep_eval_k={size.deep_k}", f"deep_eval_limit={size.deep_limit}"]
     if key in ("ei", "rcrl", "sft"):  # rounds of problems x K (the quickstart's recipe, narrower)
         k = 8 if b >= 8 * 16 * c else 2
         rounds = [f"rounds={c}", f"problems_per_round={max(1, b // (c * k))}", "sft_epochs=3", "lr=3e-4",
@@ -151,5 +160,16 @@ def queue_missing(store, size: str = "suite", base: str | Path | None = None, sp
         run_id = jobs.submit(store, cfg, name=RUN_NAME.format(key=key))
         done.append(f"queued {key} as run {run_id}")
     if done and spawn:
-        jobs.spawn_worker()
+        n = lanes()
+        for _ in range(n):
+            jobs.spawn_worker(max_running=n)
     return done
+
+
+def lanes() -> int:
+    """How many of the suite's runs train at once: two where there are two cores or more (each with
+    its share of them, jobs.share_cores: about 1.3x the throughput of one at a time on 2 cores), or
+    $REASONLAB_MAX_RUNNING if it allows more."""
+    from engine import workspace
+
+    return max(workspace.max_running(), min(2, workspace.cores()))
