@@ -425,3 +425,41 @@ def test_a_deep_evaluation_covers_the_base_and_the_last_checkpoint_and_the_bases
         base_a = store.checkpoints(a).set_index("step")["id"][0]
         base_b = store.checkpoints(b).set_index("step")["metrics"][0]
         assert base_b["deep/copied_from_checkpoint"] == base_a == base_b["copied_from_checkpoint"]
+
+
+@pytest.mark.parametrize("algo, extra, phases", [
+    ("grpo", {"steps": 2, "reward": "orm", "orm_steps": 2}, {"sample", "score", "logprobs", "update", "evaluate",
+                                                            "checkpoint", "store", "orm"}),
+    ("ppo", {"steps": 2}, {"sample", "score", "logprobs", "update", "evaluate", "checkpoint", "store"}),
+    ("ei", {"rounds": 2}, {"sample", "evaluate", "checkpoint", "store"}),  # (+ update if it kept a solution)
+    ("sft", {"rounds": 2}, {"update", "evaluate", "checkpoint", "store"}),
+])
+def test_a_runs_phases_account_for_its_time_once(algo, extra, phases, tiny_checkpoint, contexts):
+    with Store() as store:
+        smoke_run(store, algo, tiny_checkpoint, **extra)
+        start = time.perf_counter()
+        assert execute_next(store) == "finished"
+        wall = time.perf_counter() - start
+    seconds, report = dict(contexts[-1].phases.seconds), contexts[-1].phases.report()
+    assert phases <= set(seconds) <= phases | ({"update"} if algo == "ei" else set())
+    assert all(s > 0 for s in seconds.values())
+    assert sum(seconds.values()) <= wall  # each second counted at most once
+    assert set(report["seconds"]) == set(seconds) | {"other"} and report["seconds"]["other"] >= 0
+    assert (report["counts"].get("sample_tokens", 0) > 0) == (algo != "sft")
+    assert (report["counts"].get("update_tokens", 0) > 0) == (algo in ("ppo", "grpo"))
+
+
+def test_a_phase_timed_inside_another_is_the_outer_ones():
+    from engine.profiling import Phases
+
+    p = Phases()
+    with p.time("evaluate"):
+        with p.time("store"):
+            pass
+    with pytest.raises(RuntimeError), p.time("update"):
+        raise RuntimeError("a failed update still took its time")
+    assert set(p.seconds) == {"evaluate", "update"}
+    with pytest.raises(ValueError, match="unknown phase 'sampling'"), p.time("sampling"):
+        pass
+    report = p.report(wall_s=10.0)
+    assert report["seconds"]["other"] == pytest.approx(10.0 - sum(p.seconds.values()), abs=0.01)

@@ -273,8 +273,9 @@ class Rounds:
 
         if not dataset:
             return steps, None
-        return steps, finetune(self.policy, self.tokenizer, list(dataset.values()), steps, cfg.batch_size, cfg.lr,
-                               seed=step_seed(cfg.seed, r, salt=2), on_step=on_step, losses=losses)
+        with ctx.phases.time("update"):
+            return steps, finetune(self.policy, self.tokenizer, list(dataset.values()), steps, cfg.batch_size, cfg.lr,
+                                   seed=step_seed(cfg.seed, r, salt=2), on_step=on_step, losses=losses)
 
     def save(self, r: int) -> None:
         """Round r's checkpoint (with D_i and the run's meta, for resume) and its evaluation."""
@@ -339,7 +340,8 @@ class PolicyRun:
         cfg = self.cfg
         path = cfg.orm or self.ctx.run_dir / "orm"
         if not cfg.orm and self.ctx.is_main and not (path / "orm_head.safetensors").is_file():
-            train_orm_from_samples(self.ctx, cfg, self.policy, self.tokenizer, path)
+            with self.ctx.phases.time("orm"):
+                train_orm_from_samples(self.ctx, cfg, self.policy, self.tokenizer, path)
         self.ctx.acc.wait_for_everyone()
         return OutcomeRewardModel.load(path, device=cfg.device, dtype=cfg.dtype, trust_remote_code=cfg.trust_remote_code)
 
@@ -364,10 +366,13 @@ class PolicyRun:
         rewards, store every process's. A problem's n samples (a GRPO group) stay on one process."""
         ctx, cfg = self.ctx, self.cfg
         problems = ctx.shard(draw_problems(ctx.task, cfg, step, cfg.prompts_per_step))
-        rollouts = sample_rollouts(self.policy, self.tokenizer, ctx.task, problems, cfg.n, cfg,
-                                   seed=step_seed(cfg.seed, step) + ctx.rank, prompt=ctx.prompt, stop=ctx.stop,
-                                   cancel=ctx.interrupt)
-        assign_rewards(rollouts, cfg.reward, self.orm)
+        with ctx.phases.time("sample"):
+            rollouts = sample_rollouts(self.policy, self.tokenizer, ctx.task, problems, cfg.n, cfg,
+                                       seed=step_seed(cfg.seed, step) + ctx.rank, prompt=ctx.prompt, stop=ctx.stop,
+                                       cancel=ctx.interrupt)
+        ctx.phases.count("sample_tokens", sum(len(r.completion.token_ids) for r in rollouts))
+        with ctx.phases.time("score"):
+            assign_rewards(rollouts, cfg.reward, self.orm)
         everyone = ctx.gather(rollouts)
         ctx.samples_seen += len(everyone)
         ctx.log_rollouts(step, everyone)

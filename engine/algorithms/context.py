@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING
 
 import torch
 
-from engine import distributed
+from engine import distributed, profiling
 from engine.evaluation.evaluate import EvalConfig, evaluate
 from engine.model.checkpoint import read_meta, save_checkpoint
 from engine.model.prompts import Prompter, resolve_format
@@ -55,6 +55,7 @@ class RunContext:
         self.meta: dict = {}  # extra checkpoint metadata, e.g. RCRL's prompt suffix
         self.on_progress = None  # a foreground run's progress bar: on_progress(run_fields, phase)
         self.stop_signal = threading.Event()  # set by the job's SIGTERM handler and by poll_cancel
+        self.phases = profiling.start()  # where the run's time goes (the loops time their phases)
         self._resume = self._find_resume_point()
 
     def use_tokenizer(self, tokenizer) -> None:
@@ -125,8 +126,9 @@ class RunContext:
 
     def _record(self, step: int, metrics: dict) -> None:
         if self.is_main:
-            self.store.log_metrics(self.run_id, step, {**metrics, "time/elapsed_s": time.time() - self.started},
-                                   samples_seen=self.samples_seen)
+            with self.phases.time("store"):
+                self.store.log_metrics(self.run_id, step, {**metrics, "time/elapsed_s": time.time() - self.started},
+                                       samples_seen=self.samples_seen)
 
     def gather(self, items: list) -> list:
         """Collective: every process's items (e.g. rollouts), in rank order, on every process."""
@@ -142,11 +144,12 @@ class RunContext:
         if not self.is_main:
             return
         split = "train"
-        self.store.add_samples([
-            {"run_id": self.run_id, "step": step, "kind": "rollout", "task": self.cfg.task, "split": split,
-             "problem_id": r.problem.id, "sample_idx": r.sample_idx, "text": r.completion.text,
-             "answer": r.score.answer, "correct": int(r.score.correct), "reward": r.reward,
-             "n_tokens": len(r.completion.token_ids), "logprob": r.completion.logprob} for r in rollouts])
+        with self.phases.time("store"):
+            self.store.add_samples([
+                {"run_id": self.run_id, "step": step, "kind": "rollout", "task": self.cfg.task, "split": split,
+                 "problem_id": r.problem.id, "sample_idx": r.sample_idx, "text": r.completion.text,
+                 "answer": r.score.answer, "correct": int(r.score.correct), "reward": r.reward,
+                 "n_tokens": len(r.completion.token_ids), "logprob": r.completion.logprob} for r in rollouts])
         # completions the task could not score (counted incorrect): not a collective log, rank 0 has them all
         self._record(step, {"score/unjudged": sum(r.score.unjudged for r in rollouts)})
 
@@ -170,9 +173,10 @@ class RunContext:
                          "rng": torch.get_rng_state(), **state}
         # the state goes in with the weights, in one atomic write; replace: a crash after the write but
         # before the store recorded it leaves this step's directory, which the resumed run writes again
-        save_checkpoint(model, tokenizer, out, meta, extra=lambda d: torch.save(trainer_state, d / STATE_FILE),
-                        replace=True)
-        checkpoint_id = self.store.add_checkpoint(self.run_id, step, out)
+        with self.phases.time("checkpoint"):
+            save_checkpoint(model, tokenizer, out, meta, extra=lambda d: torch.save(trainer_state, d / STATE_FILE),
+                            replace=True)
+            checkpoint_id = self.store.add_checkpoint(self.run_id, step, out)
         if evaluate_now:
             self.evaluate(step, checkpoint_id, model, tokenizer)
             if self.cfg.deep_eval_k and step == self.last_step:
@@ -187,6 +191,10 @@ class RunContext:
         """maj@1 (greedy) and pass@k / maj@k on the eval split; samples and metrics go to the store.
         deep: the larger evaluation (deep_eval_k samples on the first deep_eval_limit problems),
         stored apart (DEEP) and not logged as a metric over training."""
+        with self.phases.time("evaluate"):
+            return self._evaluate(step, checkpoint_id, model, tokenizer, deep)
+
+    def _evaluate(self, step: int, checkpoint_id: int, model, tokenizer, deep: bool) -> dict:
         cfg = self.cfg
         k, limit = (cfg.deep_eval_k, cfg.deep_eval_limit) if deep else (cfg.eval_k, cfg.eval_limit)
         ecfg = EvalConfig(task=cfg.task, task_options=task_options(cfg.task, cfg), split=cfg.eval_split,
@@ -216,16 +224,17 @@ class RunContext:
         seeded sampler would draw exactly the same samples again. Collective: rank 0 evaluates
         while the others wait."""
         if self.is_main:
-            checkpoint_id = self.store.add_checkpoint(self.run_id, 0, self.cfg.base)
-            key = self.base_eval_key()
-            if not self._reuse_evaluation(key, checkpoint_id):
-                self.evaluate(0, checkpoint_id, model, tokenizer)
-                self.store.update_checkpoint_metrics(checkpoint_id, {"eval_key": key})
-            if self.cfg.deep_eval_k:  # the base of the last checkpoint's deep evaluation
-                deep_key = self.base_eval_key(deep=True)
-                if not self._reuse_evaluation(deep_key, checkpoint_id, deep=True):
-                    self.evaluate(0, checkpoint_id, model, tokenizer, deep=True)
-                    self.store.update_checkpoint_metrics(checkpoint_id, {DEEP_PREFIX + "eval_key": deep_key})
+            with self.phases.time("evaluate"):
+                checkpoint_id = self.store.add_checkpoint(self.run_id, 0, self.cfg.base)
+                key = self.base_eval_key()
+                if not self._reuse_evaluation(key, checkpoint_id):
+                    self.evaluate(0, checkpoint_id, model, tokenizer)
+                    self.store.update_checkpoint_metrics(checkpoint_id, {"eval_key": key})
+                if self.cfg.deep_eval_k:  # the base of the last checkpoint's deep evaluation
+                    deep_key = self.base_eval_key(deep=True)
+                    if not self._reuse_evaluation(deep_key, checkpoint_id, deep=True):
+                        self.evaluate(0, checkpoint_id, model, tokenizer, deep=True)
+                        self.store.update_checkpoint_metrics(checkpoint_id, {DEEP_PREFIX + "eval_key": deep_key})
         self.acc.wait_for_everyone()
 
     # What decides a base evaluation's samples: the weights (path, and each file's size and mtime),

@@ -67,12 +67,14 @@ def run_rounds(ctx: RunContext, cfg: EIConfig, select: Selection, sample_suffix:
                 return
             ctx.progress(r - 1, cfg.rounds, done + 0.5 * i * ctx.world / len(problems) / cfg.rounds,
                          f"round {r}/{cfg.rounds}: sampling {i * ctx.world}/{len(problems)} problems x {cfg.k}")
-            part = sample_rollouts(run.policy, tokenizer, ctx.task, mine[i:i + chunk], cfg.k, cfg,
-                                   seed=step_seed(cfg.seed, r, salt=i) + ctx.rank, prompt_suffix=suffix,
-                                   prompt=ctx.prompt, sampler=sampler, stop=ctx.stop) if mine[i:i + chunk] else []
+            with ctx.phases.time("sample"):
+                part = sample_rollouts(run.policy, tokenizer, ctx.task, mine[i:i + chunk], cfg.k, cfg,
+                                       seed=step_seed(cfg.seed, r, salt=i) + ctx.rank, prompt_suffix=suffix,
+                                       prompt=ctx.prompt, sampler=sampler, stop=ctx.stop) if mine[i:i + chunk] else []
             tokens += sum(len(x.completion.token_ids) for x in part)
             rollouts += part
         sample_s = time.time() - t0
+        ctx.phases.count("sample_tokens", tokens)
         rollouts = ctx.gather(rollouts)  # every process holds every rollout: the same D_i everywhere
         for x in rollouts:
             x.reward = float(x.score.correct)

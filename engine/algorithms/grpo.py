@@ -38,33 +38,36 @@ def train(ctx: RunContext, cfg: GRPOConfig) -> None:
         # 3) group-normalised advantages, broadcast over each sample's tokens
         adv = group_advantages(rewards, cfg.n, scale=cfg.scale_rewards).to(cfg.device)
         batch = token_batch(rollouts, tokenizer.pad_token_id, cfg.device)
-        old_logprobs = batch_logprobs(policy, batch, run.minibatch_size)[0]
-        ref_logprobs = batch_logprobs(run.reference, batch, run.minibatch_size)[0] if cfg.kl_coef > 0 else None
+        with ctx.phases.time("logprobs"):
+            old_logprobs = batch_logprobs(policy, batch, run.minibatch_size)[0]
+            ref_logprobs = batch_logprobs(run.reference, batch, run.minibatch_size)[0] if cfg.kl_coef > 0 else None
 
         # 4) clipped policy loss over minibatches (shuffled per step: a resumed run replays them)
         gen.manual_seed(common.step_seed(cfg.seed, step, salt=5))
         lengths = batch["attention_mask"].sum(1)  # minibatches of similar lengths, little padding
         policy.train()
         stats = common.Stats()
-        for _ in range(cfg.epochs):
-            for idx in minibatches(len(rollouts), run.minibatch_size, gen, lengths):
-                run.check_update_cancel(step)
-                mb, t = rows(batch, idx)  # trimmed to its longest row
-                logprobs, _, _ = forward_logprobs(model, mb)
-                mask = mb["mask"]
-                pg_loss, clipfrac, approx_kl = policy_loss(logprobs, old_logprobs[idx, :t],
-                                                           adv[idx, None].expand_as(logprobs), mask, cfg.clip_eps)
-                loss = pg_loss
-                if ref_logprobs is not None:
-                    kl = masked_mean(kl_penalty(logprobs, ref_logprobs[idx, :t], "k3"), mask)
-                    loss = loss + cfg.kl_coef * kl
-                    stats.add(kl_ref=kl.item())
-                opt.zero_grad(set_to_none=True)
-                acc.backward(loss * distributed.share_weight(mask, acc))  # token means over every process
-                grad_norm = acc.clip_grad_norm_(model.parameters(), 1.0)
-                opt.step()
-                stats.add(policy_loss=pg_loss.item(), approx_kl=approx_kl.item(), clip_frac=clipfrac.item(),
-                          grad_norm=grad_norm.item())
+        with ctx.phases.time("update"):
+            for _ in range(cfg.epochs):
+                for idx in minibatches(len(rollouts), run.minibatch_size, gen, lengths):
+                    run.check_update_cancel(step)
+                    mb, t = rows(batch, idx)  # trimmed to its longest row
+                    ctx.phases.count("update_tokens", int(mb["attention_mask"].sum()))
+                    logprobs, _, _ = forward_logprobs(model, mb)
+                    mask = mb["mask"]
+                    pg_loss, clipfrac, approx_kl = policy_loss(logprobs, old_logprobs[idx, :t],
+                                                               adv[idx, None].expand_as(logprobs), mask, cfg.clip_eps)
+                    loss = pg_loss
+                    if ref_logprobs is not None:
+                        kl = masked_mean(kl_penalty(logprobs, ref_logprobs[idx, :t], "k3"), mask)
+                        loss = loss + cfg.kl_coef * kl
+                        stats.add(kl_ref=kl.item())
+                    opt.zero_grad(set_to_none=True)
+                    acc.backward(loss * distributed.share_weight(mask, acc))  # token means over every process
+                    grad_norm = acc.clip_grad_norm_(model.parameters(), 1.0)
+                    opt.step()
+                    stats.add(policy_loss=pg_loss.item(), approx_kl=approx_kl.item(), clip_frac=clipfrac.item(),
+                              grad_norm=grad_norm.item())
 
         # 5) log, checkpoint
         tokens = int(batch["mask"].sum())

@@ -90,7 +90,7 @@ def train(ctx: RunContext, cfg: PPOConfig) -> None:
 
         batch = token_batch(rollouts, tokenizer.pad_token_id, cfg.device)
         mask = batch["mask"]
-        with torch.no_grad():
+        with torch.no_grad(), ctx.phases.time("logprobs"):
             old_logprobs, hidden = batch_logprobs(policy, batch, run.minibatch_size, with_hidden=True)
             old_values = value_head(hidden.float()).squeeze(-1) * mask  # the head stays float32 under bf16
             ref_logprobs = (batch_logprobs(run.reference, batch, run.minibatch_size)[0] if run.reference is not None
@@ -112,26 +112,28 @@ def train(ctx: RunContext, cfg: PPOConfig) -> None:
         lengths = batch["attention_mask"].sum(1)  # minibatches of similar lengths, little padding
         policy.train()
         stats = common.Stats()
-        for _ in range(cfg.epochs):
-            for idx in minibatches(len(rollouts), run.minibatch_size, gen, lengths):
-                run.check_update_cancel(step)
-                mb, t = rows(batch, idx)  # trimmed to its longest row
-                logprobs, logits, hidden = forward_logprobs(model, mb, with_hidden=True)
-                values = value_model(hidden.float()).squeeze(-1)
-                m = mb["mask"]
-                pg_loss, clipfrac, approx_kl = policy_loss(logprobs, old_logprobs[idx, :t], advantages[idx, :t], m,
-                                                           cfg.clip_eps)
-                v_loss, vf_clipfrac = value_loss(values, old_values[idx, :t], returns[idx, :t], m, cfg.vf_clip)
-                entropy = masked_mean(entropy_from_logits(logits), m)
-                loss = pg_loss + cfg.vf_coef * v_loss - cfg.entropy_coef * entropy
-                opt.zero_grad(set_to_none=True)
-                acc.backward(loss * distributed.share_weight(m, acc))  # token means over every process
-                grad_norm = acc.clip_grad_norm_(opt.param_groups[0]["params"], 1.0)
-                opt.step()
-                stats.add(policy_loss=pg_loss.item(), value_loss=v_loss.item(), approx_kl=approx_kl.item(),
-                          clip_frac=clipfrac.item(), vf_clip_frac=vf_clipfrac.item(),
-                          update_entropy=entropy.item(),  # the bonus's (temperature 1); `entropy` is the rollouts'
-                          grad_norm=grad_norm.item())
+        with ctx.phases.time("update"):
+            for _ in range(cfg.epochs):
+                for idx in minibatches(len(rollouts), run.minibatch_size, gen, lengths):
+                    run.check_update_cancel(step)
+                    mb, t = rows(batch, idx)  # trimmed to its longest row
+                    ctx.phases.count("update_tokens", int(mb["attention_mask"].sum()))
+                    logprobs, logits, hidden = forward_logprobs(model, mb, with_hidden=True)
+                    values = value_model(hidden.float()).squeeze(-1)
+                    m = mb["mask"]
+                    pg_loss, clipfrac, approx_kl = policy_loss(logprobs, old_logprobs[idx, :t], advantages[idx, :t], m,
+                                                               cfg.clip_eps)
+                    v_loss, vf_clipfrac = value_loss(values, old_values[idx, :t], returns[idx, :t], m, cfg.vf_clip)
+                    entropy = masked_mean(entropy_from_logits(logits), m)
+                    loss = pg_loss + cfg.vf_coef * v_loss - cfg.entropy_coef * entropy
+                    opt.zero_grad(set_to_none=True)
+                    acc.backward(loss * distributed.share_weight(m, acc))  # token means over every process
+                    grad_norm = acc.clip_grad_norm_(opt.param_groups[0]["params"], 1.0)
+                    opt.step()
+                    stats.add(policy_loss=pg_loss.item(), value_loss=v_loss.item(), approx_kl=approx_kl.item(),
+                              clip_frac=clipfrac.item(), vf_clip_frac=vf_clipfrac.item(),
+                              update_entropy=entropy.item(),  # the bonus's (temperature 1); `entropy` is the rollouts'
+                              grad_norm=grad_norm.item())
 
         # 6) adapt the KL coefficient, log, checkpoint
         seq_kls = torch.tensor(ctx.gather(kl.sum(1).tolist()))  # (every process's samples,)
