@@ -8,7 +8,9 @@ Target: EI raises maj@1 by at least 0.20 within 5 minutes on 2 CPU cores; PPO an
 For each run it prints where the time went (engine/profiling.py: sampling, scoring, the
 no-gradient log-probabilities, the update, evaluation, checkpoints, store writes), the share spent
 evaluating, and the FLOP utilisation of sampling (2 x params x sampled tokens a second) and of the
-update (6 x params x trained tokens a second), over the matmul FLOP/s measured in the same run.
+update (6 x params x trained tokens a second, a row's prompt counted in each of its rows as the
+plain pass computes it: computing each prompt once, shared_prefix.py, can lift it above 1), over
+the matmul FLOP/s measured in the same run.
 Last line: {"ei": {"before": {...}, "after": {...}, "samples": .., "wall_s": .., "samples_per_s": ..,
 "phases": {...}, "eval_share": .., "sample_mfu": .., "update_mfu": ..}, "ppo": ..., "grpo": ...,
 "ratios": {"ppo_vs_ei": .., "grpo_vs_ei": ..}, "matmul_gflops": ..}
@@ -75,7 +77,7 @@ def run(algo: str, base: Path, budget: int, home: Path, extra: list[str], flops:
     out = {"before": pick(ck.iloc[0]["metrics"]), "after": pick(ck.iloc[-1]["metrics"]),
            "samples": int(seen), "wall_s": round(wall, 1), "status": status, "config": [*settings(algo, budget), *extra]}
     out["maj@1_gain"] = round(out["after"]["maj@1"] - out["before"]["maj@1"], 3)
-    out["samples_per_s"] = round(seen / wall, 1)
+    out["samples_per_s"] = round(float(seen) / wall, 1)
     out["phases"] = phases["seconds"]
     out["eval_share"] = phases["share"].get("evaluate", 0.0)
     params, secs, counts = params_of(base), phases["seconds"], phases["counts"]

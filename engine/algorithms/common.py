@@ -16,6 +16,7 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
+from engine.algorithms import shared_prefix
 from engine.algorithms.context import RunContext  # the loops import it from here too
 from engine.algorithms.sft import finetune
 from engine.model.checkpoint import load_checkpoint
@@ -97,8 +98,12 @@ def _pool(task, n: int) -> list[Problem]:
 
 def token_batch(rollouts: list[Rollout], pad_id: int, device) -> dict[str, torch.Tensor]:
     """Right-padded prompt + completion ids. `mask` marks the completion tokens among the
-    *targets* (input shifted by one), so logits[:, :-1] line up with it."""
+    *targets* (input shifted by one), so logits[:, :-1] line up with it; `prompt_len` holds each
+    row's prompt length, `group` the index of its prompt among the batch's distinct ones (the n
+    samples of a problem share one: shared_prefix computes it once)."""
     rows = [r.prompt_ids + r.completion.token_ids for r in rollouts]
+    groups: dict[tuple, int] = {}
+    group = [groups.setdefault(tuple(r.prompt_ids), len(groups)) for r in rollouts]
     width = max(map(len, rows))
     input_ids = torch.full((len(rows), width), pad_id, dtype=torch.long)
     attention = torch.zeros((len(rows), width), dtype=torch.long)
@@ -107,12 +112,24 @@ def token_batch(rollouts: list[Rollout], pad_id: int, device) -> dict[str, torch
         input_ids[i, :len(row)] = torch.tensor(row)
         attention[i, :len(row)] = 1
         mask[i, len(r.prompt_ids) - 1:len(row) - 1] = 1  # targets at positions P..L-1
-    return {"input_ids": input_ids.to(device), "attention_mask": attention.to(device), "mask": mask.to(device)}
+    return {"input_ids": input_ids.to(device), "attention_mask": attention.to(device), "mask": mask.to(device),
+            "prompt_len": torch.tensor([len(r.prompt_ids) for r in rollouts], device=device),
+            "group": torch.tensor(group, device=device)}
 
 
 def forward_logprobs(model, batch, with_hidden: bool = False):
     """(B, L-1) log-probabilities of each next token, the (B, L-1, V) logits and optionally the
-    last hidden states (B, L-1, H) at the same positions."""
+    last hidden states (B, L-1, H) at the same positions: at the completion tokens (`mask`), which
+    are all a caller may read. Each prompt once for all its rows where the model allows
+    (shared_prefix), else the plain pass."""
+    if "group" in batch and int(batch["prompt_len"].min()) >= 1 and shared_prefix.inner(model) is not None:
+        return shared_prefix.forward_logprobs(model, batch, with_hidden)
+    return plain_logprobs(model, batch, with_hidden)
+
+
+def plain_logprobs(model, batch, with_hidden: bool = False):
+    """forward_logprobs by the model's own forward over every row's prompt + completion (also at
+    the prompt's positions)."""
     out = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"],
                 output_hidden_states=with_hidden)
     logits = out.logits[:, :-1].float()
@@ -125,10 +142,10 @@ def forward_logprobs(model, batch, with_hidden: bool = False):
 @torch.no_grad()
 def batch_logprobs(model, batch: dict[str, torch.Tensor], size: int, with_hidden: bool = False):
     """forward_logprobs of the whole batch without gradients (old and reference log-probabilities),
-    in chunks of `size` rows of similar length, each trimmed to its longest row: the (B, L-1)
-    log-probabilities and, with_hidden, the (B, L-1, H) last hidden states (None without), both 0
-    at padding."""
-    order = torch.sort(batch["attention_mask"].sum(1), stable=True).indices
+    in chunks of `size` rows of similar length (a prompt's rows together), each trimmed to its
+    longest row: the (B, L-1) log-probabilities and, with_hidden, the (B, L-1, H) last hidden
+    states (None without), both 0 at padding (and where shared_prefix ran, at the prompts)."""
+    order = torch.sort(length_key(batch["attention_mask"].sum(1), batch.get("group")), stable=True).indices
     n, targets = batch["mask"].shape
     logprobs, hidden = torch.zeros(n, targets, device=batch["mask"].device), None
     for i in range(0, n, size):
@@ -143,18 +160,33 @@ def batch_logprobs(model, batch: dict[str, torch.Tensor], size: int, with_hidden
     return logprobs, hidden
 
 
-def minibatches(n: int, size: int, generator: torch.Generator, lengths: torch.Tensor | None = None) -> list[torch.Tensor]:
+def minibatches(n: int, size: int, generator: torch.Generator, lengths: torch.Tensor | None = None,
+                groups: torch.Tensor | None = None) -> list[torch.Tensor]:
     """Index minibatches covering 0..n-1 once, in a random order. With `lengths` (each row's
     length), rows of similar length go together: a random permutation, sorted stably by length, is
     cut into minibatches whose order is then shuffled. Trimmed to its longest row (`width`), a
     minibatch then skips most of the padding, which on the tiny model was a third of an update's
-    compute (transformers' group_by_length does the same for fine-tuning)."""
+    compute (transformers' group_by_length does the same for fine-tuning). With `groups` too (each
+    row's prompt, token_batch's `group`), a prompt's rows stay together, sorted by their longest,
+    so that shared_prefix computes each prompt once per minibatch."""
     order = torch.randperm(n, generator=generator)
     if lengths is None:
         return [order[i:i + size] for i in range(0, n, size)]
-    order = order[torch.sort(lengths[order], stable=True).indices]
+    order = order[torch.sort(length_key(lengths, groups, generator)[order], stable=True).indices]
     chunks = [order[i:i + size] for i in range(0, n, size)]
     return [chunks[j] for j in torch.randperm(len(chunks), generator=generator).tolist()]
+
+
+def length_key(lengths: torch.Tensor, groups: torch.Tensor | None, generator: torch.Generator | None = None):
+    """Per row, what sorting by length sorts on: its length; with `groups`, its group's longest row
+    and then the group (in a random order with a generator), so that a group's rows are adjacent."""
+    if groups is None:
+        return lengths
+    _, g = torch.unique(groups, return_inverse=True)
+    count = int(g.max()) + 1 if len(g) else 0
+    longest = torch.zeros(count, dtype=lengths.dtype).scatter_reduce(0, g, lengths, "amax", include_self=False)
+    rank = torch.randperm(count, generator=generator) if generator is not None else torch.arange(count)
+    return longest[g] * count + rank[g]
 
 
 def width(batch: dict[str, torch.Tensor], idx: torch.Tensor) -> int:
@@ -167,8 +199,10 @@ def rows(batch: dict[str, torch.Tensor], idx: torch.Tensor) -> tuple[dict[str, t
     """(the minibatch of rows `idx`, trimmed to its longest row; its number of target positions,
     to trim per-target tensors of the whole batch the same way: `old_logprobs[idx, :t]`)."""
     w = width(batch, idx)
-    return {"input_ids": batch["input_ids"][idx, :w], "attention_mask": batch["attention_mask"][idx, :w],
-            "mask": batch["mask"][idx, :w - 1]}, w - 1
+    mb = {"input_ids": batch["input_ids"][idx, :w], "attention_mask": batch["attention_mask"][idx, :w],
+          "mask": batch["mask"][idx, :w - 1]}
+    mb.update({k: batch[k][idx] for k in ("prompt_len", "group") if k in batch})
+    return mb, w - 1
 
 
 def summary(rollouts: list[Rollout]) -> dict:

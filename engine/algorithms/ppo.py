@@ -109,12 +109,12 @@ def train(ctx: RunContext, cfg: PPOConfig) -> None:
 
         # 5) clipped policy and value losses over minibatches (shuffled per step: resumable)
         gen.manual_seed(common.step_seed(cfg.seed, step, salt=5))
-        lengths = batch["attention_mask"].sum(1)  # minibatches of similar lengths, little padding
+        lengths = batch["attention_mask"].sum(1)  # minibatches of similar lengths (a prompt's rows together)
         policy.train()
         stats = common.Stats()
         with ctx.phases.time("update"):
             for _ in range(cfg.epochs):
-                for idx in minibatches(len(rollouts), run.minibatch_size, gen, lengths):
+                for idx in minibatches(len(rollouts), run.minibatch_size, gen, lengths, batch["group"]):
                     run.check_update_cancel(step)
                     mb, t = rows(batch, idx)  # trimmed to its longest row
                     ctx.phases.count("update_tokens", int(mb["attention_mask"].sum()))

@@ -1,0 +1,148 @@
+"""Each prompt computed once for all its samples (engine/algorithms/shared_prefix.py): the same
+log-probabilities, logits, hidden states and gradients as the plain forward pass, on every batch shape."""
+
+import types
+
+import pytest
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from engine.algorithms import shared_prefix
+from engine.algorithms.common import forward_logprobs, minibatches, plain_logprobs, rows, token_batch
+
+
+def rollout(prompt: list[int], completion: list[int]):
+    return types.SimpleNamespace(prompt_ids=prompt, completion=types.SimpleNamespace(token_ids=completion))
+
+
+def make_batch(prompts, assignment, completions, pad_id):
+    rolls = [rollout(prompts[g], c) for g, c in zip(assignment, completions)]
+    batch = token_batch(rolls, pad_id, "cpu")
+    return rows(batch, torch.arange(len(rolls)))[0]  # trimmed to the longest row, as the loops use it
+
+
+def assert_same(model, mb, atol=2e-5):
+    with torch.no_grad():
+        plain = plain_logprobs(model, mb, with_hidden=True)
+        shared = shared_prefix.forward_logprobs(model, mb, with_hidden=True)
+    m = mb["mask"].bool()
+    for a, b in zip(plain, shared):
+        assert a.shape == b.shape
+        assert torch.allclose(a[m], b[m], atol=atol, rtol=1e-4)
+    assert not shared[0][~m].any()  # nothing outside the completions
+
+
+@pytest.fixture(scope="module")
+def tiny(tiny_checkpoint):
+    from engine.model.checkpoint import load_checkpoint
+
+    model, tokenizer = load_checkpoint(tiny_checkpoint)
+    return model.eval(), tokenizer
+
+
+@settings(max_examples=40, deadline=None)
+@given(data=st.data())
+def test_shared_prefix_equals_the_plain_pass_on_any_batch(tiny, data):
+    model, tokenizer = tiny
+    token = st.integers(5, 200)
+    prompts = data.draw(st.lists(st.lists(token, min_size=1, max_size=14), min_size=1, max_size=4))
+    n_rows = data.draw(st.integers(1, 12))
+    assignment = data.draw(st.lists(st.integers(0, len(prompts) - 1), min_size=n_rows, max_size=n_rows))
+    completions = data.draw(st.lists(st.lists(token, max_size=20), min_size=n_rows, max_size=n_rows))  # empty too
+    assert shared_prefix.inner(model) is model
+    assert_same(model, make_batch(prompts, assignment, completions, tokenizer.pad_token_id))
+
+
+def test_two_prompts_that_look_alike_are_not_merged(tiny):
+    model, tokenizer = tiny
+    # the same ids as a prefix of the other, and two identical prompts in different rows
+    mb = make_batch([[7, 8, 9], [7, 8, 9, 10], [7, 8, 9]], [0, 1, 2, 1, 0], [[11, 12], [13], [14, 15, 16], [], [17]],
+                    tokenizer.pad_token_id)
+    assert_same(model, mb)
+
+
+def gradients(model, fn, mb):
+    model.zero_grad(set_to_none=True)
+    lp = fn(model, mb)[0]
+    weights = torch.linspace(0.5, 1.5, lp.numel()).view_as(lp)  # a loss that weighs every token differently
+    (lp * mb["mask"] * weights).sum().backward()
+    return {n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None}
+
+
+def random_batch(pad_id, vocab, seed=0, groups=4, n=4):
+    g = torch.Generator().manual_seed(seed)
+    prompts = [torch.randint(5, vocab, (int(k),), generator=g).tolist() for k in torch.randint(2, 12, (groups,), generator=g)]
+    completions = [torch.randint(5, vocab, (int(k),), generator=g).tolist()
+                   for k in torch.randint(0, 16, (groups * n,), generator=g)]
+    return make_batch(prompts, [i // n for i in range(groups * n)], completions, pad_id)
+
+
+def assert_same_gradients(model, mb):
+    plain, shared = gradients(model, plain_logprobs, mb), gradients(model, shared_prefix.forward_logprobs, mb)
+    assert plain.keys() == shared.keys() and plain
+    for name in plain:
+        scale = plain[name].abs().max().clamp(min=1e-8)
+        assert ((plain[name] - shared[name]).abs().max() / scale) < 1e-4, name
+
+
+def test_gradients_equal_the_plain_pass(tiny):
+    model, tokenizer = tiny
+    assert_same_gradients(model.train(), random_batch(tokenizer.pad_token_id, 200))
+    model.eval()
+
+
+def test_a_chat_model_with_grouped_query_heads_and_lora_adapters(tmp_path):
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from engine.model.lora import add_lora
+    from tests.data_files import build_chat_model
+
+    path = build_chat_model(tmp_path / "chat", ["12 + 30 = 42", "the answer is 7"], heads=4)  # Qwen2, 2 kv heads
+    model, tokenizer = AutoModelForCausalLM.from_pretrained(path), AutoTokenizer.from_pretrained(path)
+    mb = random_batch(tokenizer.pad_token_id, len(tokenizer), seed=1)
+    assert shared_prefix.inner(model) is model
+    assert_same(model.eval(), mb)
+    assert_same_gradients(model.train(), mb)
+    lora = add_lora(model, r=4, alpha=8)
+    with torch.no_grad():  # adapters that change the output (B starts at 0)
+        for name, p in lora.named_parameters():
+            if "lora_B" in name:
+                p.normal_(0, 0.1)
+    assert shared_prefix.inner(lora) is lora.get_base_model()
+    assert_same(lora.eval(), mb)
+    grads = gradients(lora.train(), shared_prefix.forward_logprobs, mb)
+    assert grads and all("lora_" in name for name in grads)  # only the adapters train
+    plain = gradients(lora, plain_logprobs, mb)
+    assert all(torch.allclose(grads[k], plain[k], atol=1e-5, rtol=1e-3) for k in plain)
+
+
+def test_other_architectures_take_the_plain_pass():
+    from transformers import GPT2Config, GPT2LMHeadModel
+
+    model = GPT2LMHeadModel(GPT2Config(vocab_size=64, n_embd=32, n_layer=1, n_head=2, n_positions=64)).eval()
+    assert shared_prefix.inner(model) is None
+    mb = random_batch(0, 64)
+    with torch.no_grad():
+        assert torch.equal(forward_logprobs(model, mb)[0], plain_logprobs(model, mb)[0])
+    ddp_like = torch.nn.parallel.DistributedDataParallel.__new__(torch.nn.parallel.DistributedDataParallel)
+    assert shared_prefix.inner(ddp_like) is None  # its gradient sync needs its own forward
+
+
+@settings(max_examples=150, deadline=None)
+@given(groups=st.integers(1, 40), n=st.sampled_from([1, 2, 4, 8]), per=st.integers(1, 8),
+       seed=st.integers(0, 2**31 - 1), data=st.data())
+def test_minibatches_keep_a_prompts_rows_together(groups, n, per, seed, data):
+    rows_ = groups * n
+    lengths = torch.tensor(data.draw(st.lists(st.integers(2, 90), min_size=rows_, max_size=rows_)))
+    group = torch.arange(groups).repeat_interleave(n)[torch.randperm(rows_, generator=torch.Generator().manual_seed(1))]
+    size = n * per  # whole groups fit
+    batches = minibatches(rows_, size, torch.Generator().manual_seed(seed), lengths, group)
+    assert sorted(torch.cat(batches).tolist()) == list(range(rows_))
+    assert all(len(b) <= size for b in batches) and sum(len(b) < size for b in batches) <= 1
+    home = {}
+    for i, b in enumerate(batches):
+        for g in group[b].tolist():
+            assert home.setdefault(g, i) == i  # every row of a prompt in one minibatch
+    again = minibatches(rows_, size, torch.Generator().manual_seed(seed), lengths, group)
+    assert all(torch.equal(a, b) for a, b in zip(batches, again))  # a resumed step replays them
