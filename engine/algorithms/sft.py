@@ -153,6 +153,7 @@ def train_sft(cfg: SFTConfig, out: str | Path, progress: bool = True, on_step=No
     tokens, loss_ema = 0, None
     pending: list[dict] = []
     bar = tqdm(range(cfg.steps), desc=f"sft {cfg.preset}", disable=not progress, unit="step")
+    loop_started = time.time()
     for step in bar:
         if not pending:
             pending = _bucketed_batches(task, tokenizer, problems, cfg, rng)
@@ -172,8 +173,8 @@ def train_sft(cfg: SFTConfig, out: str | Path, progress: bool = True, on_step=No
             if watched is not None and ((step + 1) % watch_every == 0 or step + 1 == cfg.steps):
                 info["probe"] = {"step": step + 1, **probe(model, tokenizer, task, watched)}
             on_step(step + 1, cfg.steps, info)
-    wall = time.time() - start
-    summary = {"loss": loss_ema, "wall_s": round(wall, 1), "tokens": tokens,
+    wall, train_s = time.time() - start, time.time() - loop_started
+    summary = {"loss": loss_ema, "wall_s": round(wall, 1), "train_s": round(train_s, 2), "tokens": tokens,
                "params": sum(p.numel() for p in model.parameters())}
     save_checkpoint(model.eval(), tokenizer, out, {"made_by": "reasonlab sft", "config": asdict(cfg), **summary},
                     replace=overwrite)

@@ -8,7 +8,7 @@ from engine import findings
 from engine.findings import suite
 from engine.store import Store
 
-SIZE_HELP = ("suite: every run at the budget the verdicts need (18 minutes on 2 CPU cores, two runs at a time, "
+SIZE_HELP = ("suite: every run at the budget the verdicts need (16 minutes on 2 CPU cores, two runs at a time, "
              "see bench/findings.py); "
              "smoke: seconds, checks the pipeline end to end and learns nothing")
 
@@ -44,7 +44,7 @@ def queue_missing(store: Store, size: str = "suite", base=None) -> list[str]:
 
 
 # what the button starts, in wall time on 2 CPU cores (bench/findings.py measures it)
-SIZE_TIME = {"suite": "The suite takes about 18 minutes on 2 CPU cores; the first verdicts come after about 4.",
+SIZE_TIME = {"suite": "The suite takes about 16 minutes on 2 CPU cores; the first verdicts come after about 200 seconds.",
              "smoke": "The smoke size takes a few minutes and learns nothing."}
 
 
