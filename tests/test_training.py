@@ -367,10 +367,10 @@ def test_sigterm_during_a_long_evaluation_stops_the_run_inside_it(tiny_checkpoin
 def test_a_cancel_during_a_policy_update_never_loses_a_finished_step(tiny_checkpoint, contexts, monkeypatch,
                                                                      checkpoint_every, kept, logged, resumed):
     from engine import jobs
-    from engine.algorithms import common, grpo
+    from engine.algorithms import common
 
     done = []  # steps finished, as after_step sees them
-    real_after, real_minibatches = common.PolicyRun.after_step, grpo.minibatches
+    real_after, real_minibatches = common.PolicyRun.after_step, common.minibatches
     monkeypatch.setattr(common.PolicyRun, "after_step", lambda self, step: (done.append(step), real_after(self, step)))
 
     def minibatches(*args):
@@ -378,7 +378,7 @@ def test_a_cancel_during_a_policy_update_never_loses_a_finished_step(tiny_checkp
             cancel_and_wait(store, run_id, contexts[-1])
         return real_minibatches(*args)
 
-    monkeypatch.setattr(grpo, "minibatches", minibatches)
+    monkeypatch.setattr(common, "minibatches", minibatches)
     with Store() as store:
         run_id = smoke_run(store, "grpo", tiny_checkpoint, steps=3, checkpoint_every=checkpoint_every)
         assert execute_next(store) == "cancelled"

@@ -412,6 +412,23 @@ class PolicyRun:
         ctx.log_rollouts(step, everyone)
         return rollouts
 
+    def update_batches(self, step: int, batch: dict[str, torch.Tensor]):
+        """The minibatches of a step's update, over cfg.epochs passes: (idx, the rows `idx` trimmed
+        to their longest, its number of target positions). A prompt's rows together and rows of
+        similar lengths (minibatches), shuffled per step so that a resumed run replays them; the
+        cancel check before each; the whole loop timed as the update, with its tokens counted."""
+        cfg, ctx = self.cfg, self.ctx
+        gen = torch.Generator().manual_seed(step_seed(cfg.seed, step, salt=5))
+        lengths = batch["attention_mask"].sum(1)
+        self.policy.train()
+        with ctx.phases.time("update"):
+            for _ in range(cfg.epochs):
+                for idx in minibatches(len(lengths), self.minibatch_size, gen, lengths, batch["group"]):
+                    self.check_update_cancel(step)
+                    mb, t = rows(batch, idx)
+                    ctx.phases.count("update_tokens", int(mb["attention_mask"].sum()))
+                    yield idx, mb, t
+
     def check_update_cancel(self, step: int) -> None:
         """Inside a step's update, per minibatch: raise Cancelled on a stop signal when that loses
         no finished step (the last one is checkpointed). Otherwise the update runs on to the step's

@@ -20,7 +20,7 @@ import torch
 
 from engine import distributed
 from engine.algorithms import common
-from engine.algorithms.common import RunContext, batch_logprobs, forward_logprobs, minibatches, rows, token_batch
+from engine.algorithms.common import RunContext, batch_logprobs, forward_logprobs, token_batch
 from engine.algorithms.losses import group_advantages, kl_penalty, masked_mean, policy_loss
 from engine.config import GRPOConfig
 
@@ -29,7 +29,6 @@ def train(ctx: RunContext, cfg: GRPOConfig) -> None:
     run = common.PolicyRun(ctx, cfg)
     policy, tokenizer, opt = run.policy, run.tokenizer, run.opt
     model, acc = run.model, ctx.acc  # the policy as accelerate prepared it for gradient passes
-    gen = torch.Generator().manual_seed(cfg.seed)
 
     # 1) sample, 2) score (the cancel check and sampling live in run.iterations)
     for step, rollouts in run.iterations():
@@ -42,32 +41,24 @@ def train(ctx: RunContext, cfg: GRPOConfig) -> None:
             old_logprobs = batch_logprobs(policy, batch, run.minibatch_size)[0]
             ref_logprobs = batch_logprobs(run.reference, batch, run.minibatch_size)[0] if cfg.kl_coef > 0 else None
 
-        # 4) clipped policy loss over minibatches (shuffled per step: a resumed run replays them)
-        gen.manual_seed(common.step_seed(cfg.seed, step, salt=5))
-        lengths = batch["attention_mask"].sum(1)  # minibatches of similar lengths (a prompt's rows together)
-        policy.train()
+        # 4) clipped policy loss over minibatches (run.update_batches: shuffled per step, resumable)
         stats = common.Stats()
-        with ctx.phases.time("update"):
-            for _ in range(cfg.epochs):
-                for idx in minibatches(len(rollouts), run.minibatch_size, gen, lengths, batch["group"]):
-                    run.check_update_cancel(step)
-                    mb, t = rows(batch, idx)  # trimmed to its longest row
-                    ctx.phases.count("update_tokens", int(mb["attention_mask"].sum()))
-                    logprobs, _, _ = forward_logprobs(model, mb)
-                    mask = mb["mask"]
-                    pg_loss, clipfrac, approx_kl = policy_loss(logprobs, old_logprobs[idx, :t],
-                                                               adv[idx, None].expand_as(logprobs), mask, cfg.clip_eps)
-                    loss = pg_loss
-                    if ref_logprobs is not None:
-                        kl = masked_mean(kl_penalty(logprobs, ref_logprobs[idx, :t], "k3"), mask)
-                        loss = loss + cfg.kl_coef * kl
-                        stats.add(kl_ref=kl.item())
-                    opt.zero_grad(set_to_none=True)
-                    acc.backward(loss * distributed.share_weight(mask, acc))  # token means over every process
-                    grad_norm = acc.clip_grad_norm_(model.parameters(), 1.0)
-                    opt.step()
-                    stats.add(policy_loss=pg_loss.item(), approx_kl=approx_kl.item(), clip_frac=clipfrac.item(),
-                              grad_norm=grad_norm.item())
+        for idx, mb, t in run.update_batches(step, batch):
+            logprobs, _, _ = forward_logprobs(model, mb)
+            mask = mb["mask"]
+            pg_loss, clipfrac, approx_kl = policy_loss(logprobs, old_logprobs[idx, :t],
+                                                       adv[idx, None].expand_as(logprobs), mask, cfg.clip_eps)
+            loss = pg_loss
+            if ref_logprobs is not None:
+                kl = masked_mean(kl_penalty(logprobs, ref_logprobs[idx, :t], "k3"), mask)
+                loss = loss + cfg.kl_coef * kl
+                stats.add(kl_ref=kl.item())
+            opt.zero_grad(set_to_none=True)
+            acc.backward(loss * distributed.share_weight(mask, acc))  # token means over every process
+            grad_norm = acc.clip_grad_norm_(model.parameters(), 1.0)
+            opt.step()
+            stats.add(policy_loss=pg_loss.item(), approx_kl=approx_kl.item(), clip_frac=clipfrac.item(),
+                      grad_norm=grad_norm.item())
 
         # 5) log, checkpoint
         tokens = int(batch["mask"].sum())

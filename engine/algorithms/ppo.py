@@ -27,7 +27,7 @@ from transformers import AutoConfig
 
 from engine import distributed
 from engine.algorithms import common
-from engine.algorithms.common import RunContext, batch_logprobs, forward_logprobs, minibatches, rows, token_batch
+from engine.algorithms.common import RunContext, batch_logprobs, forward_logprobs, token_batch
 from engine.algorithms.losses import (AdaptiveKLController, FixedKLController, entropy_from_logits, gae,
                                       masked_mean, masked_whiten, policy_loss, value_loss)
 from engine.config import PPOConfig
@@ -77,7 +77,6 @@ def train(ctx: RunContext, cfg: PPOConfig) -> None:
     run = common.PolicyRun(ctx, cfg, heads={"value_head": value_head}, stateful={"kl": kl_ctl, "rewards": moments})
     policy, tokenizer, opt = run.policy, run.tokenizer, run.opt
     model, value_model, acc = run.model, run.trained_heads["value_head"], ctx.acc  # as prepared for gradients
-    gen = torch.Generator().manual_seed(cfg.seed)
 
     # 1) sample, 2) score (scaled by a running std, clipped); run.iterations checks for a cancel
     for step, rollouts in run.iterations():
@@ -107,33 +106,25 @@ def train(ctx: RunContext, cfg: PPOConfig) -> None:
             if cfg.whiten_advantages:
                 advantages = masked_whiten(advantages, mask)
 
-        # 5) clipped policy and value losses over minibatches (shuffled per step: resumable)
-        gen.manual_seed(common.step_seed(cfg.seed, step, salt=5))
-        lengths = batch["attention_mask"].sum(1)  # minibatches of similar lengths (a prompt's rows together)
-        policy.train()
+        # 5) clipped policy and value losses over minibatches (run.update_batches: shuffled per step, resumable)
         stats = common.Stats()
-        with ctx.phases.time("update"):
-            for _ in range(cfg.epochs):
-                for idx in minibatches(len(rollouts), run.minibatch_size, gen, lengths, batch["group"]):
-                    run.check_update_cancel(step)
-                    mb, t = rows(batch, idx)  # trimmed to its longest row
-                    ctx.phases.count("update_tokens", int(mb["attention_mask"].sum()))
-                    logprobs, logits, hidden = forward_logprobs(model, mb, with_hidden=True)
-                    values = value_model(hidden.float()).squeeze(-1)
-                    m = mb["mask"]
-                    pg_loss, clipfrac, approx_kl = policy_loss(logprobs, old_logprobs[idx, :t], advantages[idx, :t], m,
-                                                               cfg.clip_eps)
-                    v_loss, vf_clipfrac = value_loss(values, old_values[idx, :t], returns[idx, :t], m, cfg.vf_clip)
-                    entropy = masked_mean(entropy_from_logits(logits), m)
-                    loss = pg_loss + cfg.vf_coef * v_loss - cfg.entropy_coef * entropy
-                    opt.zero_grad(set_to_none=True)
-                    acc.backward(loss * distributed.share_weight(m, acc))  # token means over every process
-                    grad_norm = acc.clip_grad_norm_(opt.param_groups[0]["params"], 1.0)
-                    opt.step()
-                    stats.add(policy_loss=pg_loss.item(), value_loss=v_loss.item(), approx_kl=approx_kl.item(),
-                              clip_frac=clipfrac.item(), vf_clip_frac=vf_clipfrac.item(),
-                              update_entropy=entropy.item(),  # the bonus's (temperature 1); `entropy` is the rollouts'
-                              grad_norm=grad_norm.item())
+        for idx, mb, t in run.update_batches(step, batch):
+            logprobs, logits, hidden = forward_logprobs(model, mb, with_hidden=True)
+            values = value_model(hidden.float()).squeeze(-1)
+            m = mb["mask"]
+            pg_loss, clipfrac, approx_kl = policy_loss(logprobs, old_logprobs[idx, :t], advantages[idx, :t], m,
+                                                       cfg.clip_eps)
+            v_loss, vf_clipfrac = value_loss(values, old_values[idx, :t], returns[idx, :t], m, cfg.vf_clip)
+            entropy = masked_mean(entropy_from_logits(logits), m)
+            loss = pg_loss + cfg.vf_coef * v_loss - cfg.entropy_coef * entropy
+            opt.zero_grad(set_to_none=True)
+            acc.backward(loss * distributed.share_weight(m, acc))  # token means over every process
+            grad_norm = acc.clip_grad_norm_(opt.param_groups[0]["params"], 1.0)
+            opt.step()
+            stats.add(policy_loss=pg_loss.item(), value_loss=v_loss.item(), approx_kl=approx_kl.item(),
+                      clip_frac=clipfrac.item(), vf_clip_frac=vf_clipfrac.item(),
+                      update_entropy=entropy.item(),  # the bonus's (temperature 1); `entropy` is the rollouts'
+                      grad_norm=grad_norm.item())
 
         # 6) adapt the KL coefficient, log, checkpoint
         seq_kls = torch.tensor(ctx.gather(kl.sum(1).tolist()))  # (every process's samples,)
