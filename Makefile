@@ -5,7 +5,7 @@ BIN     := $(VENV)/bin
 STAMP   := $(VENV)/.installed
 TORCH   := torch==2.13.0
 
-.PHONY: setup app test test-vllm vllm-venv browser bench base clean
+.PHONY: setup app test test-vllm vllm-venv browser bench bench-peers base clean
 
 setup: $(STAMP)
 
@@ -65,10 +65,26 @@ browser:
 		  || { tail -20 /tmp/reasonlab-apt.log; exit 1; }; \
 	fi
 
-BENCHES := $(filter-out bench/common.py bench/__init__.py,$(wildcard bench/*.py))
+BENCHES := $(filter-out bench/common.py bench/__init__.py bench/peers.py,$(wildcard bench/*.py))
 
 bench: setup
 	@for b in $(BENCHES); do echo "== $$b"; $(BIN)/python $$b || exit 1; done
+
+# The peer benchmark: TRL's GRPOTrainer beside reasonlab's GRPO (bench/peers.py), in a venv of its
+# own so that TRL never enters the main one; the project's torch and transformers pins hold there too.
+PEERS_VENV := .venv-peers
+PEERS_BIN  := $(PEERS_VENV)/bin
+
+$(PEERS_VENV)/.installed: pyproject.toml
+	test -x $(PEERS_BIN)/python || $(PY) -m venv $(PEERS_VENV)
+	$(PEERS_BIN)/python -m pip install -q --upgrade pip
+	$(PEERS_BIN)/python -c "import torch" 2>/dev/null || $(PEERS_BIN)/python -m pip install -q $(TORCH)
+	$(PEERS_BIN)/python -m pip install -q trl==1.16.0 -e .
+	$(PEERS_BIN)/python -c "import trl, engine"
+	touch $@
+
+bench-peers: $(PEERS_VENV)/.installed
+	$(PEERS_BIN)/python bench/peers.py
 
 # The weak base that ships in engine/assets/base-tiny (engine/assets/__init__.py), rebuilt from its
 # recipe: `reasonlab sft --preset tiny` with the SFTConfig defaults (seed 0, 2,000 steps; 5 to 10
