@@ -106,6 +106,40 @@ def test_chunking_by_batch_size_keeps_prompt_order(tiny_model):
         assert len(s) == 5 and all(c.token_ids == g[0].token_ids for c in s)
 
 
+def assert_same_completions(a, b):
+    """The same tokens, text and ending; log-probabilities and entropies to float rounding (a
+    row's logits can round differently in a batch of another size)."""
+    assert [(c.token_ids, c.text, c.finish_reason) for c in a] == [(c.token_ids, c.text, c.finish_reason) for c in b]
+    for x, y in zip(a, b):
+        assert x.logprobs == pytest.approx(y.logprobs, abs=1e-5) and x.entropies == pytest.approx(y.entropies, abs=1e-5)
+
+
+@pytest.mark.parametrize("fast, batch_size, n, temperature, top_p, stop", [
+    (True, 512, 8, 1.0, 1.0, ()),
+    (True, 10, 4, 0.7, 0.9, ()),  # several batches, a sampled temperature
+    (True, 3, 5, 1.0, 1.0, ("\n",)),  # n split over chunks; a stop string
+    (True, 512, 3, 0.0, 1.0, ()),  # greedy samples
+    (False, 16, 4, 1.0, 0.95, ()),  # the general engine
+])
+def test_the_greedy_row_in_the_samples_batch_changes_no_sample(tiny_model, fast, batch_size, n, temperature, top_p,
+                                                                stop):
+    """Evaluation decodes the greedy completion with the samples (sample_with_greedy): the
+    samples must be exactly those of a call without it, and the greedy one that of a greedy call."""
+    from engine.sampling.base import sample_with_greedy
+
+    model, tokenizer = tiny_model
+    sampler = TorchSampler(model, tokenizer, batch_size=batch_size, fast=fast)
+    args = dict(temperature=temperature, top_p=top_p, max_new_tokens=48, seed=11, stop=stop)
+    samples = sampler.sample(PROMPTS, n=n, **args)
+    greedy = sampler.sample(PROMPTS, n=1, temperature=0, max_new_tokens=48, stop=stop)
+    both = sampler.sample(PROMPTS, n=n, greedy=True, **args)
+    assert [len(c) for c in both] == [n + 1] * len(PROMPTS)
+    for s, g, b in zip(samples, greedy, both):
+        assert_same_completions(b[1:], s)
+        assert_same_completions(b[:1], g)
+    assert [(g, s) for g, s in sample_with_greedy(sampler, PROMPTS, n, **args)] == [(b[0], b[1:]) for b in both]
+
+
 def test_tiny_top_p_is_greedy(tiny_model):
     model, tokenizer = tiny_model
     sampler = TorchSampler(model, tokenizer)

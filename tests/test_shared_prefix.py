@@ -1,5 +1,7 @@
 """Each prompt computed once for all its samples (engine/algorithms/shared_prefix.py): the same
-log-probabilities, logits, hidden states and gradients as the plain forward pass, on every batch shape."""
+log-probabilities, entropies, hidden states and gradients as the plain forward pass, on every batch
+shape; and the torch sampler's log-probabilities, which GRPO's update takes as the old ones, equal
+to that pass's."""
 
 import types
 
@@ -24,13 +26,14 @@ def make_batch(prompts, assignment, completions, pad_id):
 
 def assert_same(model, mb, atol=2e-5):
     with torch.no_grad():
-        plain = plain_logprobs(model, mb, with_hidden=True)
-        shared = shared_prefix.forward_logprobs(model, mb, with_hidden=True)
+        plain = plain_logprobs(model, mb, with_hidden=True, with_entropy=True)
+        shared = shared_prefix.forward_logprobs(model, mb, with_hidden=True, with_entropy=True)
     m = mb["mask"].bool()
     for a, b in zip(plain, shared):
-        assert a.shape == b.shape
+        assert a is not None and a.shape == b.shape
         assert torch.allclose(a[m], b[m], atol=atol, rtol=1e-4)
-    assert not shared[0][~m].any()  # nothing outside the completions
+    assert not shared[0][~m].any() and not shared[1][~m].any()  # nothing outside the completions
+    assert shared_prefix.forward_logprobs(model, mb)[1:] == (None, None)  # only what is asked for
 
 
 @pytest.fixture(scope="module")
@@ -64,9 +67,9 @@ def test_two_prompts_that_look_alike_are_not_merged(tiny):
 
 def gradients(model, fn, mb):
     model.zero_grad(set_to_none=True)
-    lp = fn(model, mb)[0]
+    lp, entropy, _ = fn(model, mb, with_entropy=True)
     weights = torch.linspace(0.5, 1.5, lp.numel()).view_as(lp)  # a loss that weighs every token differently
-    (lp * mb["mask"] * weights).sum().backward()
+    ((lp - 0.3 * entropy) * mb["mask"] * weights).sum().backward()
     return {n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None}
 
 
@@ -146,3 +149,25 @@ def test_minibatches_keep_a_prompts_rows_together(groups, n, per, seed, data):
             assert home.setdefault(g, i) == i  # every row of a prompt in one minibatch
     again = minibatches(rows_, size, torch.Generator().manual_seed(seed), lengths, group)
     assert all(torch.equal(a, b) for a, b in zip(batches, again))  # a resumed step replays them
+
+
+@pytest.mark.parametrize("temperature, top_p, stop", [(1.0, 1.0, ()), (0.7, 0.9, ("\n",))])
+def test_the_samplers_log_probabilities_equal_the_forward_pass(tiny, temperature, top_p, stop):
+    """GRPO's update takes them as the old log-probabilities (PolicyRun.old_logprobs): they must be
+    the raw distribution's (not the tempered or truncated one drawn from), token for token, also
+    for completions cut at a stop string."""
+    from engine.algorithms.common import batch_logprobs, sampled_logprobs
+    from engine.sampling.torch_sampler import TorchSampler
+
+    model, tokenizer = tiny
+    prompts = ["Question: 12 + 30 = ?\nAnswer:", "Question: what is 7 * 6?\nAnswer:", "Q: 5 - 9\nA:"]
+    out = TorchSampler(model, tokenizer).sample(prompts, n=4, temperature=temperature, top_p=top_p,
+                                                max_new_tokens=24, seed=3, stop=stop)
+    rolls = [types.SimpleNamespace(prompt_ids=tokenizer(p, add_special_tokens=False)["input_ids"], completion=c)
+             for p, comps in zip(prompts, out) for c in comps]
+    batch = token_batch(rolls, tokenizer.pad_token_id, "cpu")
+    sampled, computed = sampled_logprobs(rolls, batch), batch_logprobs(model, batch, 5)[0]
+    m = batch["mask"].bool()
+    assert m.sum() > 30 and sampled[m].min() < -0.5  # enough tokens, and not all near-certain ones
+    assert torch.allclose(sampled[m], computed[m], atol=1e-4)
+    assert not sampled[~m].any()

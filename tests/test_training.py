@@ -10,7 +10,9 @@ import subprocess
 import sys
 import time
 
+import numpy as np
 import pytest
+import torch
 
 from engine.store import Store
 from tests.test_cli import assert_one_line_error, reasonlab
@@ -447,6 +449,66 @@ def test_a_runs_phases_account_for_its_time_once(algo, extra, phases, tiny_check
     assert set(report["seconds"]) == set(seconds) | {"other"} and report["seconds"]["other"] >= 0
     assert (report["counts"].get("sample_tokens", 0) > 0) == (algo != "sft")
     assert (report["counts"].get("update_tokens", 0) > 0) == (algo in ("ppo", "grpo"))
+
+
+@pytest.mark.parametrize("dtype, from_sampler", [("float32", True), ("bfloat16", False)])
+def test_grpo_takes_the_samplers_log_probabilities_as_the_old_ones_only_where_they_are_exact(
+        dtype, from_sampler, tiny_checkpoint, monkeypatch):
+    """float32 with the torch sampler: no forward pass before the update (its log-probabilities
+    equal the sampler's, tests/test_shared_prefix.py); bfloat16: the forward pass, as before."""
+    from engine.algorithms import common
+
+    calls = {"sampled": 0, "forward": 0}
+
+    def counted(name, real):
+        def wrapper(*args, **kwargs):
+            calls[name] += 1
+            return real(*args, **kwargs)
+        return wrapper
+
+    monkeypatch.setattr(common, "sampled_logprobs", counted("sampled", common.sampled_logprobs))
+    monkeypatch.setattr(common, "batch_logprobs", counted("forward", common.batch_logprobs))
+    with Store() as store:
+        smoke_run(store, "grpo", tiny_checkpoint, steps=2, dtype=dtype)
+        assert execute_next(store) == "finished"
+    assert calls == ({"sampled": 2, "forward": 0} if from_sampler else {"sampled": 0, "forward": 2})
+
+
+def test_grpo_leaves_out_the_rows_without_a_gradient_and_learns_exactly_the_same(tiny_checkpoint, contexts,
+                                                                                monkeypatch):
+    """A group of equal rewards has advantage 0: without a KL term its rows add nothing to the
+    gradient, and the update does not compute them. The weights, losses and gradient norms come
+    out as when every row is computed; fewer tokens go through the update."""
+    from safetensors.torch import load_file
+
+    from engine.algorithms import common
+
+    def rewards(rollouts, reward, orm=None):  # per step, one group learns (its first sample solved it)
+        for i, r in enumerate(rollouts):
+            r.reward = float(i == 0)
+
+    monkeypatch.setattr(common, "assign_rewards", rewards)
+    skipping = common.PolicyRun.update_batches
+    results = []
+    for update_batches in (skipping, lambda self, step, batch, carries=None: skipping(self, step, batch)):
+        monkeypatch.setattr(common.PolicyRun, "update_batches", update_batches)
+        with Store() as store:  # 3 groups, minibatches of 2 groups and of 1: some without a learning row
+            run_id = smoke_run(store, "grpo", tiny_checkpoint, steps=3, checkpoint_every=3)
+            assert execute_next(store) == "finished"
+            last = store.checkpoints(run_id).iloc[-1]["path"]
+            metrics = store.metrics(run_id, ["policy_loss", "grad_norm"]).pivot(index="step", columns="name",
+                                                                                values="value")
+        results.append((load_file(f"{last}/model.safetensors"), metrics, contexts[-1].phases.counts["update_tokens"]))
+    (skipped, m_skipped, computed), (whole, m_whole, all_tokens) = results
+    assert computed < all_tokens
+    assert skipped.keys() == whole.keys()
+    moved = 0
+    for name in whole:
+        assert torch.allclose(skipped[name], whole[name], atol=1e-6, rtol=1e-5), name
+        moved += not torch.equal(whole[name], load_file(f"{tiny_checkpoint}/model.safetensors")[name])
+    assert moved  # it learned
+    for key in ("policy_loss", "grad_norm"):
+        assert np.allclose(m_skipped[key], m_whole[key], atol=1e-6, rtol=1e-4), key
 
 
 def test_a_phase_timed_inside_another_is_the_outer_ones():

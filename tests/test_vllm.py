@@ -202,6 +202,22 @@ def test_greedy_matches_the_torch_backend(fake_vllm, tiny_checkpoint, tiny_model
         assert torch.allclose(torch.tensor(a[0].logprobs), torch.tensor(b[0].logprobs), atol=1e-4)
 
 
+def test_the_greedy_completion_joins_the_samples_generate_call(fake_vllm, tiny_checkpoint, tiny_model):
+    """Evaluation's greedy=True: one generate call whose greedy requests come back first in each
+    prompt's list, with the samples of a call without them."""
+    _, tokenizer = tiny_model
+    sampler = vllm_sampler.VLLMSampler(str(tiny_checkpoint), tokenizer)
+    args = dict(temperature=1.0, top_p=0.9, max_new_tokens=20, seed=4)
+    both = sampler.sample(PROMPTS[:3], n=2, greedy=True, **args)
+    (llm,) = FakeLLM.instances
+    assert llm.calls[-1] == ("generate", 6)
+    assert [(p.n, p.temperature, p.top_p) for p in llm.seen_params] == [(2, 1.0, 0.9)] * 3 + [(1, 0.0, 1.0)] * 3
+    sampled = sampler.sample(PROMPTS[:3], n=2, **args)
+    greedy = sampler.sample(PROMPTS[:3], n=1, temperature=0, max_new_tokens=20)
+    assert [[c.token_ids for c in b] for b in both] == [[g[0].token_ids] + [c.token_ids for c in s]
+                                                        for g, s in zip(greedy, sampled)]
+
+
 def test_max_new_tokens_is_cut_to_the_context_length(fake_vllm, tiny_checkpoint, tiny_model):
     _, tokenizer = tiny_model
     sampler = vllm_sampler.VLLMSampler(str(tiny_checkpoint), tokenizer, max_model_len=64)

@@ -17,6 +17,7 @@ import torch
 import torch.nn.functional as F
 
 from engine.algorithms import shared_prefix
+from engine.algorithms.losses import entropy_from_logprobs
 from engine.algorithms.context import RunContext  # the loops import it from here too
 from engine.algorithms.sft import finetune
 from engine.model.checkpoint import load_checkpoint
@@ -117,26 +118,37 @@ def token_batch(rollouts: list[Rollout], pad_id: int, device) -> dict[str, torch
             "group": torch.tensor(group, device=device)}
 
 
-def forward_logprobs(model, batch, with_hidden: bool = False):
-    """(B, L-1) log-probabilities of each next token, the (B, L-1, V) logits and optionally the
-    last hidden states (B, L-1, H) at the same positions: at the completion tokens (`mask`), which
-    are all a caller may read. Each prompt once for all its rows where the model allows
-    (shared_prefix), else the plain pass."""
+def forward_logprobs(model, batch, with_hidden: bool = False, with_entropy: bool = False):
+    """(B, L-1) log-probabilities of each next token and, when asked, the (B, L-1) entropy of each
+    next-token distribution and the (B, L-1, H) last hidden states at the same positions (else
+    None): at the completion tokens (`mask`), which are all a caller may read. Each prompt once for
+    all its rows where the model allows (shared_prefix), else the plain pass."""
     if "group" in batch and int(batch["prompt_len"].min()) >= 1 and shared_prefix.inner(model) is not None:
-        return shared_prefix.forward_logprobs(model, batch, with_hidden)
-    return plain_logprobs(model, batch, with_hidden)
+        return shared_prefix.forward_logprobs(model, batch, with_hidden, with_entropy)
+    return plain_logprobs(model, batch, with_hidden, with_entropy)
 
 
-def plain_logprobs(model, batch, with_hidden: bool = False):
+def plain_logprobs(model, batch, with_hidden: bool = False, with_entropy: bool = False):
     """forward_logprobs by the model's own forward over every row's prompt + completion (also at
     the prompt's positions)."""
     out = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"],
                 output_hidden_states=with_hidden)
-    logits = out.logits[:, :-1].float()
+    logp = F.log_softmax(out.logits[:, :-1].float(), dim=-1)
     targets = batch["input_ids"][:, 1:]
-    logprobs = torch.gather(F.log_softmax(logits, dim=-1), 2, targets.unsqueeze(-1)).squeeze(-1)
+    logprobs = torch.gather(logp, 2, targets.unsqueeze(-1)).squeeze(-1)
     hidden = out.hidden_states[-1][:, :-1] if with_hidden else None
-    return logprobs, logits, hidden
+    return logprobs, entropy_from_logprobs(logp) if with_entropy else None, hidden
+
+
+def sampled_logprobs(rollouts: list[Rollout], batch: dict[str, torch.Tensor]) -> torch.Tensor:
+    """The (B, L-1) log-probabilities the sampler recorded for each completion token
+    (Completion.logprobs, under the model's raw distribution), in token_batch's layout: what
+    batch_logprobs would compute again, without a forward pass."""
+    out = torch.zeros(batch["mask"].shape)
+    for i, r in enumerate(rollouts):
+        start = len(r.prompt_ids) - 1
+        out[i, start:start + len(r.completion.logprobs)] = torch.tensor(r.completion.logprobs)
+    return out.to(batch["mask"].device)
 
 
 @torch.no_grad()
@@ -365,6 +377,10 @@ class PolicyRun:
         if cfg.reward == "orm":
             self.orm = self._reward_model()
         self.minibatch_size = cfg.minibatch_size // ctx.world
+        # the torch sampler's log-probabilities are the update's up to float rounding in float32
+        # (tests/test_shared_prefix.py); vLLM's come from its own copy, kernels and dtype
+        self.sampler_logprobs = cfg.sampler == "torch" and all(p.dtype == torch.float32
+                                                               for p in self.policy.parameters())
         self.model, *heads, self.opt = ctx.acc.prepare(self.policy, *self.heads.values(), self.opt)
         self.trained_heads = dict(zip(self.heads, heads))
 
@@ -412,22 +428,50 @@ class PolicyRun:
         ctx.log_rollouts(step, everyone)
         return rollouts
 
-    def update_batches(self, step: int, batch: dict[str, torch.Tensor]):
+    def old_logprobs(self, rollouts: list[Rollout], batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        """(B, L-1) log-probabilities of the rollouts' tokens under the policy that sampled them:
+        those the torch sampler recorded when the model is float32 (the same weights, a forward
+        pass would repeat them to float rounding), else a forward pass without gradients (vLLM
+        samples from its own copy of the weights; in bfloat16 the sampler's cached pass and the
+        update's differ by more than rounding)."""
+        if self.sampler_logprobs and all(len(r.completion.logprobs) == len(r.completion.token_ids) for r in rollouts):
+            return sampled_logprobs(rollouts, batch)
+        return batch_logprobs(self.policy, batch, self.minibatch_size)[0]
+
+    def update_batches(self, step: int, batch: dict[str, torch.Tensor], carries: torch.Tensor | None = None):
         """The minibatches of a step's update, over cfg.epochs passes: (idx, the rows `idx` trimmed
-        to their longest, its number of target positions). A prompt's rows together and rows of
-        similar lengths (minibatches), shuffled per step so that a resumed run replays them; the
-        cancel check before each; the whole loop timed as the update, with its tokens counted."""
+        to their longest, its number of target positions, share). A prompt's rows together and
+        rows of similar lengths (minibatches), shuffled per step so that a resumed run replays
+        them; the cancel check before each; the whole loop timed as the update, with the tokens
+        it computes counted.
+
+        `carries` (B,) bool: the rows whose loss has a gradient. The others (a GRPO group whose
+        rewards are all equal has advantage 0, and without a KL term no gradient) are left out of
+        each minibatch's passes, and `share` is the minibatch's tokens that are computed over all
+        of its tokens: a token mean over the rows computed, times `share`, is the mean over the
+        whole minibatch, so the gradient, and the optimizer's step, are the same up to float
+        rounding. A minibatch with no such row computes one row, with share 0: the step still
+        runs on a zero gradient, as Adam's moments move the weights. Under several processes
+        every minibatch is computed whole (DDP's gradient sync needs every process's pass)."""
         cfg, ctx = self.cfg, self.ctx
         gen = torch.Generator().manual_seed(step_seed(cfg.seed, step, salt=5))
         lengths = batch["attention_mask"].sum(1)
+        if carries is not None and ctx.world > 1:
+            carries = None
         self.policy.train()
         with ctx.phases.time("update"):
             for _ in range(cfg.epochs):
                 for idx in minibatches(len(lengths), self.minibatch_size, gen, lengths, batch["group"]):
                     self.check_update_cancel(step)
+                    share = 1.0
+                    if carries is not None and not carries[idx].all():
+                        tokens = batch["mask"][idx].sum()
+                        kept = idx[carries[idx]]
+                        share = float(batch["mask"][kept].sum() / tokens) if len(kept) and tokens else 0.0
+                        idx = kept if len(kept) else idx[:1]
                     mb, t = rows(batch, idx)
                     ctx.phases.count("update_tokens", int(mb["attention_mask"].sum()))
-                    yield idx, mb, t
+                    yield idx, mb, t, share
 
     def check_update_cancel(self, step: int) -> None:
         """Inside a step's update, per minibatch: raise Cancelled on a stop signal when that loses

@@ -4,7 +4,7 @@ other samples of the same problem. Each iteration:
   1) sample n solutions for each of `prompts_per_step` training problems;
   2) score them (sparse, dense or ORM reward);
   3) advantages: (r - mean of the group) / std of the group, the same for every token;
-  4) a few epochs of the clipped policy loss (+ optional k3 KL to the frozen base);
+  4) a few epochs of the clipped policy loss against the sampler's log-probabilities (+ optional k3 KL to the frozen base);
   5) log; checkpoint and evaluate every `checkpoint_every` iterations.
 
 Under a multi-process launch each process samples and trains on its share of the problems (whole
@@ -38,16 +38,19 @@ def train(ctx: RunContext, cfg: GRPOConfig) -> None:
         adv = group_advantages(rewards, cfg.n, scale=cfg.scale_rewards).to(cfg.device)
         batch = token_batch(rollouts, tokenizer.pad_token_id, cfg.device)
         with ctx.phases.time("logprobs"):
-            old_logprobs = batch_logprobs(policy, batch, run.minibatch_size)[0]
+            old_logprobs = run.old_logprobs(rollouts, batch)
             ref_logprobs = batch_logprobs(run.reference, batch, run.minibatch_size)[0] if cfg.kl_coef > 0 else None
 
-        # 4) clipped policy loss over minibatches (run.update_batches: shuffled per step, resumable)
+        # 4) clipped policy loss over minibatches (run.update_batches: shuffled per step, resumable;
+        # without a KL term the rows of advantage 0 have no gradient, and are not computed)
         stats = common.Stats()
-        for idx, mb, t in run.update_batches(step, batch):
+        carries = adv != 0 if cfg.kl_coef == 0 else None
+        for idx, mb, t, share in run.update_batches(step, batch, carries):
             logprobs, _, _ = forward_logprobs(model, mb)
             mask = mb["mask"]
             pg_loss, clipfrac, approx_kl = policy_loss(logprobs, old_logprobs[idx, :t],
                                                        adv[idx, None].expand_as(logprobs), mask, cfg.clip_eps)
+            pg_loss = pg_loss * share  # the whole minibatch's token mean (1 unless rows were left out)
             loss = pg_loss
             if ref_logprobs is not None:
                 kl = masked_mean(kl_penalty(logprobs, ref_logprobs[idx, :t], "k3"), mask)
@@ -57,8 +60,9 @@ def train(ctx: RunContext, cfg: GRPOConfig) -> None:
             acc.backward(loss * distributed.share_weight(mask, acc))  # token means over every process
             grad_norm = acc.clip_grad_norm_(model.parameters(), 1.0)
             opt.step()
-            stats.add(policy_loss=pg_loss.item(), approx_kl=approx_kl.item(), clip_frac=clipfrac.item(),
-                      grad_norm=grad_norm.item())
+            stats.add(policy_loss=pg_loss.item(), grad_norm=grad_norm.item())
+            if share:  # over the rows computed: those that learn
+                stats.add(approx_kl=approx_kl.item(), clip_frac=clipfrac.item())
 
         # 5) log, checkpoint
         tokens = int(batch["mask"].sum())

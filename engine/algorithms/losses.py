@@ -171,7 +171,11 @@ def token_logprobs(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
 
 def entropy_from_logits(logits: torch.Tensor) -> torch.Tensor:
     """Entropy in nats (B, T), float32, of the categorical given by logits (B, T, V)."""
-    logp = logits.float().log_softmax(dim=-1)
+    return entropy_from_logprobs(logits.float().log_softmax(dim=-1))
+
+
+def entropy_from_logprobs(logp: torch.Tensor) -> torch.Tensor:
+    """Entropy in nats (...) of the categorical given by log-probabilities (..., V)."""
     # -inf logits (a masked vocabulary) would give 0 * -inf = nan, in the forward and backward pass
     logp = logp.clamp(min=torch.finfo(logp.dtype).min)
     return -(logp.exp() * logp).sum(dim=-1)

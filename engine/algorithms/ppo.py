@@ -28,7 +28,7 @@ from transformers import AutoConfig
 from engine import distributed
 from engine.algorithms import common
 from engine.algorithms.common import RunContext, batch_logprobs, forward_logprobs, token_batch
-from engine.algorithms.losses import (AdaptiveKLController, FixedKLController, entropy_from_logits, gae,
+from engine.algorithms.losses import (AdaptiveKLController, FixedKLController, gae,
                                       masked_mean, masked_whiten, policy_loss, value_loss)
 from engine.config import PPOConfig
 
@@ -108,15 +108,17 @@ def train(ctx: RunContext, cfg: PPOConfig) -> None:
 
         # 5) clipped policy and value losses over minibatches (run.update_batches: shuffled per step, resumable)
         stats = common.Stats()
-        for idx, mb, t in run.update_batches(step, batch):
-            logprobs, logits, hidden = forward_logprobs(model, mb, with_hidden=True)
+        for idx, mb, t, _ in run.update_batches(step, batch):
+            logprobs, entropies, hidden = forward_logprobs(model, mb, with_hidden=True, with_entropy=True)
             values = value_model(hidden.float()).squeeze(-1)
             m = mb["mask"]
             pg_loss, clipfrac, approx_kl = policy_loss(logprobs, old_logprobs[idx, :t], advantages[idx, :t], m,
                                                        cfg.clip_eps)
             v_loss, vf_clipfrac = value_loss(values, old_values[idx, :t], returns[idx, :t], m, cfg.vf_clip)
-            entropy = masked_mean(entropy_from_logits(logits), m)
-            loss = pg_loss + cfg.vf_coef * v_loss - cfg.entropy_coef * entropy
+            entropy = masked_mean(entropies, m)
+            loss = pg_loss + cfg.vf_coef * v_loss
+            if cfg.entropy_coef:  # else the entropy is only logged: nothing to differentiate
+                loss = loss - cfg.entropy_coef * entropy
             opt.zero_grad(set_to_none=True)
             acc.backward(loss * distributed.share_weight(m, acc))  # token means over every process
             grad_norm = acc.clip_grad_norm_(opt.param_groups[0]["params"], 1.0)

@@ -22,6 +22,7 @@ import torch
 import torch.nn.functional as F
 from transformers.models.llama.modeling_llama import apply_rotary_pos_emb
 
+from engine.algorithms.losses import entropy_from_logprobs
 from engine.sampling.torch_sampler import FAST_MODEL_TYPES
 
 
@@ -58,9 +59,11 @@ def layout(batch: dict[str, torch.Tensor]):
     return group, prompts, prompt_len, completions, clen
 
 
-def forward_logprobs(model, batch: dict[str, torch.Tensor], with_hidden: bool = False):
-    """As common.forward_logprobs: (B, L-1) log-probabilities, (B, L-1, V) logits and optionally
-    (B, L-1, H) last hidden states, at the completion's target positions (zero elsewhere)."""
+def forward_logprobs(model, batch: dict[str, torch.Tensor], with_hidden: bool = False, with_entropy: bool = False):
+    """As common.forward_logprobs: (B, L-1) log-probabilities and optionally the (B, L-1)
+    entropies and (B, L-1, H) last hidden states, at the completion's target positions (zero
+    elsewhere). The logits stay in the completions' own layout (B, Lc, V): nothing is computed,
+    copied or differentiated at a prompt's positions."""
     lm = inner(model)
     group, prompts, prompt_len, comps, clen = layout(batch)
     body, cfg = lm.model, lm.config
@@ -104,15 +107,16 @@ def forward_logprobs(model, batch: dict[str, torch.Tensor], with_hidden: bool = 
     hp, hc = body.norm(xp), body.norm(xc)
     last = hp[group, prompt_len[group] - 1]  # (B, H)
     hidden = torch.cat([last[:, None], hc[:, :Lc - 1]], dim=1)  # (B, Lc, H)
-    logits = lm.lm_head(hidden).float()
-    lp = torch.gather(F.log_softmax(logits, dim=-1), 2, comps.unsqueeze(-1)).squeeze(-1)
+    logp = F.log_softmax(lm.lm_head(hidden).float(), dim=-1)  # (B, Lc, V)
+    lp = torch.gather(logp, 2, comps.unsqueeze(-1)).squeeze(-1)
     # back in the plain layout: completion token j of row b is target column prompt_len[b] - 1 + j
     rows, j = (torch.arange(Lc, device=dev) < clen[:, None]).nonzero(as_tuple=True)
     cols = batch["prompt_len"][rows] - 1 + j
     width = batch["input_ids"].shape[1] - 1
-    out_lp = lp.new_zeros(B, width).index_put((rows, cols), lp[rows, j])
-    out_logits = logits.new_zeros(B, width, logits.shape[-1]).index_put((rows, cols), logits[rows, j])
-    out_hidden = None
-    if with_hidden:
-        out_hidden = hidden.new_zeros(B, width, hidden.shape[-1]).index_put((rows, cols), hidden[rows, j])
-    return out_lp, out_logits, out_hidden
+
+    def plain_layout(x):  # (B, Lc, ...) -> (B, L-1, ...), zero outside the completions
+        return x.new_zeros(B, width, *x.shape[2:]).index_put((rows, cols), x[rows, j])
+
+    entropy = plain_layout(entropy_from_logprobs(logp)) if with_entropy else None
+    return plain_layout(lp), entropy, plain_layout(hidden) if with_hidden else None
+

@@ -9,6 +9,7 @@ from engine.errors import ReasonlabError
 from engine.evaluation.metrics import curves, ks_up_to
 from engine.limits import MAX_SAMPLES, RANGES, Range, check_number
 from engine.model.prompts import Prompter
+from engine.sampling.base import sample_with_greedy
 from engine.tasks import TaskOptionError, get_task
 from engine.tasks.base import score_safely
 
@@ -78,15 +79,14 @@ def evaluate(sampler, cfg: EvalConfig, orm=None) -> tuple[dict, list[dict]]:
     prompter = Prompter(task, getattr(sampler, "tokenizer", None), cfg.prompt_format, cfg.prompt_suffix)
     prompts = [prompter(p) for p in problems]
     start = time.time()
-    greedy = sampler.sample(prompts, n=1, temperature=0.0, max_new_tokens=cfg.max_new_tokens, stop=prompter.stop)
-    sampled = sampler.sample(prompts, n=cfg.k, temperature=cfg.temperature, top_p=cfg.top_p,
-                             max_new_tokens=cfg.max_new_tokens, seed=cfg.seed, stop=prompter.stop)
+    both = sample_with_greedy(sampler, prompts, n=cfg.k, temperature=cfg.temperature, top_p=cfg.top_p,
+                              max_new_tokens=cfg.max_new_tokens, seed=cfg.seed, stop=prompter.stop)
     wall = time.time() - start
 
     rows, answers, greedy_correct, lenient_correct, unjudged = [], [], [], [], 0
-    for p, g, samples in zip(problems, greedy, sampled):
+    for p, (g, samples) in zip(problems, both):
         problem_answers = []
-        for idx, c in [(-1, g[0])] + list(enumerate(samples)):
+        for idx, c in [(-1, g)] + list(enumerate(samples)):
             score = score_safely(task, p, c.text)
             unjudged += score.unjudged
             rows.append({"task": cfg.task, "split": cfg.split, "problem_id": p.id, "sample_idx": idx,

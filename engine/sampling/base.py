@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -47,7 +48,25 @@ class Sampler(Protocol):
         temperature 0 is greedy decoding. The same seed and arguments give the same completions.
         `stop`: strings that end a completion (a few-shot prompt's next `Question:`): its text ends
         before the first one, its tokens at the one that completes it, finish_reason "stop".
+        A sampler may also take `greedy=True`: each prompt's greedy completion first, then the
+        same n samples (see sample_with_greedy).
         """
+
+
+def sample_with_greedy(sampler, prompts: list[str], n: int, temperature: float = 1.0, top_p: float = 1.0,
+                       max_new_tokens: int = 128, seed: int | None = 0,
+                       stop: Sequence[str] = ()) -> list[tuple[Completion, list[Completion]]]:
+    """Per prompt, (its greedy completion, its n samples): in one pass where the sampler takes
+    `greedy=True` (the torch and vLLM samplers; the samples are those of the same call without
+    it), else a greedy call and a sampling call."""
+    if "greedy" in inspect.signature(sampler.sample).parameters:
+        out = sampler.sample(prompts, n=n, temperature=temperature, top_p=top_p, max_new_tokens=max_new_tokens,
+                             seed=seed, stop=stop, greedy=True)
+        return [(c[0], c[1:]) for c in out]
+    greedy = sampler.sample(prompts, n=1, temperature=0.0, max_new_tokens=max_new_tokens, stop=stop)
+    sampled = sampler.sample(prompts, n=n, temperature=temperature, top_p=top_p, max_new_tokens=max_new_tokens,
+                             seed=seed, stop=stop)
+    return [(g[0], s) for g, s in zip(greedy, sampled)]
 
 
 def check_sampling_args(n: int, temperature: float, top_p: float, max_new_tokens: int) -> None:

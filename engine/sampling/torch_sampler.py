@@ -183,12 +183,17 @@ class TorchSampler:
 
     @torch.inference_mode()
     def sample(self, prompts: list[str], n: int = 1, temperature: float = 1.0, top_p: float = 1.0,
-               max_new_tokens: int = 128, seed: int | None = 0, stop: Sequence[str] = ()) -> list[list[Completion]]:
+               max_new_tokens: int = 128, seed: int | None = 0, stop: Sequence[str] = (),
+               greedy: bool = False) -> list[list[Completion]]:
+        """base.Sampler.sample. greedy=True: each prompt's greedy completion too, first in its list
+        (then its n samples, the same as without it), decoded in the same batch as the samples:
+        the prompt is computed once, and the decode steps are shared."""
         check_sampling_args(n, temperature, top_p, max_new_tokens)
         gen = torch.Generator(device=self.device)
         gen.manual_seed(seed if seed is not None else torch.seed())
         out: list[list[Completion]] = [[] for _ in prompts]
         # Whole prompts share a batch when n fits; a prompt with n > batch_size is split in chunks.
+        # (A greedy row joins its prompt's first chunk: up to batch_size / n rows more.)
         per_batch = max(1, self.batch_size // n)
         chunk = min(n, self.batch_size)
         for start in range(0, len(prompts), per_batch):
@@ -196,12 +201,17 @@ class TorchSampler:
             for done in range(0, n, chunk):
                 check_cancel(self.cancel)
                 m = min(chunk, n - done)
-                results = self._batch([prompts[i] for i in idx], m, temperature, top_p, max_new_tokens, gen, stop)
+                results = self._batch([prompts[i] for i in idx], m, temperature, top_p, max_new_tokens, gen, stop,
+                                      greedy=greedy and done == 0)
                 for i, comps in zip(idx, results):
                     out[i].extend(comps)
         return out
 
-    def _batch(self, prompts, n, temperature, top_p, max_new_tokens, gen, stop=()) -> list[list[Completion]]:
+    def _batch(self, prompts, n, temperature, top_p, max_new_tokens, gen, stop=(),
+               greedy: bool = False) -> list[list[Completion]]:
+        """n samples per prompt, after its greedy completion with greedy=True. The samples draw
+        from `gen` exactly as without greedy rows: one uniform per sampled row in the batch at
+        each step, the batch compacted when the sampled rows say so, no draw once they are done."""
         enc = self.tokenizer(prompts, return_tensors="pt", padding=True, add_special_tokens=False)
         ids, real = enc["input_ids"].to(self.device), enc["attention_mask"].to(self.device).bool()
         if self.max_positions:
@@ -210,12 +220,14 @@ class TorchSampler:
         # 1) prefill every prompt once
         kv = self.engine(self.model, ids.shape[1] + max_new_tokens)
         logits = kv.forward(ids, positions, real)
-        # 2) fork n rows per prompt: row r is sample r % n of prompt r // n (no second prefill)
-        rep = torch.arange(len(prompts), device=self.device).repeat_interleave(n)
-        kv.fork(n)
+        # 2) fork a row per sample (and the greedy one, first) of each prompt (no second prefill)
+        per = n + greedy
+        rep = torch.arange(len(prompts), device=self.device).repeat_interleave(per)
+        kv.fork(per)
         logits, pos = logits[rep], positions[rep, -1] + 1
         rows = len(rep)
         alive = torch.arange(rows, device=self.device)  # original row of each live row
+        is_greedy = (alive % per == 0) & greedy  # per live row
         token_buf = torch.zeros(rows, max_new_tokens, dtype=torch.long, device=self.device)
         logp_buf = torch.zeros(rows, max_new_tokens, dtype=torch.float32, device=self.device)
         entropy_buf = torch.zeros(rows, max_new_tokens, dtype=torch.float32, device=self.device)  # nats
@@ -223,15 +235,18 @@ class TorchSampler:
         stopped = torch.zeros(rows, dtype=torch.bool, device=self.device)
         stop_tokens = torch.tensor(self.stop_ids, device=self.device)
         done = torch.zeros(rows, dtype=torch.bool, device=self.device)  # per live row: stopped already
+        sampling = bool(n)  # a sampled row is still decoding: the samples' steps draw
         # 3) decode
         for step in range(max_new_tokens):
             check_cancel(self.cancel)  # a flag read: negligible beside a forward pass
-            token = self._choose(logits, temperature, top_p, gen)
+            token = self._choose(logits, temperature, top_p, gen, is_greedy if sampling else None)
             raw = torch.log_softmax(logits, dim=-1)  # (B, V) float32
             logp = raw.gather(1, token[:, None])[:, 0]
             # entropy of the distribution drawn from, softmax(logits / T) before top-p (greedy: T = 1)
             drawn = raw if temperature in (0, 1) else torch.log_softmax(logits / temperature, dim=-1)
             entropy = _entropy(drawn)
+            if greedy and temperature not in (0, 1):
+                entropy = torch.where(is_greedy, _entropy(raw), entropy)
             fresh = ~done
             token_buf[alive[fresh], step] = token[fresh]
             logp_buf[alive[fresh], step] = logp[fresh]
@@ -250,11 +265,14 @@ class TorchSampler:
             if n_done == len(alive) or step == max_new_tokens - 1:
                 break
             # 4) compact: drop stopped rows once they are a quarter of the batch (copying the
-            # cache every time one row stops would cost more than decoding the dead rows)
-            if n_done * 4 >= len(alive):
+            # cache every time one row stops would cost more than decoding the dead rows). While
+            # samples decode, their rows alone decide, as without greedy rows: the same draws.
+            counted = ~is_greedy if sampling else torch.ones_like(done)
+            sampling = sampling and bool((counted & ~done).any())
+            if int((counted & done).sum()) * 4 >= int(counted.sum()):
                 keep = (~done).nonzero()[:, 0]
                 kv.rows(keep)
-                alive, token, pos, done = alive[keep], token[keep], pos[keep], done[keep]
+                alive, token, pos, done, is_greedy = alive[keep], token[keep], pos[keep], done[keep], is_greedy[keep]
             logits = kv.forward(token[:, None], pos[:, None], torch.ones_like(token[:, None], dtype=torch.bool))
             pos = pos + 1
         lengths = length.tolist()
@@ -267,12 +285,21 @@ class TorchSampler:
         if stop:  # cut each at its first stop string (found above, or in the tokens since the last check)
             decode = lambda ids: self.tokenizer.decode(ids, skip_special_tokens=True)  # noqa: E731
             comps = [stop_at_string(c, stop, decode) for c in comps]
-        return [comps[i * n:(i + 1) * n] for i in range(len(prompts))]
+        return [comps[i * per:(i + 1) * per] for i in range(len(prompts))]
 
     @staticmethod
-    def _choose(logits: torch.Tensor, temperature: float, top_p: float, gen: torch.Generator) -> torch.Tensor:
-        if temperature == 0:
+    def _choose(logits: torch.Tensor, temperature: float, top_p: float, gen: torch.Generator,
+                greedy: torch.Tensor | None = None) -> torch.Tensor:
+        """The next token of each row. `greedy` (B,) bool: rows that take the argmax, and draw no
+        uniform; None: no row draws (every sampled row is done)."""
+        if temperature == 0 or greedy is None:
             return logits.argmax(dim=-1)
+        if greedy.any():
+            token = logits.argmax(dim=-1)
+            sampled = ~greedy
+            if sampled.any():
+                token[sampled] = TorchSampler._choose(logits[sampled], temperature, top_p, gen, greedy[sampled])
+            return token
         probs = torch.softmax(logits / temperature, dim=-1)
         if top_p < 1.0:  # nucleus: keep the smallest set of tokens whose mass reaches top_p
             sorted_p, order = probs.sort(dim=-1, descending=True)

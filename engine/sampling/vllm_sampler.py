@@ -111,24 +111,35 @@ class VLLMSampler:
         self.llm.reset_prefix_cache()
 
     def sample(self, prompts: list[str], n: int = 1, temperature: float = 1.0, top_p: float = 1.0,
-               max_new_tokens: int = 128, seed: int | None = 0, stop: Sequence[str] = ()) -> list[list[Completion]]:
+               max_new_tokens: int = 128, seed: int | None = 0, stop: Sequence[str] = (),
+               greedy: bool = False) -> list[list[Completion]]:
+        """base.Sampler.sample; greedy=True: each prompt's greedy completion first in its list, as
+        a request of its own in the same generate call (the engine shares the prompt's cache)."""
         from vllm import SamplingParams
 
         check_sampling_args(n, temperature, top_p, max_new_tokens)
         ids = [self.tokenizer(p, add_special_tokens=False)["input_ids"] for p in prompts]
-        params = [SamplingParams(n=n, temperature=temperature, top_p=top_p, seed=None if seed is None else prompt_seed(seed, i),
-                                 max_tokens=max(1, min(max_new_tokens, self.max_model_len - len(p))),
-                                 stop_token_ids=self.stop_ids, logprobs=0, stop=list(stop) or None,
-                                 detokenize=bool(stop))  # vLLM finds stop strings in its own detokenized text
-                  for i, p in enumerate(ids)]
+
+        def params(i: int, p: list[int], n: int, temperature: float):
+            return SamplingParams(n=n, temperature=temperature, top_p=top_p if temperature else 1.0,
+                                  seed=None if seed is None else prompt_seed(seed, i),
+                                  max_tokens=max(1, min(max_new_tokens, self.max_model_len - len(p))),
+                                  stop_token_ids=self.stop_ids, logprobs=0, stop=list(stop) or None,
+                                  detokenize=bool(stop))  # vLLM finds stop strings in its own detokenized text
+
+        requests = [params(i, p, n, temperature) for i, p in enumerate(ids)]
+        if greedy:
+            requests += [params(i, p, 1, 0.0) for i, p in enumerate(ids)]
         check_cancel(self.cancel)
         try:
-            outputs = self.llm.generate([{"prompt_token_ids": p} for p in ids], params, use_tqdm=False)
+            outputs = self.llm.generate([{"prompt_token_ids": p} for p in ids * (1 + greedy)], requests,
+                                        use_tqdm=False)
         except (RuntimeError, NotImplementedError, ValueError) as err:  # e.g. no kernel for this model's shape
             raise ReasonlabError(f"vLLM failed sampling from {self.path}: {' '.join(str(err).split())}") from err
         decode = lambda ids: self.tokenizer.decode(ids, skip_special_tokens=True)  # noqa: E731
-        return [[stop_at_string(self._completion(o), stop, decode) for o in sorted(req.outputs, key=lambda o: o.index)]
-                for req in outputs]
+        out = [[stop_at_string(self._completion(o), stop, decode) for o in sorted(req.outputs, key=lambda o: o.index)]
+               for req in outputs]
+        return [g + s for s, g in zip(out, out[len(ids):])] if greedy else out
 
     def _completion(self, out) -> Completion:
         tokens = list(out.token_ids)
