@@ -14,7 +14,11 @@ forward, backward and optimizer), samples a second, and the evaluation. TRL's sa
 generation on (its setup before that is left out, as reasonlab's model loading and evaluations are). What differs and stays:
 TRL samples with `model.generate` and stops at EOS only (reasonlab also stops at the prompt
 format's stop strings); TRL's group standard deviation uses n - 1 (reasonlab's: n); TRL shuffles
-nothing here (shuffle_dataset off, to keep the order) and logs per step.
+nothing here (shuffle_dataset off, to keep the order) and logs per step. Where reasonlab computes
+less for the same result: its old log-probabilities are its sampler's (TRL runs a forward pass
+for them), and it leaves the rows of advantage 0 (a group whose rewards are all equal; there is no
+KL term) out of the update, whose gradient they do not change (TRL computes them; its log shows
+their share as frac_reward_zero_std).
 
 Needs TRL: `make bench-peers` builds .venv-peers (trl==1.16.0 with the project's torch and
 transformers pins) and runs this there.

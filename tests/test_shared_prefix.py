@@ -151,23 +151,30 @@ def test_minibatches_keep_a_prompts_rows_together(groups, n, per, seed, data):
     assert all(torch.equal(a, b) for a, b in zip(batches, again))  # a resumed step replays them
 
 
-@pytest.mark.parametrize("temperature, top_p, stop", [(1.0, 1.0, ()), (0.7, 0.9, ("\n",))])
-def test_the_samplers_log_probabilities_equal_the_forward_pass(tiny, temperature, top_p, stop):
-    """GRPO's update takes them as the old log-probabilities (PolicyRun.old_logprobs): they must be
-    the raw distribution's (not the tempered or truncated one drawn from), token for token, also
+@pytest.mark.parametrize("temperature, top_p, stop, fast", [(1.0, 1.0, (), True), (0.7, 0.9, ("\n",), True),
+                                                             (1.0, 1.0, ("\n",), False)])
+def test_the_samplers_log_probabilities_and_hidden_states_equal_the_forward_pass(tiny, temperature, top_p, stop,
+                                                                                 fast):
+    """PPO's and GRPO's updates take them as the old log-probabilities, and PPO's old values read
+    the hidden states (PolicyRun.old_logprobs): they must be the raw distribution's (not the
+    tempered or truncated one drawn from) and the pass's last hidden states, token for token, also
     for completions cut at a stop string."""
-    from engine.algorithms.common import batch_logprobs, sampled_logprobs
+    from engine.algorithms.common import batch_logprobs, sampled_hidden, sampled_logprobs
     from engine.sampling.torch_sampler import TorchSampler
 
     model, tokenizer = tiny
     prompts = ["Question: 12 + 30 = ?\nAnswer:", "Question: what is 7 * 6?\nAnswer:", "Q: 5 - 9\nA:"]
-    out = TorchSampler(model, tokenizer).sample(prompts, n=4, temperature=temperature, top_p=top_p,
-                                                max_new_tokens=24, seed=3, stop=stop)
+    out = TorchSampler(model, tokenizer, fast=fast, keep_hidden=True).sample(
+        prompts, n=4, temperature=temperature, top_p=top_p, max_new_tokens=24, seed=3, stop=stop)
     rolls = [types.SimpleNamespace(prompt_ids=tokenizer(p, add_special_tokens=False)["input_ids"], completion=c)
              for p, comps in zip(prompts, out) for c in comps]
     batch = token_batch(rolls, tokenizer.pad_token_id, "cpu")
-    sampled, computed = sampled_logprobs(rolls, batch), batch_logprobs(model, batch, 5)[0]
+    sampled, computed = sampled_logprobs(rolls, batch), batch_logprobs(model, batch, 5, with_hidden=True)
     m = batch["mask"].bool()
     assert m.sum() > 30 and sampled[m].min() < -0.5  # enough tokens, and not all near-certain ones
-    assert torch.allclose(sampled[m], computed[m], atol=1e-4)
+    assert torch.allclose(sampled[m], computed[0][m], atol=1e-4)
     assert not sampled[~m].any()
+    hidden = sampled_hidden(rolls, batch)
+    assert hidden.shape == computed[1].shape
+    assert torch.allclose(hidden[m], computed[1][m], atol=1e-4) and not hidden[~m].any()
+    assert TorchSampler(model, tokenizer).sample(prompts[:1], max_new_tokens=4)[0][0].hidden is None  # unasked

@@ -474,6 +474,28 @@ def test_grpo_takes_the_samplers_log_probabilities_as_the_old_ones_only_where_th
     assert calls == ({"sampled": 2, "forward": 0} if from_sampler else {"sampled": 0, "forward": 2})
 
 
+@pytest.mark.parametrize("dtype, from_sampler", [("float32", True), ("bfloat16", False)])
+def test_ppo_takes_the_samplers_log_probabilities_and_hidden_states_only_where_they_are_exact(
+        dtype, from_sampler, tiny_checkpoint, monkeypatch):
+    """PPO's old log-probabilities and old values (its value head over the last hidden states)
+    without a forward pass of the policy where the sampler's are exact; the reference's (its KL
+    penalty) is a pass either way."""
+    from engine.algorithms import common
+
+    calls = []
+    real = common.batch_logprobs
+
+    def forward(model, batch, size, with_hidden=False):
+        calls.append("policy" if with_hidden else "reference")
+        return real(model, batch, size, with_hidden)
+
+    monkeypatch.setattr(common, "batch_logprobs", forward)
+    with Store() as store:
+        smoke_run(store, "ppo", tiny_checkpoint, steps=2, dtype=dtype)
+        assert execute_next(store) == "finished"
+    assert calls == (["reference"] * 2 if from_sampler else ["policy", "reference"] * 2)
+
+
 def test_grpo_leaves_out_the_rows_without_a_gradient_and_learns_exactly_the_same(tiny_checkpoint, contexts,
                                                                                 monkeypatch):
     """A group of equal rewards has advantage 0: without a KL term its rows add nothing to the

@@ -43,15 +43,16 @@ class Rollout:
 
 def sample_rollouts(model, tokenizer, task, problems: list[Problem], n: int, cfg, seed: int,
                     prompt_suffix: str = "", prompt=None, sampler=None, stop: tuple[str, ...] = (),
-                    cancel=None) -> list[Rollout]:
+                    cancel=None, keep_hidden: bool = False) -> list[Rollout]:
     """n samples per problem (consecutive), each scored by the task. `prompt(problem)` makes the
     prompt text (default: the task's own prompt); `sampler` one from make_sampler(model, ...)
     when several calls share it; else one is made that raises Cancelled once `cancel` (the run's
-    ctx.interrupt) is set. The model is left in eval mode."""
+    ctx.interrupt) is set, and keeps the last hidden states with `keep_hidden`. The model is left
+    in eval mode."""
     model.eval()
     prompt = prompt or task.prompt
     prompts = [prompt(p) + prompt_suffix for p in problems]
-    sampler = sampler or make_sampler(model, tokenizer, cfg, cancel=cancel)
+    sampler = sampler or make_sampler(model, tokenizer, cfg, cancel=cancel, keep_hidden=keep_hidden)
     out = sampler.sample(prompts, n=n, temperature=cfg.temperature, top_p=cfg.top_p,
                          max_new_tokens=cfg.max_new_tokens, seed=seed, stop=stop)
     rollouts = []
@@ -148,6 +149,17 @@ def sampled_logprobs(rollouts: list[Rollout], batch: dict[str, torch.Tensor]) ->
     for i, r in enumerate(rollouts):
         start = len(r.prompt_ids) - 1
         out[i, start:start + len(r.completion.logprobs)] = torch.tensor(r.completion.logprobs)
+    return out.to(batch["mask"].device)
+
+
+def sampled_hidden(rollouts: list[Rollout], batch: dict[str, torch.Tensor]) -> torch.Tensor:
+    """The (B, L-1, H) last hidden states the sampler kept (Completion.hidden) in token_batch's
+    layout, zero outside the completions: batch_logprobs(..., with_hidden=True)'s, without a pass."""
+    first = rollouts[0].completion.hidden
+    out = torch.zeros(*batch["mask"].shape, first.shape[-1], dtype=first.dtype, device=first.device)
+    for i, r in enumerate(rollouts):
+        start = len(r.prompt_ids) - 1
+        out[i, start:start + len(r.completion.token_ids)] = r.completion.hidden
     return out.to(batch["mask"].device)
 
 
@@ -342,7 +354,8 @@ class PolicyRun:
     passes (DDP-wrapped under a multi-process launch). Each process trains on its share of a step:
     `minibatch_size` is the configured one divided by the number of processes."""
 
-    def __init__(self, ctx: RunContext, cfg, heads: dict | None = None, stateful: dict | None = None):
+    def __init__(self, ctx: RunContext, cfg, heads: dict | None = None, stateful: dict | None = None,
+                 hidden: bool = False):
         self.ctx, self.cfg = ctx, cfg
         self.heads = heads or {}  # extra trainable modules, e.g. PPO's value head
         self.stateful = stateful or {}  # objects with state_dict()/load_state_dict(), e.g. a KL controller
@@ -381,6 +394,8 @@ class PolicyRun:
         # (tests/test_shared_prefix.py); vLLM's come from its own copy, kernels and dtype
         self.sampler_logprobs = cfg.sampler == "torch" and all(p.dtype == torch.float32
                                                                for p in self.policy.parameters())
+        # old_logprobs(with_hidden=True) reads them; several processes gather their rollouts: not with those
+        self.keep_hidden = hidden and self.sampler_logprobs and ctx.world == 1
         self.model, *heads, self.opt = ctx.acc.prepare(self.policy, *self.heads.values(), self.opt)
         self.trained_heads = dict(zip(self.heads, heads))
 
@@ -419,7 +434,7 @@ class PolicyRun:
         with ctx.phases.time("sample"):
             rollouts = sample_rollouts(self.policy, self.tokenizer, ctx.task, problems, cfg.n, cfg,
                                        seed=step_seed(cfg.seed, step) + ctx.rank, prompt=ctx.prompt, stop=ctx.stop,
-                                       cancel=ctx.interrupt)
+                                       cancel=ctx.interrupt, keep_hidden=self.keep_hidden)
         ctx.phases.count("sample_tokens", sum(len(r.completion.token_ids) for r in rollouts))
         with ctx.phases.time("score"):
             assign_rewards(rollouts, cfg.reward, self.orm)
@@ -428,15 +443,18 @@ class PolicyRun:
         ctx.log_rollouts(step, everyone)
         return rollouts
 
-    def old_logprobs(self, rollouts: list[Rollout], batch: dict[str, torch.Tensor]) -> torch.Tensor:
-        """(B, L-1) log-probabilities of the rollouts' tokens under the policy that sampled them:
-        those the torch sampler recorded when the model is float32 (the same weights, a forward
-        pass would repeat them to float rounding), else a forward pass without gradients (vLLM
-        samples from its own copy of the weights; in bfloat16 the sampler's cached pass and the
-        update's differ by more than rounding)."""
-        if self.sampler_logprobs and all(len(r.completion.logprobs) == len(r.completion.token_ids) for r in rollouts):
-            return sampled_logprobs(rollouts, batch)
-        return batch_logprobs(self.policy, batch, self.minibatch_size)[0]
+    def old_logprobs(self, rollouts: list[Rollout], batch: dict[str, torch.Tensor], with_hidden: bool = False):
+        """((B, L-1) log-probabilities of the rollouts' tokens under the policy that sampled them,
+        with_hidden: the (B, L-1, H) last hidden states, else None), as batch_logprobs. Those the
+        torch sampler recorded when the model is float32 (the same weights: a forward pass would
+        repeat them to float rounding; the hidden states when the run asked the sampler to keep
+        them), else a forward pass without gradients (vLLM samples from its own copy of the
+        weights; in bfloat16 the sampler's cached pass and the update's differ by more than rounding)."""
+        c = [r.completion for r in rollouts]
+        if (self.sampler_logprobs and all(len(x.logprobs) == len(x.token_ids) for x in c)
+                and (not with_hidden or all(x.hidden is not None and len(x.hidden) == len(x.token_ids) for x in c))):
+            return sampled_logprobs(rollouts, batch), sampled_hidden(rollouts, batch) if with_hidden else None
+        return batch_logprobs(self.policy, batch, self.minibatch_size, with_hidden=with_hidden)
 
     def update_batches(self, step: int, batch: dict[str, torch.Tensor], carries: torch.Tensor | None = None):
         """The minibatches of a step's update, over cfg.epochs passes: (idx, the rows `idx` trimmed

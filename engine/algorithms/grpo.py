@@ -20,7 +20,7 @@ import torch
 
 from engine import distributed
 from engine.algorithms import common
-from engine.algorithms.common import RunContext, batch_logprobs, forward_logprobs, token_batch
+from engine.algorithms.common import RunContext, forward_logprobs, token_batch
 from engine.algorithms.losses import group_advantages, kl_penalty, masked_mean, policy_loss
 from engine.config import GRPOConfig
 
@@ -38,8 +38,9 @@ def train(ctx: RunContext, cfg: GRPOConfig) -> None:
         adv = group_advantages(rewards, cfg.n, scale=cfg.scale_rewards).to(cfg.device)
         batch = token_batch(rollouts, tokenizer.pad_token_id, cfg.device)
         with ctx.phases.time("logprobs"):
-            old_logprobs = run.old_logprobs(rollouts, batch)
-            ref_logprobs = batch_logprobs(run.reference, batch, run.minibatch_size)[0] if cfg.kl_coef > 0 else None
+            old_logprobs = run.old_logprobs(rollouts, batch)[0]
+            ref_logprobs = (common.batch_logprobs(run.reference, batch, run.minibatch_size)[0] if cfg.kl_coef > 0
+                            else None)
 
         # 4) clipped policy loss over minibatches (run.update_batches: shuffled per step, resumable;
         # without a KL term the rows of advantage 0 have no gradient, and are not computed)

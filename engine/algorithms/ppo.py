@@ -9,6 +9,8 @@ Each iteration:
   6) adapt the KL coefficient (if kl_target), log; checkpoint and evaluate every few iterations.
 
 The value head is one linear layer on the policy's last hidden state (a shared body, as in TRL).
+The old log-probabilities and values read what the torch sampler recorded while sampling (its
+log-probabilities and last hidden states, in float32; PolicyRun.old_logprobs), not a second pass.
 Under a multi-process launch each process samples and trains on its share of the problems,
 `accelerator.backward` averages the gradients (DDP; each process's losses weighted by its share
 of the minibatch's tokens, so they are means over all of them), and the reward scale and the
@@ -27,7 +29,7 @@ from transformers import AutoConfig
 
 from engine import distributed
 from engine.algorithms import common
-from engine.algorithms.common import RunContext, batch_logprobs, forward_logprobs, token_batch
+from engine.algorithms.common import RunContext, forward_logprobs, token_batch
 from engine.algorithms.losses import (AdaptiveKLController, FixedKLController, gae,
                                       masked_mean, masked_whiten, policy_loss, value_loss)
 from engine.config import PPOConfig
@@ -74,8 +76,9 @@ def train(ctx: RunContext, cfg: PPOConfig) -> None:
     kl_ctl = (AdaptiveKLController(cfg.kl_coef, cfg.kl_target, cfg.kl_horizon) if cfg.kl_target > 0
               else FixedKLController(cfg.kl_coef))
     moments = RunningMoments()
-    run = common.PolicyRun(ctx, cfg, heads={"value_head": value_head}, stateful={"kl": kl_ctl, "rewards": moments})
-    policy, tokenizer, opt = run.policy, run.tokenizer, run.opt
+    run = common.PolicyRun(ctx, cfg, heads={"value_head": value_head}, stateful={"kl": kl_ctl, "rewards": moments},
+                           hidden=True)  # the sampler keeps the hidden states the old values read
+    tokenizer, opt = run.tokenizer, run.opt
     model, value_model, acc = run.model, run.trained_heads["value_head"], ctx.acc  # as prepared for gradients
 
     # 1) sample, 2) score (scaled by a running std, clipped); run.iterations checks for a cancel
@@ -90,10 +93,10 @@ def train(ctx: RunContext, cfg: PPOConfig) -> None:
         batch = token_batch(rollouts, tokenizer.pad_token_id, cfg.device)
         mask = batch["mask"]
         with torch.no_grad(), ctx.phases.time("logprobs"):
-            old_logprobs, hidden = batch_logprobs(policy, batch, run.minibatch_size, with_hidden=True)
+            old_logprobs, hidden = run.old_logprobs(rollouts, batch, with_hidden=True)
             old_values = value_head(hidden.float()).squeeze(-1) * mask  # the head stays float32 under bf16
-            ref_logprobs = (batch_logprobs(run.reference, batch, run.minibatch_size)[0] if run.reference is not None
-                            else old_logprobs)
+            ref_logprobs = (common.batch_logprobs(run.reference, batch, run.minibatch_size)[0]
+                            if run.reference is not None else old_logprobs)
 
             # 3) per-token rewards: KL penalty on every token, the score on the last one
             kl = (old_logprobs - ref_logprobs) * mask

@@ -6,7 +6,10 @@ import inspect
 import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
+
+if TYPE_CHECKING:
+    import torch
 
 
 class Cancelled(BaseException):
@@ -32,6 +35,9 @@ class Completion:
     # / temperature) before top-p truncation (greedy, temperature 0: of the raw distribution,
     # temperature 1). None where the backend cannot tell (vLLM returns no full distribution).
     entropies: list[float] | None = None
+    # (tokens, H): the model's last hidden state (after its final norm) at the position that
+    # predicted each token, when the sampler was asked to keep it (PPO's value head reads it)
+    hidden: torch.Tensor | None = None
 
     @property
     def logprob(self) -> float:
@@ -108,4 +114,4 @@ def stop_at_string(c: Completion, stop: Sequence[str], decode) -> Completion:
         else:
             lo = mid + 1
     return Completion(c.token_ids[:lo], text, c.logprobs[:lo], "stop",
-                      None if c.entropies is None else c.entropies[:lo])
+                      None if c.entropies is None else c.entropies[:lo], None if c.hidden is None else c.hidden[:lo])

@@ -39,7 +39,7 @@ class _StaticKV:
     every row was the memory traffic that bounded decoding speed.
     """
 
-    def __init__(self, model, capacity: int):
+    def __init__(self, model, capacity: int, keep_hidden: bool = False):  # last_hidden is always at hand
         cfg = model.config
         self.body, self.head = model.model, model.lm_head
         self.head_dim = getattr(cfg, "head_dim", None) or cfg.hidden_size // cfg.num_attention_heads
@@ -52,6 +52,7 @@ class _StaticKV:
         self.group = self.slot = None  # (B,) prompt of each row, and its place among that prompt's rows
         self.prompt_pad = None  # (B, 1, 1, Lp) True where a row's prompt position is padding
         self.t = 0  # generated positions filled
+        self.last_hidden = None  # (B, H): the last position's hidden state after the final norm
 
     def forward(self, ids: torch.Tensor, positions: torch.Tensor, real: torch.Tensor) -> torch.Tensor:
         """ids, positions, real: (B, T) -> logits of the last position (B, V) in float32."""
@@ -87,7 +88,8 @@ class _StaticKV:
             x = x + layer.mlp(layer.post_attention_layernorm(x))
         if not prefill:
             self.t += 1
-        return self.head(self.body.norm(x[:, -1])).float()
+        self.last_hidden = self.body.norm(x[:, -1])
+        return self.head(self.last_hidden).float()
 
     def _per_prompt(self, rows: torch.Tensor) -> torch.Tensor:
         """(B, Hkv, G, X) per row -> (P, Hkv, n*G, X): each prompt's rows stacked, empty slots zero."""
@@ -143,15 +145,17 @@ class _StaticKV:
 class _HFCache:
     """Any causal LM through its own forward and a DynamicCache."""
 
-    def __init__(self, model, capacity: int):
+    def __init__(self, model, capacity: int, keep_hidden: bool = False):
         self.model, self.cache, self.mask = model, DynamicCache(config=model.config), None
+        self.keep_hidden, self.last_hidden = keep_hidden, None
         # transformers 5.24 renamed the forward's `past_key_values` to `cache` (vLLM pins older ones)
         self.cache_arg = "cache" if "cache" in inspect.signature(model.forward).parameters else "past_key_values"
 
     def forward(self, ids: torch.Tensor, positions: torch.Tensor, real: torch.Tensor) -> torch.Tensor:
         self.mask = real.long() if self.mask is None else torch.cat([self.mask, real.long()], dim=1)
         out = self.model(input_ids=ids, attention_mask=self.mask, position_ids=positions, use_cache=True,
-                         logits_to_keep=1, **{self.cache_arg: self.cache})
+                         logits_to_keep=1, output_hidden_states=self.keep_hidden, **{self.cache_arg: self.cache})
+        self.last_hidden = out.hidden_states[-1][:, -1] if self.keep_hidden else None
         return out.logits[:, -1].float()
 
     def fork(self, n: int) -> None:
@@ -167,10 +171,11 @@ class _HFCache:
 class TorchSampler:
     """`sample()` for a transformers causal LM. `batch_size` bounds the rows decoded together.
     `cancel`: an Event (a run's stop signal) checked before every batch and decode step; once it
-    is set, `sample()` raises Cancelled, so a cancel never waits for a whole phase of sampling."""
+    is set, `sample()` raises Cancelled, so a cancel never waits for a whole phase of sampling.
+    `keep_hidden`: each Completion carries its tokens' last hidden states (Completion.hidden)."""
 
     def __init__(self, model, tokenizer, batch_size: int = 512, fast: bool | None = None,
-                 cancel: threading.Event | None = None):
+                 cancel: threading.Event | None = None, keep_hidden: bool = False):
         if hasattr(model, "get_base_model"):  # a peft (LoRA) model: the transformers model inside it
             model = model.get_base_model()
         self.model, self.tokenizer, self.batch_size, self.cancel = model.eval(), tokenizer, batch_size, cancel
@@ -178,6 +183,7 @@ class TorchSampler:
         if fast is None:
             fast = model.config.model_type in FAST_MODEL_TYPES
         self.engine = _StaticKV if fast else _HFCache
+        self.keep_hidden = keep_hidden
         self.stop_ids = stop_token_ids(model, tokenizer)
         self.max_positions = getattr(model.config, "max_position_embeddings", None)
 
@@ -218,7 +224,7 @@ class TorchSampler:
             max_new_tokens = max(1, min(max_new_tokens, self.max_positions - ids.shape[1]))
         positions = (real.long().cumsum(-1) - 1).clamp(min=0)
         # 1) prefill every prompt once
-        kv = self.engine(self.model, ids.shape[1] + max_new_tokens)
+        kv = self.engine(self.model, ids.shape[1] + max_new_tokens, keep_hidden=self.keep_hidden)
         logits = kv.forward(ids, positions, real)
         # 2) fork a row per sample (and the greedy one, first) of each prompt (no second prefill)
         per = n + greedy
@@ -226,6 +232,10 @@ class TorchSampler:
         kv.fork(per)
         logits, pos = logits[rep], positions[rep, -1] + 1
         rows = len(rep)
+        hidden = hidden_buf = None  # (live rows, H) and (rows, max_new_tokens, H): what predicted each token
+        if self.keep_hidden:
+            hidden = kv.last_hidden[rep]
+            hidden_buf = hidden.new_zeros(rows, max_new_tokens, hidden.shape[-1])
         alive = torch.arange(rows, device=self.device)  # original row of each live row
         is_greedy = (alive % per == 0) & greedy  # per live row
         token_buf = torch.zeros(rows, max_new_tokens, dtype=torch.long, device=self.device)
@@ -250,6 +260,8 @@ class TorchSampler:
             fresh = ~done
             token_buf[alive[fresh], step] = token[fresh]
             logp_buf[alive[fresh], step] = logp[fresh]
+            if hidden_buf is not None:
+                hidden_buf[alive[fresh], step] = hidden[fresh]
             entropy_buf[alive, step] = entropy  # a stopped row's entries lie past its length, cut below
             ended = fresh & torch.isin(token, stop_tokens)
             length[alive[ended]] = step + 1
@@ -274,14 +286,16 @@ class TorchSampler:
                 kv.rows(keep)
                 alive, token, pos, done, is_greedy = alive[keep], token[keep], pos[keep], done[keep], is_greedy[keep]
             logits = kv.forward(token[:, None], pos[:, None], torch.ones_like(token[:, None], dtype=torch.bool))
+            hidden = kv.last_hidden
             pos = pos + 1
         lengths = length.tolist()
         tokens = [row[:k] for row, k in zip(token_buf.tolist(), lengths)]
         logps = [row[:k] for row, k in zip(logp_buf.tolist(), lengths)]
         entropies = [row[:k] for row, k in zip(entropy_buf.tolist(), lengths)]
         texts = self.tokenizer.batch_decode(tokens, skip_special_tokens=True)
-        comps = [Completion(t, s, lp, "stop" if st else "length", h)
-                 for t, s, lp, st, h in zip(tokens, texts, logps, stopped.tolist(), entropies)]
+        comps = [Completion(t, s, lp, "stop" if st else "length", h,
+                            None if hidden_buf is None else hidden_buf[i, :len(t)].clone())
+                 for i, (t, s, lp, st, h) in enumerate(zip(tokens, texts, logps, stopped.tolist(), entropies))]
         if stop:  # cut each at its first stop string (found above, or in the tokens since the last check)
             decode = lambda ids: self.tokenizer.decode(ids, skip_special_tokens=True)  # noqa: E731
             comps = [stop_at_string(c, stop, decode) for c in comps]
