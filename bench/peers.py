@@ -3,7 +3,8 @@
 Both start from the same base checkpoint and train on the same problems in the same order (the
 ones reasonlab's GRPO draws for each step), with the same settings: 32 prompts x 8 samples a
 step, 2 passes over minibatches of 64 (8 optimizer updates a step), AdamW at the same learning
-rate, temperature 1, at most 96 new tokens, no KL term, rewards 1 for a correct answer (the task's
+rate, temperature 1, at most 96 new tokens, float32 weights and arithmetic (TRL's default would be
+bfloat16 mixed precision), no KL term, rewards 1 for a correct answer (the task's
 own scorer), advantages normalised by the group's standard deviation, the policy loss averaged over
 the minibatch's tokens (TRL's loss_type "bnpo"). After the same number of steps both final models
 are evaluated by reasonlab's evaluation on the same test problems: greedy maj@1 and pass@16.
@@ -48,6 +49,7 @@ EVAL_LIMIT, EVAL_K = 200, 16
 def settings(steps: int, device: str) -> list[str]:
     return [f"steps={steps}", f"prompts_per_step={PROMPTS}", f"n={N}", f"minibatch_size={MINIBATCH}",
             f"epochs={EPOCHS}", "kl_coef=0", "temperature=1.0", f"max_new_tokens={MAX_NEW}", f"device={device}",
+            "dtype=float32",
             f"checkpoint_every={steps}", f"eval_limit={EVAL_LIMIT}", f"eval_k={EVAL_K}"]
 
 
@@ -101,9 +103,10 @@ def run_trl(base: Path, steps: int, device: str, home: Path) -> dict:
                       lr_scheduler_type="constant", warmup_steps=0, adam_beta2=0.95, weight_decay=0.0,
                       max_grad_norm=1.0, beta=0.0, temperature=1.0, max_completion_length=MAX_NEW,
                       loss_type="bnpo", scale_rewards="group", shuffle_dataset=False, use_cpu=device == "cpu",
+                      bf16=False,  # float32, as reasonlab here (TRL's default is bfloat16 mixed precision)
                       report_to="none", save_strategy="no", logging_strategy="no", disable_tqdm=True,
                       seed=cfg.seed, dataloader_num_workers=0)
-    model = AutoModelForCausalLM.from_pretrained(base)
+    model = AutoModelForCausalLM.from_pretrained(base, use_kernels=False)  # as reasonlab loads it: no Hub kernels
     trainer = GRPOTrainer(model=model, reward_funcs=correct, args=args, train_dataset=data,
                           processing_class=tokenizer)
     spent = {"generate": 0.0, "rewards": 0.0, "prepare": 0.0}  # seconds in TRL's own methods

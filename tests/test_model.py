@@ -64,6 +64,25 @@ def test_checkpoint_round_trip_through_auto_classes(tmp_path, tokenizer):
     assert read_meta(tmp_path / "ck") == {"note": "x"}
 
 
+def test_load_checkpoint_never_asks_for_hub_kernels(tmp_path, tokenizer, monkeypatch):
+    """transformers 5.25 kernelizes a model by default when the `kernels` package is installed
+    (TRL brings it): on a GPU it then fetched `kernels-community/rotary` from the Hub, remote code,
+    and failed offline (seen on an H200, 2026-12-04). Every reasonlab load asks for none."""
+    from engine.model.checkpoint import load_checkpoint
+
+    save_checkpoint(new_model("tiny", tokenizer, seed=1), tokenizer, tmp_path / "ck", {})
+    asked = []
+    real = AutoModelForCausalLM.from_pretrained.__func__
+
+    def spy(cls, *args, **kwargs):
+        asked.append(kwargs.get("use_kernels"))
+        return real(cls, *args, **kwargs)
+
+    monkeypatch.setattr(AutoModelForCausalLM, "from_pretrained", classmethod(spy))
+    model, _ = load_checkpoint(tmp_path / "ck")
+    assert asked == [False] and not model.use_kernels
+
+
 def test_load_checkpoint_errors_name_the_path(tmp_path, tokenizer):
     with pytest.raises(ReasonlabError, match=f"{tmp_path / 'nope'} does not exist"):
         load_checkpoint(tmp_path / "nope")

@@ -193,9 +193,10 @@ def minibatches(n: int, size: int, generator: torch.Generator, lengths: torch.Te
     compute (transformers' group_by_length does the same for fine-tuning). With `groups` too (each
     row's prompt, token_batch's `group`), a prompt's rows stay together, sorted by their longest,
     so that shared_prefix computes each prompt once per minibatch."""
-    order = torch.randperm(n, generator=generator)
+    order = torch.randperm(n, generator=generator)  # on the CPU, as the generator: indices index any device
     if lengths is None:
         return [order[i:i + size] for i in range(0, n, size)]
+    lengths, groups = lengths.cpu(), None if groups is None else groups.cpu()
     order = order[torch.sort(length_key(lengths, groups, generator)[order], stable=True).indices]
     chunks = [order[i:i + size] for i in range(0, n, size)]
     return [chunks[j] for j in torch.randperm(len(chunks), generator=generator).tolist()]
@@ -208,8 +209,9 @@ def length_key(lengths: torch.Tensor, groups: torch.Tensor | None, generator: to
         return lengths
     _, g = torch.unique(groups, return_inverse=True)
     count = int(g.max()) + 1 if len(g) else 0
-    longest = torch.zeros(count, dtype=lengths.dtype).scatter_reduce(0, g, lengths, "amax", include_self=False)
-    rank = torch.randperm(count, generator=generator) if generator is not None else torch.arange(count)
+    longest = torch.zeros(count, dtype=lengths.dtype, device=lengths.device).scatter_reduce(
+        0, g, lengths, "amax", include_self=False)
+    rank = (torch.randperm(count, generator=generator) if generator is not None else torch.arange(count)).to(g.device)
     return longest[g] * count + rank[g]
 
 
@@ -474,8 +476,8 @@ class PolicyRun:
         cfg, ctx = self.cfg, self.ctx
         gen = torch.Generator().manual_seed(step_seed(cfg.seed, step, salt=5))
         lengths = batch["attention_mask"].sum(1)
-        if carries is not None and ctx.world > 1:
-            carries = None
+        if carries is not None:
+            carries = carries.cpu() if ctx.world == 1 else None  # the minibatches' indices are on the CPU
         self.policy.train()
         with ctx.phases.time("update"):
             for _ in range(cfg.epochs):

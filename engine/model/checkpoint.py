@@ -198,7 +198,9 @@ def load_checkpoint(path: str | Path, device: str = "cpu", dtype=None, trust_rem
     """(model in eval mode, tokenizer) from a checkpoint directory, with no network access.
 
     dtype: a torch dtype or a name in DTYPES (None: auto). trust_remote_code runs the directory's
-    own Python code; only on the user's explicit opt-in.
+    own Python code; only on the user's explicit opt-in. Hub kernels stay off: with the `kernels`
+    package installed (TRL brings it), transformers would otherwise fetch and run kernels from
+    the Hub once the model is on a GPU (remote code, and no network here).
     Every failure is a ReasonlabError naming the directory: missing, not a model, corrupt weights.
     """
     from transformers import AutoModelForCausalLM
@@ -210,7 +212,7 @@ def load_checkpoint(path: str | Path, device: str = "cpu", dtype=None, trust_rem
     tokenizer = load_tokenizer(path, trust_remote_code)
     try:
         model = AutoModelForCausalLM.from_pretrained(path, local_files_only=True, dtype=dtype,
-                                                     trust_remote_code=trust_remote_code)
+                                                     trust_remote_code=trust_remote_code, use_kernels=False)
     except Exception as e:  # transformers raises many types (OSError, ValueError, SafetensorError...)
         raise _load_error(path, e, trust_remote_code) from None
     return model.to(device).eval(), tokenizer
