@@ -145,21 +145,23 @@ def sampled_logprobs(rollouts: list[Rollout], batch: dict[str, torch.Tensor]) ->
     """The (B, L-1) log-probabilities the sampler recorded for each completion token
     (Completion.logprobs, under the model's raw distribution), in token_batch's layout: what
     batch_logprobs would compute again, without a forward pass."""
-    out = torch.zeros(batch["mask"].shape)
-    for i, r in enumerate(rollouts):
-        start = len(r.prompt_ids) - 1
-        out[i, start:start + len(r.completion.logprobs)] = torch.tensor(r.completion.logprobs)
-    return out.to(batch["mask"].device)
+    return _completion_layout(rollouts, batch, [torch.tensor(r.completion.logprobs) for r in rollouts])
 
 
 def sampled_hidden(rollouts: list[Rollout], batch: dict[str, torch.Tensor]) -> torch.Tensor:
     """The (B, L-1, H) last hidden states the sampler kept (Completion.hidden) in token_batch's
     layout, zero outside the completions: batch_logprobs(..., with_hidden=True)'s, without a pass."""
-    first = rollouts[0].completion.hidden
-    out = torch.zeros(*batch["mask"].shape, first.shape[-1], dtype=first.dtype, device=first.device)
-    for i, r in enumerate(rollouts):
+    return _completion_layout(rollouts, batch, [r.completion.hidden for r in rollouts])
+
+
+def _completion_layout(rollouts: list[Rollout], batch: dict[str, torch.Tensor], values: list[torch.Tensor]):
+    """Per-token `values` of each rollout's completion (T_i, ...) placed at its target columns of
+    token_batch's (B, L-1, ...) layout, zero elsewhere, on the batch's device."""
+    first = values[0]
+    out = torch.zeros(*batch["mask"].shape, *first.shape[1:], dtype=first.dtype, device=first.device)
+    for i, (r, v) in enumerate(zip(rollouts, values)):
         start = len(r.prompt_ids) - 1
-        out[i, start:start + len(r.completion.token_ids)] = r.completion.hidden
+        out[i, start:start + len(v)] = v
     return out.to(batch["mask"].device)
 
 
