@@ -1,6 +1,9 @@
-"""reasonlab dashboard entry: page config and navigation only (pages/ hold the screens)."""
+"""reasonlab dashboard entry: page config and navigation (pages/ hold the screens), and what every
+page shares: arriving through a link, and keeping its view in the URL."""
 
 import streamlit as st
+
+from engine.dashboard import links
 
 NAVIGATED = "reasonlab_navigation"  # set in session state by every run that goes through main()
 
@@ -14,6 +17,7 @@ def main():
         "Train": [st.Page("pages/launch.py", title="Launch", icon=":material/rocket_launch:"),
                   st.Page("pages/runs.py", title="Runs", icon=":material/monitoring:")],
         "Inspect": [st.Page("pages/solutions.py", title="Solutions", icon=":material/account_tree:"),
+                    st.Page("pages/search.py", title="Search", icon=":material/search:"),
                     st.Page("pages/pass_at_k.py", title="pass@k", icon=":material/show_chart:"),
                     st.Page("pages/diversity.py", title="Diversity", icon=":material/scatter_plot:"),
                     st.Page("pages/compare.py", title="Compare", icon=":material/compare:")],
@@ -28,6 +32,25 @@ def through_navigation():
     if not st.session_state.get(NAVIGATED):
         main()
         st.stop()
+
+
+def from_url(name: str, options, default: int = 0) -> int:
+    """The index of the option the page's link names in parameter `name` (else `default`)."""
+    return links.pick(options, st.query_params.get(name), default)
+
+
+def all_from_url(name: str, options, default=()) -> list:
+    """The options the link names in `name`, comma-separated (else `default`)."""
+    return links.picks(options, st.query_params.get(name), default)
+
+
+def share(slot, page: str, **params) -> None:
+    """Put the view's state in the URL (the address bar becomes a link to it) and, in `slot` (a
+    container placed where the button belongs), a Copy link button showing that link."""
+    st.query_params.from_dict(links.state(params))
+    with slot.popover("Copy link", icon=":material/content_copy:"):  # (not /link: its name shows as text)
+        st.caption("A link to this view (the icon beside it copies it):")
+        st.code(links.view_url(st.context.url, page, params), language=None)
 
 
 if __name__ == "__main__":

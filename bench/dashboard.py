@@ -7,9 +7,11 @@ from the built-in task: valid solutions in several orders, arithmetic slips carr
 solutions cut before the answer; later checkpoints slip less and vary less, as training does.
 
 Then renders every page with Streamlit's AppTest in this process, once cold (caches empty) and
-once warm, and prints per-page times. Last line: JSON {"slowest_page_s": (warm), "rss_mb": (peak
-resident memory of the rendering process), ...}.
-Usage: python bench/dashboard.py [--problems 1000] [--k 96]
+once warm, and prints per-page times; then times the full-text index's build and typical searches
+(a word, a number, an expression, filters only; over one run and over all runs). Last line: JSON
+{"slowest_page_s": (warm), "rss_mb": (peak resident memory of the rendering process),
+"slowest_search_s", "search": {...}, ...}.
+Usage: python bench/dashboard.py [--problems 1000] [--k 96] [--search-only]
 """
 
 from __future__ import annotations
@@ -36,7 +38,8 @@ from engine.tasks.multistep import MultiStep, integer_answers  # noqa: E402
 
 # (page, query parameters): each page as it opens, and Runs on the PPO run (losses, 80 logged steps)
 PAGES = [("pages/home.py", {}), ("pages/launch.py", {}), ("pages/runs.py", {}), ("pages/runs.py", {"run": "2"}),
-         ("pages/solutions.py", {}), ("pages/pass_at_k.py", {}), ("pages/diversity.py", {}), ("pages/compare.py", {})]
+         ("pages/solutions.py", {}), ("pages/search.py", {"q": "12 + 5"}), ("pages/pass_at_k.py", {}),
+         ("pages/diversity.py", {}), ("pages/compare.py", {})]
 COLUMNS = ("run_id", "checkpoint_id", "step", "kind", "task", "split", "problem_id", "sample_idx", "text",
            "answer", "correct", "reward", "n_tokens", "logprob", "created_at")
 
@@ -109,9 +112,13 @@ def fabricate_store(home: str | Path, problems: int = 1000, k: int = 96, ei_roun
         def clock(run_id):
             return store.get_run(run_id)["created_at"] + 1
 
-        def insert(rows):
-            cur = conn.executemany(f"INSERT INTO samples ({', '.join(COLUMNS)}) VALUES ({', '.join('?' * len(COLUMNS))})", rows)
-            counts["samples"] += cur.rowcount
+        def insert(rows):  # staged, then one statement, as Store.add_samples does (the full-text index's cost)
+            columns = ", ".join(COLUMNS)
+            conn.execute(f"CREATE TEMP TABLE IF NOT EXISTS staged ({columns})")
+            conn.executemany(f"INSERT INTO temp.staged ({columns}) VALUES ({', '.join('?' * len(COLUMNS))})", rows)
+            counts["samples"] += conn.execute(f"INSERT INTO samples ({columns}) SELECT {columns} FROM temp.staged"
+                                              " ORDER BY rowid").rowcount
+            conn.execute("DELETE FROM temp.staged")
 
         def evaluate(run_id, step, progress, path, samples_seen):
             checkpoint_id = store.add_checkpoint(run_id, step, path)
@@ -202,10 +209,56 @@ def render(pages: list[tuple[str, dict]]) -> dict:
     return times
 
 
+# Searches as a person types them (engine/search.py): name -> search() arguments, each timed over one
+# run (the EI run, ~half the samples) and over all runs.
+SEARCHES = {"word": {"text": "carry"}, "number": {"text": "17"}, "expression": {"text": "12 + 5"},
+            "common number": {"text": "5"}, "symbols only": {"text": "####"},
+            "filters only": {"correct": False, "reward_max": 0.5, "step_min": 1}}
+WORDS = "I forgot to carry the one"  # the built-in task writes no words; a tenth of the samples get these
+
+
+def search_figures(home: str | Path, runs: dict) -> dict:
+    """Seconds to build the full-text index from scratch (what migration 5 does to an existing
+    store), to give a tenth of the samples a line of words, then per search (best of 3)."""
+    from engine.search import search
+
+    with Store(Path(home) / "store.sqlite") as s:
+        start = time.perf_counter()
+        with s._write() as conn:
+            conn.execute("INSERT INTO samples_fts (samples_fts) VALUES ('rebuild')")
+        figures = {"fts_rebuild_s": round(time.perf_counter() - start, 2)}
+        start = time.perf_counter()
+        with s._write() as conn:  # through the update trigger, as a change of text goes
+            conn.execute("UPDATE samples SET text = ? || char(10) || text WHERE id % 10 = 0", (WORDS,))
+        figures["words_added_s"] = round(time.perf_counter() - start, 2)
+        figures["index_mb"] = round(sum(r[0] for r in s._conn.execute(
+            "SELECT SUM(pgsize) FROM dbstat WHERE name LIKE 'samples_fts%'")) / 2**20, 1) if _has_dbstat(s) else None
+        for name, args in SEARCHES.items():
+            for scope, run_id in (("one run", runs["ei"]), ("all runs", None)):
+                best, found = float("inf"), None
+                for _ in range(3):
+                    start = time.perf_counter()
+                    found = search(s, run_id=run_id, **args)
+                    best = min(best, time.perf_counter() - start)
+                figures[f"{name}, {scope}"] = {"s": round(best, 3), "matches": found.matches, "groups": found.groups_total}
+                print(f"search {name + ', ' + scope:28s} {best:6.3f}s  {found.matches:>9,} samples "
+                      f"{found.groups_total:>6,} groups", flush=True)
+    return figures
+
+
+def _has_dbstat(store) -> bool:
+    try:
+        store._conn.execute("SELECT 1 FROM dbstat LIMIT 1")
+        return True
+    except sqlite3.OperationalError:  # SQLite built without it
+        return False
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--problems", type=int, default=1000)
     ap.add_argument("--k", type=int, default=96)
+    ap.add_argument("--search-only", action="store_true", help="time the searches, not the pages")
     ap.add_argument("--build", help=argparse.SUPPRESS)  # internal: fabricate into this directory
     args = ap.parse_args()
     if args.build:
@@ -213,6 +266,7 @@ def main() -> None:
         counts = fabricate_store(args.build, args.problems, args.k)
         print(f"store: {counts['samples']:,} samples in {time.perf_counter() - start:.0f}s "
               f"({os.path.getsize(Path(args.build) / 'store.sqlite') / 2**20:.0f} MB)", flush=True)
+        (Path(args.build) / "runs.json").write_text(json.dumps(counts["runs"]))
         return
 
     with tempfile.TemporaryDirectory() as home:
@@ -220,14 +274,19 @@ def main() -> None:
                        check=True)
         os.environ["REASONLAB_HOME"] = home
         os.chdir(ROOT)
-        times = render(PAGES)
+        times = {} if args.search_only else render(PAGES)
+        searches = search_figures(home, json.loads((Path(home) / "runs.json").read_text()))
         with Store() as s:
             samples = s._conn.execute("SELECT COUNT(*) FROM samples").fetchone()[0]
     rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # kB on Linux
-    slowest = max(times, key=lambda p: times[p]["warm"])
-    print(json.dumps({"slowest_page_s": times[slowest]["warm"], "slowest_page": slowest, "rss_mb": round(rss_mb),
-                      "slowest_cold_s": max(t["cold"] for t in times.values()), "samples": samples,
-                      "pages": times}))
+    timed = {k: v["s"] for k, v in searches.items() if isinstance(v, dict)}
+    pages = {}
+    if times:
+        slowest = max(times, key=lambda p: times[p]["warm"])
+        pages = {"slowest_page_s": times[slowest]["warm"], "slowest_page": slowest, "rss_mb": round(rss_mb),
+                 "slowest_cold_s": max(t["cold"] for t in times.values())}
+    print(json.dumps({**pages, "samples": samples, "slowest_search_s": max(timed.values()),
+                      "slowest_search": max(timed, key=timed.get), "pages": times, "search": searches}))
 
 
 if __name__ == "__main__":

@@ -51,6 +51,7 @@ CANCEL_POLL_S = 1.0  # how often a running job reads its cancel flag (a long pha
 STALE_S = 60.0  # a heartbeat older than this means the process is gone (or hung)
 ALGORITHMS = {"ei": "expert_iteration", "ppo": "ppo", "rcrl": "rcrl", "grpo": "grpo", "sft": "continued_sft"}
 RESUMABLE = ("interrupted", "cancelled", "failed")
+IMPORTED = "import"  # the algo of runs engine/imports.py makes: samples only, nothing trains or resumes
 
 
 def run_dir(run_id: int) -> Path:
@@ -286,6 +287,8 @@ def resume(store: Store, run_id: int, foreground: bool = False) -> None:
     """Queue an interrupted, cancelled or failed run again; it continues from its last checkpoint."""
     reconcile(store, spawn=False)
     run = _get(store, run_id)
+    if run["algo"] not in ALGORITHMS:  # an imported run (or one of an algorithm since removed)
+        raise ReasonlabError(f"run {run_id} is {_what(run)}: it has no training to resume")
     if run["status"] not in RESUMABLE:
         raise ReasonlabError(f"run {run_id} is {run['status']}; only {', '.join(RESUMABLE)} runs can be resumed")
     config_from_dict(run["algo"], run["config"]).validate()  # e.g. its base was deleted since
@@ -296,6 +299,18 @@ def resume(store: Store, run_id: int, foreground: bool = False) -> None:
                              "restore them, or start a new run")
     store.update_run(run_id, status="queued", cancel_requested=0, error=None, traceback=None, finished_at=None,
                      pid=os.getpid() if foreground else None)
+
+
+def can_resume(run: dict) -> bool:
+    """Whether `resume` would take the run: it stopped early, and trains (an imported run does not)."""
+    return run["status"] in RESUMABLE and run["algo"] in ALGORITHMS
+
+
+def _what(run: dict) -> str:
+    if run["algo"] == IMPORTED:
+        source = (run.get("config") or {}).get("source")
+        return f"imported samples ({source})" if source else "imported samples"
+    return f"a run of algorithm {run['algo']!r}, which this reasonlab does not have"
 
 
 def missing_checkpoints(store: Store, run_id: int) -> list[str]:
@@ -330,9 +345,15 @@ def deletion_summary(store: Store, run_id: int) -> str:
     checkpoints, 12,288 samples and 310 logged values, and its directory /…/runs/00003"."""
     run = _get(store, run_id)
     footprint = store.run_footprint(run_id)
+    kept = (f" (the imported file {run['config']['source']} is kept)"
+            if run["algo"] == IMPORTED and (run.get("config") or {}).get("source") else "")
+    notes = store.notes(run_id=run_id)
+    on_samples = int((notes["sample_id"].notna() & (notes["run_id"] == run_id)).sum())
+    noted = (f", {on_samples} note{'s' * (on_samples != 1)} on its samples (notes on problems stay)"
+             if on_samples else "")
     return (f"run {run_id} ({run['algo']}, {run['status']}): its {footprint['checkpoints']} checkpoints, "
-            f"{footprint['samples']:,} samples and {footprint['metrics']:,} logged values, and its directory "
-            f"{run_dir(run_id)}")
+            f"{footprint['samples']:,} samples{noted} and {footprint['metrics']:,} logged values, and its directory "
+            f"{run_dir(run_id)}{kept}")
 
 
 def delete(store: Store, run_id: int) -> str:

@@ -90,6 +90,84 @@ MIGRATIONS: list[str] = [
         ON CONFLICT(tbl) DO UPDATE SET max_id = max(max_id, excluded.max_id);
     END;
     """,
+    # 5: full-text search over sample texts (engine/search.py). External content: the index holds
+    # tokens only and reads text from samples, kept in step by the triggers (a cascade from runs or
+    # checkpoints fires them too); 'rebuild' indexes the rows already there. columnsize=0: no
+    # per-row sizes, which only relevance ranking (bm25) reads; results are grouped, not ranked.
+    # Tokenizer, measured on 1M fabricated samples ("3 * 4 = 12\n12 + 5 = 17\n#### 17"):
+    #   unicode61: 13 MB, built in 1.0 s; a word or number is a token, so "17" finds 17 and not
+    #     117; symbols are not indexed, so "12 + 5" is the phrase 12 5 (also "12 - 5"): search.py
+    #     checks the literal text of those candidates.
+    #   unicode61 with tokenchars '+-*/=#': 37 MB; "12+5" or "####17" become single tokens, so 5 or
+    #     17 no longer finds them.
+    #   trigram: 101 MB, 6.5 s; substrings, but none shorter than 3 characters: "17" finds nothing.
+    # remove_diacritics 0 and categories 'L* N*' (letters and numbers; not Co) make a token what
+    # Python's str.isalnum calls alphanumeric, so the literal check agrees with the index.
+    """
+    CREATE VIRTUAL TABLE samples_fts USING fts5(text, content='samples', content_rowid='id', columnsize=0,
+        tokenize="unicode61 remove_diacritics 0 categories 'L* N*'");
+    CREATE TRIGGER samples_fts_insert AFTER INSERT ON samples BEGIN
+        INSERT INTO samples_fts (rowid, text) VALUES (NEW.id, NEW.text);
+    END;
+    CREATE TRIGGER samples_fts_delete AFTER DELETE ON samples BEGIN
+        INSERT INTO samples_fts (samples_fts, rowid, text) VALUES ('delete', OLD.id, OLD.text);
+    END;
+    CREATE TRIGGER samples_fts_update AFTER UPDATE OF text ON samples BEGIN
+        INSERT INTO samples_fts (samples_fts, rowid, text) VALUES ('delete', OLD.id, OLD.text);
+        INSERT INTO samples_fts (rowid, text) VALUES (NEW.id, NEW.text);
+    END;
+    INSERT INTO samples_fts (samples_fts) VALUES ('rebuild');
+    """,
+    # 6: notes (engine/notes.py): a person's tag and text on a problem, or on one sample. A note on a
+    # problem outlives the run it was written in (run_id becomes NULL); a note on a sample goes with
+    # the sample. The indexes serve the pages' look-ups and the foreign keys' checks on deletes.
+    """
+    CREATE TABLE notes (
+        id INTEGER PRIMARY KEY,
+        run_id INTEGER REFERENCES runs(id) ON DELETE SET NULL,
+        task TEXT NOT NULL, split TEXT NOT NULL, problem_id TEXT NOT NULL,
+        sample_id INTEGER REFERENCES samples(id) ON DELETE CASCADE,  -- NULL: a note on the problem
+        tag TEXT,
+        text TEXT NOT NULL,
+        created_at REAL NOT NULL
+    );
+    CREATE INDEX notes_problem ON notes(task, problem_id);
+    CREATE INDEX notes_sample ON notes(sample_id);
+    CREATE INDEX notes_run ON notes(run_id);
+    """,
+    # 7: re-scorings (engine/rescore.py): a run's stored samples judged again by another scorer
+    # (strict `#### N`, last number, math-verify, the task's code as it is now) without resampling.
+    # samples.answer / correct are never changed; each re-scoring's verdicts are rows of its own.
+    # finished_at NULL: still scoring, or cut short (nothing reads such a one). A sample the
+    # re-scoring could not judge (its problem could not be rebuilt) has no row, and is counted.
+    # The index on sample_id serves the cascade when samples are deleted (a run in chunks, a
+    # resume's truncation): without it every deleted sample would scan the whole table. Ids are
+    # retired as migration 4's are, so a cached view keyed on a re-scoring id never means another.
+    """
+    CREATE TABLE rescorings (
+        id INTEGER PRIMARY KEY,
+        run_id INTEGER NOT NULL REFERENCES runs(id) ON DELETE CASCADE,
+        scorer TEXT NOT NULL,  -- strict, flexible, math-verify, task
+        options TEXT NOT NULL,  -- JSON: what the scorer was run with (the task spec, limits, version)
+        created_at REAL NOT NULL,
+        finished_at REAL,
+        samples INTEGER NOT NULL DEFAULT 0,  -- samples judged
+        unscored INTEGER NOT NULL DEFAULT 0  -- samples left unjudged: their problem could not be rebuilt
+    );
+    CREATE INDEX rescorings_run ON rescorings(run_id, id);
+    CREATE TABLE rescored_samples (
+        rescoring_id INTEGER NOT NULL REFERENCES rescorings(id) ON DELETE CASCADE,
+        sample_id INTEGER NOT NULL REFERENCES samples(id) ON DELETE CASCADE,
+        answer TEXT,  -- the answer this scorer extracted, NULL when none
+        correct INTEGER NOT NULL,
+        PRIMARY KEY (rescoring_id, sample_id)
+    ) WITHOUT ROWID;
+    CREATE INDEX rescored_samples_sample ON rescored_samples(sample_id);
+    CREATE TRIGGER rescorings_retire_id AFTER DELETE ON rescorings BEGIN
+        INSERT INTO retired_ids VALUES ('rescorings', OLD.id)
+        ON CONFLICT(tbl) DO UPDATE SET max_id = max(max_id, excluded.max_id);
+    END;
+    """,
 ]
 
 

@@ -4,6 +4,7 @@ functions (which take store queries). Pages only place them; nothing here import
     curve_table          -> fig_curves               pass@k / maj@k / rerank@k vs k, with bands
     checkpoint_curves    -> fig_checkpoint_curves    one metric vs k, one line per checkpoint
     training_curves      -> fig_training_curves      maj@1, pass@1, pass@K, maj@K vs training step
+    rescore.rescored_curves -> fig_rescored_curves   pass@k / maj@k vs k, original and re-scored
     diversity_by_checkpoint -> fig_diversity         diversity means vs training step
     checkpoint_diversity -> fig_diversity_histogram  one measure across problems
     solution_tree        -> fig_tree, fig_tree_links icicle / sunburst, and a node-link drawing
@@ -95,6 +96,29 @@ def fig_checkpoint_curves(table: pd.DataFrame, metric: str = "pass", title: str 
                                  line={"color": colour},
                                  hovertemplate=f"%{{fullData.name}}: {text(metric)}@%{{x}} = %{{y:.3f}}<extra></extra>"))
     fig.update_layout(title=_title(title), xaxis=_k_axis(rows["k"]), yaxis={"title": f"{text(metric)}@k", "range": [0, 1.02]})
+    return fig
+
+
+def fig_rescored_curves(table: pd.DataFrame, metric: str = "pass", title: str | None = None) -> go.Figure:
+    """One metric of an engine.rescore.rescored_curves table against k: one colour per checkpoint,
+    its original scoring solid and the re-scoring dashed."""
+    title = title or f"{metric}@k before and after re-scoring"
+    if _lacks(table, "metric", "k", "value", "checkpoint_id", "scoring"):
+        return empty_figure(title, "no sampled evaluation solutions in these checkpoints")
+    rows = table[table["metric"] == metric]
+    checkpoints = rows[["checkpoint_id", "step"]].drop_duplicates("checkpoint_id").sort_values("step")["checkpoint_id"]
+    fig = go.Figure()
+    for i, checkpoint_id in enumerate(checkpoints):
+        colour = PALETTE[i % len(PALETTE)]
+        for scoring, curve in rows[rows["checkpoint_id"] == checkpoint_id].groupby("scoring", sort=False):
+            curve = curve.sort_values("k")
+            label = curve["label"].iloc[0] if "label" in curve else f"step {curve['step'].iloc[0]}"
+            dash = "solid" if scoring == "original" else "dash"
+            fig.add_trace(go.Scatter(x=curve["k"], y=curve["value"], mode="lines+markers", name=text(f"{label} · {scoring}"),
+                                     legendgroup=f"c{i}", line={"color": colour, "dash": dash},
+                                     hovertemplate=f"%{{fullData.name}}: {text(metric)}@%{{x}} = %{{y:.3f}}<extra></extra>"))
+    fig.update_layout(title=_title(title), xaxis=_k_axis(rows["k"]), yaxis={"title": f"{text(metric)}@k", "range": [0, 1.02]},
+                      legend={"orientation": "h", "y": -0.2})
     return fig
 
 

@@ -8,12 +8,13 @@ import app
 from engine import dashboard, workspace
 from engine.dashboard import findings as board
 from engine.errors import ReasonlabError
-from engine.findings import figures, tables
+from engine.findings import FINDINGS, figures, tables
 
 app.through_navigation()  # a link opened before app.py first ran (app.py says why)
 
 HOME = str(workspace.home())
 LIVE_EVERY_S = 3
+ALL = "all"
 BADGES = {"confirmed": ("green", ":material/check_circle:"), "contradicted": ("red", ":material/cancel:"),
           "inconclusive": ("orange", ":material/help:"), "too little data": ("gray", ":material/hourglass_empty:"),
           "waiting": ("gray", ":material/schedule:"), "measured": ("blue", ":material/table_chart:")}
@@ -44,10 +45,6 @@ def card(c):
         st.caption(f"Runs: {runs}")
         st.plotly_chart(figures.figure(c), key=f"fig-{c.finding.key}")
         st.markdown(f"**Verdict.** {c.verdict.text}")
-        if c.finding.key == "F5":
-            st.toggle("rerank@K by the ORM that the ORM-reward run trained", key="orm_rerank",
-                      help="by log-probability otherwise; the ORM scores each run's samples once (about a minute "
-                           "per run on 2 CPU cores), then reads them back")
         if c.finding.key == "F5" and not c.tables["results"].empty:
             results = c.tables["results"]
             md, tex, csv = st.tabs(["Markdown", "LaTeX", "CSV"])
@@ -58,13 +55,13 @@ def card(c):
                                mime="text/csv", icon=":material/download:")
 
 
-def live(size):
+def live(size, focus, orm):
     """Refreshed every few seconds while a run of the suite is queued or running."""
     runs = load_runs(HOME, size)
     active = runs["status"].isin(["queued", "running"]).any()
     todo = board.missing(runs)
     fingerprint = tuple(runs[["run_id", "status", "checkpoints"]].itertuples(index=False, name=None))
-    found = load_cards(HOME, size, fingerprint, st.session_state.get("orm_rerank", False))
+    found = load_cards(HOME, size, fingerprint, orm)
     counts = board.status_counts(found)
     m = st.columns([1, 1, 1, 1, 2])
     for col, (name, n) in zip(m, counts.items()):
@@ -90,18 +87,30 @@ def live(size):
         st.error(f"{failed['run']} (run {int(failed['run_id'])}) failed: {dashboard.literal(failed['error'] or '')}. "
                  "The button resumes it.")
     for c in found:
-        card(c)
+        if focus in (ALL, c.finding.key):
+            card(c)
 
 
-st.title("Findings")
+head, link_slot = st.columns([6, 1], vertical_alignment="bottom")
+head.title("Findings")
 st.caption("The findings of Havrilla et al. 2024 (Teaching Large Language Models to Reason with Reinforcement Learning) "
            "and newer ones, each checked against runs you launch here, from the base that ships with reasonlab, at one "
            "shared sample budget and seed. Every verdict is computed from your runs with a 95% interval; when your "
            "runs disagree with a paper, the card says so.")
-with st.expander("Experiment size"):
-    size = st.radio("Size", ["suite", "smoke"], horizontal=True, help=board.SIZE_HELP, key="size")
+keys = [ALL, *(f.key for f in FINDINGS)]
+s1, s2, s3 = st.columns([1, 2, 2], vertical_alignment="center")
+focus = s1.selectbox("Show", keys, index=app.from_url("finding", keys),
+                     format_func=lambda k: {ALL: "every finding"}.get(k, k))
+with s2.expander("Experiment size"):
+    size = st.radio("Size", ["suite", "smoke"], horizontal=True, help=board.SIZE_HELP, key="size",
+                    index=app.from_url("size", ["suite", "smoke"]))
+orm = s3.toggle("F5: rerank@K by the ORM that the ORM-reward run trained", key="orm_rerank",
+                value=st.query_params.get("orm") == "1",
+                help="by log-probability otherwise; the ORM scores each run's samples once (about a minute "
+                     "per run on 2 CPU cores), then reads them back")
+app.share(link_slot, "findings", finding=None if focus == ALL else focus, size=size, orm=int(orm) or None)
 try:
     busy = load_runs(HOME, size)["status"].isin(["queued", "running"]).any()
-    st.fragment(live, run_every=LIVE_EVERY_S if busy else None)(size)
+    st.fragment(live, run_every=LIVE_EVERY_S if busy else None)(size, focus, orm)
 except ReasonlabError as e:
     st.error(dashboard.literal(e))

@@ -1,11 +1,13 @@
 """Runs: every run with its status; one run live (progress and ETA, learning curves against samples
 seen and the policy's entropy per token, PPO / GRPO losses and KL, log tail), with cancel, resume
-and delete."""
+and delete, and its static HTML report to download."""
+
+from functools import partial
 
 import streamlit as st
 
 import app
-from engine import dashboard, jobs, viz, workspace
+from engine import dashboard, export, imports, jobs, report, viz, workspace
 from engine.errors import ReasonlabError
 
 app.through_navigation()  # a link opened before app.py first ran (app.py says why)
@@ -40,7 +42,7 @@ def controls(run):
                                                        help="stops at the next step, keeping what was done"):
         st.toast(dashboard.cancel_run(store, run["id"]))
         st.rerun(scope="fragment")
-    if run["status"] in jobs.RESUMABLE and st.button("Resume", icon=":material/play_circle:", key="resume",
+    if jobs.can_resume(run) and st.button("Resume", icon=":material/play_circle:", key="resume",
                                                      help="continues from the last checkpoint, same config and seed"):
         st.toast(dashboard.resume_run(store, run["id"]))
         load_runs.clear()
@@ -87,6 +89,12 @@ def live_view(run_id, live):
         if run["status"] == "failed" and run["traceback"]:  # kept off the page; a bug report wants it whole
             st.download_button("Download the traceback", run["traceback"], file_name=f"run-{run['id']}-traceback.txt",
                                icon=":material/download:")
+        # built only when clicked (Streamlit calls `data` then, off the script thread)
+        st.download_button("Download report", partial(report.report_bytes, store, [run_id]),
+                           file_name=f"reasonlab-run-{run_id}.html", mime="text/html", on_click="ignore",
+                           icon=":material/download:", key="report",
+                           help="one HTML file that opens in any browser without a server: the config, these curves, "
+                                "pass@k, and a few problems' solution trees and samples")
         controls(run)
 
     if metrics.empty:
@@ -97,15 +105,59 @@ def live_view(run_id, live):
         losses = viz.fig_run_losses(metrics, title="Losses and KL")
         if losses is not None:
             st.plotly_chart(losses, key="losses")
+    with st.container(horizontal=True):
+        for what in ("metrics", "checkpoints"):  # as `reasonlab export RUN --what ...` writes them
+            st.download_button(f"Download the {what} (CSV)", partial(export.run_bytes, store, run_id, what, "csv"),
+                               file_name=export.file_name(run_id, what, "csv"), mime="text/csv", on_click="ignore",
+                               icon=":material/download:", key=f"download_{what}")
     st.subheader("Log")
     st.code(dashboard.run_log(store, run, metrics) or "(empty)", language=None)
     with st.expander("Worker output"):
         st.code(dashboard.worker_log_tail() or "(empty)", language=None)
 
 
-st.title("Runs")
+def import_samples():
+    """Samples another tool made, as a run every analysis page shows (as `reasonlab import FILE`)."""
+    if not st.toggle("Import samples from another tool", key="import_open",
+                     help="lm-eval's --log_samples output or plain JSONL, as a run the analysis pages show"):
+        return
+    with st.container(border=True):
+        with st.form("import", border=False):
+            path = st.text_input("File", key="import_path", placeholder="/path/to/samples_gsm8k_2024-06-01.jsonl",
+                                 help="a path on the machine running the dashboard: lm-eval's `--log_samples` file, or "
+                                      "JSONL of {problem_id or question, completion, answer?, correct?, greedy?}")
+            c1, c2, c3, c4 = st.columns(4)
+            fmt = c1.selectbox("Format", ["detect", *imports.FORMATS], key="import_format")
+            task = c2.selectbox("Task", ["default", *imports.TASKS], key="import_task",
+                                help="scores samples that carry no `correct`: gsm8k for lm-eval files; for JSONL, "
+                                     "multistep when every line names a built-in problem id, else jsonl")
+            split = c3.text_input("Split", key="import_split", placeholder="test")
+            name = c4.text_input("Name", key="import_name", placeholder="the file's name")
+            submitted = st.form_submit_button("Import", icon=":material/upload:", key="import_submit")
+        if submitted:
+            try:
+                with st.spinner("Reading, checking and scoring every line…"):
+                    made = imports.import_file(dashboard.store_at(HOME), path, format=None if fmt == "detect" else fmt,
+                                               task=None if task == "default" else task, split=split.strip() or None,
+                                               name=name.strip() or None)
+            except ReasonlabError as e:  # names the file, the line and what is wrong; nothing was written
+                st.error(dashboard.literal(e))
+                return
+            st.session_state["imported"] = (made.run_id, made.summary())
+            load_runs.clear()
+            st.query_params["run"] = str(made.run_id)
+            st.rerun()
+
+
+head, link_slot = st.columns([6, 1], vertical_alignment="bottom")
+head.title("Runs")
 if deleted := st.session_state.pop("deleted", None):
     st.success(dashboard.literal(deleted), icon=":material/delete:")
+if imported := st.session_state.pop("imported", None):
+    st.success(dashboard.literal("\n".join([f"run {imported[0]}", *imported[1]])), icon=":material/upload_file:")
+    st.page_link("pages/solutions.py", label=f"Run {imported[0]}'s solutions", icon=":material/account_tree:",
+                 query_params={"run": imported[0], "kind": "eval", "step": 0})
+import_samples()
 try:
     runs = load_runs(HOME)
     if runs.empty:
@@ -115,13 +167,13 @@ try:
         st.page_link("pages/home.py", label="Quickstart", icon=":material/home:")
         st.stop()
     st.dataframe(runs, hide_index=True, column_config=RUN_COLUMNS)
+    st.download_button("Download this table (CSV)", partial(export.to_bytes, runs, "csv"), file_name="runs.csv",
+                       mime="text/csv", on_click="ignore", icon=":material/download:", key="download_runs")
 
     ids = runs["id"].tolist()
-    wanted = st.query_params.get("run")
-    index = ids.index(int(wanted)) if wanted and wanted.isdigit() and int(wanted) in ids else 0
     labels = dict(zip(ids, (dashboard.run_label(r) for _, r in runs.iterrows())))
-    run_id = st.selectbox("Run", ids, index=index, format_func=labels.get)
-    st.query_params["run"] = str(run_id)  # a shareable link to this run
+    run_id = st.selectbox("Run", ids, index=app.from_url("run", ids), format_func=labels.get)
+    app.share(link_slot, "runs", run=run_id)
 
     live = runs.set_index("id").at[run_id, "status"] in dashboard.ACTIVE
     st.fragment(run_every=LIVE_EVERY_S if live else None)(live_view)(run_id, live)

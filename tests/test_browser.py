@@ -16,6 +16,7 @@ import signal
 import socket
 import subprocess
 import sys
+import urllib.parse
 import urllib.request
 from pathlib import Path
 
@@ -30,8 +31,8 @@ ARTIFACTS = ROOT / "tests" / "artifacts" / "browser"
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-quic",
                  "--no-first-run", "--disable-component-update", "--disable-sync"]
-PAGES = {"": "reasonlab", "findings": "Findings", "launch": "Launch a run", "runs": "Runs", "solutions": "Solutions", "pass_at_k": "pass@k",
-         "diversity": "Diversity", "compare": "Compare two checkpoints"}
+PAGES = {"": "reasonlab", "findings": "Findings", "launch": "Launch a run", "runs": "Runs", "solutions": "Solutions",
+         "search": "Search", "pass_at_k": "pass@k", "diversity": "Diversity", "compare": "Compare two checkpoints"}
 MINUTE = 60_000  # Playwright timeouts are in milliseconds
 
 
@@ -192,7 +193,7 @@ def test_launch_a_tiny_run_watch_it_and_open_its_solution_tree(app, page):
 
     # 4) Runs again: delete the finished run through the Delete popover
     open_page(page, url, f"runs?run={run_id}", "Runs")
-    page.locator('[data-testid="stPopover"] button').click()
+    page.locator('[data-testid="stPopover"] button', has_text="Delete").click()
     expect(page.get_by_text(f"Deletes run {run_id} (ei, finished)")).to_be_visible()
     page.get_by_role("button", name=f"Delete run {run_id}").click()
     expect(page.get_by_text(re.compile(rf"run {run_id} deleted: 3 checkpoints"))).to_be_visible()
@@ -219,6 +220,60 @@ def test_a_link_opened_first_after_the_server_starts_gets_the_dashboards_navigat
                 expect(page.get_by_role("combobox", name="Run")).to_have_value(re.compile(r"^run 1 · ei"))
             no_error_shown(page)
         page.screenshot(path=str(ARTIFACTS / "first-link.png"), full_page=True)
+
+
+def test_a_view_link_opened_first_shows_that_view_and_copies_as_itself(page, tmp_path):
+    """A link to one problem's tree node, opened as the first page after the server starts, shows that
+    run, step, problem and node; its Copy link popover gives the same link back."""
+    from engine import dashboard
+
+    home = tmp_path / "home"
+    ids = fabricate_store(home, problems=4, k=4, ei_rounds=2, ppo_checkpoints=1, rollout_problems=2)
+    ei = ids["runs"]["ei"]
+    with Store(home / "store.sqlite") as s:
+        step = int(s.checkpoints(ei)["step"].iloc[0])  # not the default (the newest)
+        node = dashboard.tree(dashboard.problem_samples(s, ei, "eval", step, "test-2"))["id"].iloc[1]
+    query = urllib.parse.urlencode({"run": ei, "kind": "eval", "step": step, "problem": "test-2", "node": node})
+    with serve(home, "streamlit-view-link.log") as url:
+        open_page(page, url, f"solutions?{query}", "Solutions")
+        expect(page.get_by_role("combobox", name="Run")).to_have_value(re.compile(rf"^run {ei} · ei"))
+        expect(page.get_by_role("combobox", name="Checkpoint step")).to_have_value(str(step))
+        expect(page.get_by_role("combobox", name=re.compile(r"^Problem"))).to_have_value(re.compile(r"^test-2 · "))
+        expect(page.locator(".js-plotly-plot").first).to_be_visible()
+        no_error_shown(page)
+        page.get_by_role("button", name=re.compile("Copy link")).click()
+        link = page.locator('[data-testid="stPopoverBody"] code').first
+        expect(link).to_have_text(f"{url}/solutions?{query}")
+        page.screenshot(path=str(ARTIFACTS / "view-link.png"), full_page=True)
+
+
+def test_a_search_link_opened_first_shows_its_results_and_opens_one_in_solutions(page, tmp_path):
+    """/search?q=... as the first page after the server starts: the search's inputs and results, and a
+    group's Open in Solutions link shows that run, step and problem."""
+    from engine.search import search
+
+    home = tmp_path / "home"
+    ids = fabricate_store(home, problems=4, k=4, ei_rounds=2, ppo_checkpoints=1, rollout_problems=2)
+    ei = ids["runs"]["ei"]
+    with Store(home / "store.sqlite") as s:
+        line = s.samples(run_id=ei, kind="eval")["text"].iloc[0].splitlines()[0]  # e.g. "3 + 9 = 12"
+        expected = search(s, line, run_id=ei, kind="eval")
+    first = expected.groups.iloc[0]
+    query = urllib.parse.urlencode({"q": line, "run": ei, "kind": "eval"})
+    with serve(home, "streamlit-search-link.log") as url:
+        open_page(page, url, f"search?{query}", "Search")
+        expect(page.get_by_role("textbox", name="Text in the solution")).to_have_value(line)
+        expect(page.get_by_text(f"{expected.matches:,} samples match, in {expected.groups_total:,} problem views")).to_be_visible()
+        expect(page.get_by_role("link", name="Open in Solutions")).to_have_count(len(expected.groups))
+        no_error_shown(page)
+        page.screenshot(path=str(ARTIFACTS / "search-link.png"), full_page=True)
+        page.get_by_role("link", name="Open in Solutions").first.click()
+        expect(page.locator("h1", has_text="Solutions")).to_be_visible()
+        expect(page.get_by_role("combobox", name="Run")).to_have_value(re.compile(rf"^run {ei} · ei"))
+        expect(page.get_by_role("combobox", name="Checkpoint step")).to_have_value(str(first["step"]))
+        expect(page.get_by_role("combobox", name=re.compile(r"^Problem"))).to_have_value(
+            re.compile(rf"^{re.escape(first['problem_id'])} "))
+        no_error_shown(page)
 
 
 # -- stored text is shown as text ---------------------------------------------------------------------
@@ -343,3 +398,59 @@ def test_findings_one_button_queues_the_suite_and_every_card_reaches_a_verdict(b
         runs = s.runs()
     assert sorted(runs["status"]) == ["finished"] * 7
     assert set(runs["parent_checkpoint"]) == {str(home / "checkpoints" / "base-shipped")}
+
+
+# -- the static report: opened from disk, no server -----------------------------------------------------
+
+
+def test_a_report_opened_from_disk_draws_every_figure_and_runs_no_model_text(page, tmp_path, workspace):
+    """`reasonlab report`'s file opened with file://: every figure in it is drawn by the plotly.js it
+    embeds, nothing else is fetched, no script fails, and a sample whose text is a script and markup
+    shows as that text and never runs."""
+    from engine.cli import main
+    from tests.test_report import HOSTILE, HOSTILE_PROBLEM, report_store
+
+    runs = report_store(workspace)["runs"]
+    out = tmp_path / "report.html"
+    assert main(["report", str(runs["ei"]), str(runs["ppo"]), "--out", str(out), "--problem", HOSTILE_PROBLEM]) == 0
+    in_file = out.read_text().count('class="plotly-graph-div"')
+    errors, dialogs, fetched = [], [], []
+    page.on("pageerror", lambda e: errors.append(str(e)))
+    page.on("dialog", lambda d: (dialogs.append(d.message), d.dismiss()))  # alert() would open one
+    page.on("request", lambda r: fetched.append(r.url))
+    page.goto(out.as_uri())
+    page.wait_for_load_state("load")
+    expect(page.locator(".js-plotly-plot")).to_have_count(in_file)
+    drawn = page.evaluate("""() => [...document.querySelectorAll('.js-plotly-plot svg.main-svg:first-of-type')]
+        .filter(svg => svg.getBoundingClientRect().height > 0).length""")  # one per figure, with a size
+    assert drawn == in_file and in_file >= 8  # the comparison, each run's curves, a tree per run
+    assert errors == [] and dialogs == []
+    assert [u for u in fetched if not u.startswith("file://")] == []
+    sample = page.locator("pre").filter(has_text=re.compile(f"^{re.escape(HOSTILE)}$"))
+    expect(sample).to_have_count(1)
+    expect(sample).to_be_visible()
+    assert page.evaluate("""() => ({
+        scripts: document.scripts.length, inText: document.querySelectorAll('pre *, td > :not(pre)').length,
+        bold: [...document.querySelectorAll('b')].filter(b => b.textContent === 'x').length})""") == \
+        {"scripts": 1 + in_file, "inText": 0, "bold": 0}  # plotly.js, one per figure; no element from the text
+    page.screenshot(path=str(ARTIFACTS / "report.png"), full_page=True)
+
+
+def test_the_runs_page_downloads_the_report_built_when_clicked(page, tmp_path):
+    """Runs' "Download report": Streamlit calls the engine for the file only on the click, off the
+    script's thread; what arrives is the run's whole report."""
+    from tests.test_report import report_store
+
+    home = tmp_path / "home"
+    runs = report_store(home)["runs"]
+    with serve(home, "streamlit-report.log") as url:
+        open_page(page, url, f"runs?run={runs['ppo']}", "Runs")
+        with page.expect_download(timeout=2 * MINUTE) as download:
+            page.get_by_role("button", name="Download report").click()
+        no_error_shown(page)
+    saved = tmp_path / download.value.suggested_filename
+    download.value.save_as(saved)
+    assert saved.name == f"reasonlab-run-{runs['ppo']}.html"
+    text = saved.read_text()
+    assert text.startswith("<!DOCTYPE html>") and f'<section id="run-{runs["ppo"]}">' in text
+    assert text.count('class="plotly-graph-div"') >= 5  # curves, losses, over training, pass@k, trees

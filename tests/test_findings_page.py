@@ -11,7 +11,7 @@ from engine.findings import suite
 from engine.store import Store
 from tests.findings_store import Plan, fabricate
 from tests.test_findings import CONFIRMING
-from tests.test_pages import charts, open_page, texts
+from tests.test_pages import charts, open_page, shown_code, texts
 
 
 @pytest.fixture
@@ -87,8 +87,8 @@ def test_all_finished_every_card_has_a_verdict_figure_and_the_table(base):
     assert summary["waiting"] == "0" and sum(map(int, summary.values())) == 8 and int(summary["confirmed"]) >= 4
     figs = charts(at)
     assert len(figs) == 8 and all(f["data"] for f in figs)
-    assert [c.language for c in at.code][:2] == ["markdown", "latex"]
-    assert at.code[0].value.startswith("| run | K | maj@1 |")
+    assert [c.language for c in shown_code(at)][:2] == ["markdown", "latex"]
+    assert shown_code(at)[0].value.startswith("| run | K | maj@1 |")
     assert next(b for b in at.button if b.key == "queue").disabled
 
 

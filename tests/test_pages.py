@@ -20,7 +20,7 @@ from engine.store import Store
 from tests.data_files import gsm8k_rows, write_gsm8k
 
 APP = str(Path(__file__).resolve().parent.parent / "app.py")
-PAGES = ["home", "findings", "launch", "runs", "solutions", "pass_at_k", "diversity", "compare"]
+PAGES = ["home", "findings", "launch", "runs", "solutions", "search", "pass_at_k", "diversity", "compare"]
 
 
 def open_page(name, query=None) -> AppTest:
@@ -47,6 +47,14 @@ def array(x):
 
 def texts(elements):
     return " ".join(str(e.value) for e in elements)
+
+
+LINK = re.compile(r"(https?://[^\s?]+|/\w+)(\?\S*)?")  # what the Copy link popover shows
+
+
+def shown_code(at):
+    """The page's code blocks (solutions, logs, tables), without the Copy link popover's link."""
+    return [c for c in at.code if not LINK.fullmatch(c.value)]
 
 
 def unquoted(value: str) -> str:
@@ -84,7 +92,7 @@ def test_every_page_on_an_empty_workspace_says_what_to_do(name, workspace):
 def test_every_page_renders_a_populated_store(name, store):
     at = open_page(name)
     assert not at.exception and not [e for e in at.error if "fabricated" not in e.value]
-    expected_charts = {"home": 0, "findings": 8, "launch": 0, "runs": 0, "solutions": 1, "pass_at_k": 3, "diversity": 3, "compare": 2}
+    expected_charts = {"home": 0, "findings": 8, "launch": 0, "runs": 0, "solutions": 1, "search": 0, "pass_at_k": 3, "diversity": 3, "compare": 2}
     assert len(at.get("plotly_chart")) == expected_charts[name]
 
 
@@ -148,7 +156,7 @@ def test_home_shows_the_base_learning_while_it_builds(workspace):
     assert array(loss["data"][0]["x"]) == [100, 200] and array(loss["data"][0]["y"]) == [1.5, 0.9]
     assert "step 200" in texts(at.caption)
     assert at.get("text")[0].value == "Ann has 3 <b>apples</b>."  # task text as text
-    assert at.code[0].value == "3 + 4 = 7\n#### 7" and ":green[correct]" in texts(at.caption)
+    assert shown_code(at)[0].value == "3 + 4 = 7\n#### 7" and ":green[correct]" in texts(at.caption)
     table = at.dataframe[0].value
     assert table["step"].tolist() == [100, 200] and table["correct"].tolist() == [False, True]
     assert table["solution"].tolist() == ["3 + 4 = 8 | #### 8", "3 + 4 = 7 | #### 7"]
@@ -348,7 +356,8 @@ def test_runs_shows_curves_losses_and_log_of_a_ppo_run(store):
     assert len(figures) == 2  # learning curves, losses and KL
     assert {t["name"] for t in figures[0]["data"]} >= {"reward", "train/accuracy", "maj@1", "pass@8"}
     assert {a["text"] for a in figures[1]["layout"]["annotations"]} >= {"policy_loss", "approx_kl", "kl_ref"}
-    assert "step 40" in at.code[0].value and "evaluated" in at.code[0].value
+    log = shown_code(at)[0].value
+    assert "step 40" in log and "evaluated" in log
     assert {m.label for m in at.metric} == {"Elapsed", "Time left", "Samples seen", "maj@1"}
 
 
@@ -428,7 +437,7 @@ def test_solutions_shows_the_tree_and_the_texts_through_a_node(store):
         first = dashboard.tree(dashboard.problem_samples(s, store["runs"]["ppo"], "eval", 40, "test-0"))["id"][1]
     nodes.set_value(first).run()
     assert "samples reach this step" in texts(at.caption)
-    assert at.code and all("\n" in c.value or "####" in c.value for c in at.code[:1])
+    assert shown_code(at) and all("\n" in c.value or "####" in c.value for c in shown_code(at)[:1])
     at.radio[2].set_value("node-link").run()
     assert charts(at)[0]["data"][1]["mode"].startswith("markers")
 
@@ -441,7 +450,7 @@ def test_solutions_filters_problems_and_samples(store):
     assert "Problem" in label or "No problem matches" in texts(at.info)
     at = open_page("solutions")
     samples = at.dataframe[0].value
-    assert list(samples.columns) == ["sample_idx", "correct", "answer", "reward", "logprob", "n_tokens", "text"]
+    assert list(samples.columns) == ["sample_idx", "correct", "answer", "reward", "logprob", "n_tokens", "text", "notes"]
     assert len(samples) == 9  # greedy + 8
     at.radio[3].set_value("correct").run()
     assert (at.dataframe[0].value["correct"] == 1).all()

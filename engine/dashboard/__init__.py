@@ -11,7 +11,8 @@ at that step (kind "eval"), or the rollouts it trained on at that step (kind "ro
 
 from engine.dashboard.analysis import (TRAINING_METRICS, aligned, comparison, curve_samples,
                                        diversity_over_training, diversity_per_problem, k_grid, orm_rerank, orms,
-                                       pass_at_k, problem_subset, run_curves, runs_training_curves)
+                                       pass_at_k, problem_subset, run_curves, runs_training_curves, unranked)
+from engine.dashboard.notes import note_line, problem_notes, sample_note_column
 from engine.dashboard.orm import orm_path, orm_version
 from engine.dashboard.runs import (ACTIVE, CURVE_COLUMNS, TEXT_COLUMNS, base_checkpoints, cancel_run,
                                    checkpoints_table, default_run, delete_run, deletion_summary,
@@ -27,7 +28,7 @@ from engine.dashboard.text import literal
 __all__ = [
     'TRAINING_METRICS', 'aligned', 'comparison', 'curve_samples', 'diversity_over_training',
     'diversity_per_problem', 'k_grid', 'orm_rerank', 'orms', 'pass_at_k', 'problem_subset', 'run_curves',
-    'runs_training_curves', 'orm_path', 'orm_version',
+    'runs_training_curves', 'unranked', 'note_line', 'problem_notes', 'sample_note_column', 'orm_path', 'orm_version',
     'ACTIVE', 'CURVE_COLUMNS', 'TEXT_COLUMNS', 'base_checkpoints', 'cancel_run', 'checkpoints_table',
     'default_run', 'delete_run', 'deletion_summary', 'evaluated_checkpoints', 'format_seconds',
     'latest_metrics', 'probe_table', 'resume_run', 'run_detail', 'run_label', 'run_log', 'run_metrics',

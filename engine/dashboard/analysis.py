@@ -68,9 +68,21 @@ def _checkpoint_table(store: Store, samples: pd.DataFrame, scores, scorer: str, 
                                      "scorer"])
     n = int(drawn.groupby(["checkpoint_id", "problem_id"]).size().min())
     table = checkpoint_curves(samples, ks=k_grid(n), scores=scores, n_boot=n_boot)
+    if isinstance(scores, str):  # a column (logprob): a checkpoint without any (imported samples) is not ranked
+        blank = drawn.groupby("checkpoint_id")[scores].apply(lambda s: s.isna().all())
+        table = table[~((table["metric"] == "rerank") & table["checkpoint_id"].map(blank).fillna(False).astype(bool))]
     labels = checkpoints_table(store).set_index("checkpoint_id")["label"]
     return table.assign(label=table["checkpoint_id"].map(labels),
                         scorer=np.where(table["metric"] == "rerank", scorer, None))
+
+
+def unranked(table: pd.DataFrame, checkpoint_ids: Sequence[int]) -> list[int]:
+    """The checkpoints of a pass_at_k(rerank=True) table that have no rerank rows: their samples
+    have no log-probabilities (imported ones), so nothing ranks them."""
+    if table.empty:
+        return []
+    ranked = set(table.loc[table["metric"] == "rerank", "checkpoint_id"])
+    return [int(c) for c in checkpoint_ids if c not in ranked]
 
 
 def run_curves(store: Store, run_id: int, n_boot: int = 200) -> pd.DataFrame:
@@ -136,7 +148,7 @@ def diversity_per_problem(store: Store, run_id: int, step: int, problems: int | 
     ids = problem_subset(store, run_id, step, problems)
     rows = store.sample_rows(["problem_id", "sample_idx", "text", "answer", "correct"], run_id=run_id,
                              kind="eval", step=step, problem_ids=ids)
-    if rows.empty:
+    if not (rows["sample_idx"] >= 0).any():  # none, or greedy solutions only: nothing to measure
         return pd.DataFrame()
     per_problem = checkpoint_diversity(rows, signature=analysis_task(store, run_id).step_signature).per_problem
     solve = rows[rows["sample_idx"] >= 0].groupby("problem_id")["correct"].apply(lambda s: float((s == 1).mean()))

@@ -107,7 +107,9 @@ def run_log(store: Store, run: dict, metrics: pd.DataFrame, lines: int = 30) -> 
     def at(t):
         return time.strftime("%H:%M:%S", time.localtime(t))
 
-    events = [(run["created_at"], f"queued {run['algo']} from {run['parent_checkpoint']}")]
+    source = (run.get("config") or {}).get("source") if run["algo"] == jobs.IMPORTED else None
+    events = [(run["created_at"], f"imported {run['config'].get('format')} samples from {source}" if source
+               else f"queued {run['algo']} from {run['parent_checkpoint']}")]
     if run["started_at"]:
         events.append((run["started_at"], "started"))
     train = metrics[~metrics["name"].str.startswith("eval/")]
@@ -163,8 +165,8 @@ def delete_run(store: Store, run_id: int) -> str:
 
 def deletion_summary(store: Store, run: dict) -> str:
     """What deleting the run removes, said before the user confirms."""
-    return (f"Deletes {jobs.deletion_summary(store, run['id'])}. The checkpoint it started from is kept. "
-            "This cannot be undone.")
+    kept = "" if run["algo"] == jobs.IMPORTED else " The checkpoint it started from is kept."
+    return f"Deletes {jobs.deletion_summary(store, run['id'])}.{kept} This cannot be undone."
 
 
 def resume_run(store: Store, run_id: int) -> str:
@@ -229,6 +231,7 @@ def start_points(store: Store) -> list[tuple[str, str]]:
         pass
     found = {str(p): p.name for p in base_checkpoints()}
     table = checkpoints_table(store)
+    table = table[table["algo"] != jobs.IMPORTED]  # an imported run's checkpoint row names no model
     for label, path, step, maj in zip(table["label"], table["path"], table["step"], table["maj@1"]):
         if path not in found and (step > 0 or Path(path, "config.json").is_file()):
             found[path] = label if maj is None or maj != maj else f"{label} · maj@1 {maj:.3f}"

@@ -96,13 +96,16 @@ def analysis_task(store: Store, run_id: int):
 
 
 def problem_table(store: Store, run_id: int, kind: str, step: int) -> pd.DataFrame:
-    """One row per problem of a view: problem_id, split, samples, correct, solve_rate,
-    greedy_correct, distinct_answers, status ("solved" by greedy decoding, else "unsolved", or
-    "never solved" when no sample was correct), question."""
+    """One row per problem of a view: problem_id, split, samples, correct, solve_rate (of the
+    samples; of the greedy solution for a problem that has no others, as an imported greedy
+    evaluation), greedy_correct (None: no greedy solution), distinct_answers, status ("solved" by
+    greedy decoding, or without a greedy solution by most samples; else "unsolved", or "never
+    solved" when no sample was correct), question."""
     table = store.problem_summary(run_id, kind, step)
     if table.empty:
         return table.assign(solve_rate=[], status=[], question=[])
     table["solve_rate"] = table["correct"] / table["samples"].where(table["samples"] > 0)
+    table["solve_rate"] = table["solve_rate"].fillna(table["greedy_correct"].astype(float))
     greedy = table["greedy_correct"]
     solved = greedy.fillna(0).astype(float).eq(1) | (greedy.isna() & (table["solve_rate"] > 0.5))
     table["status"] = np.where(solved, "solved", np.where(table["correct"] > 0, "unsolved", "never solved"))
@@ -171,12 +174,13 @@ def problem_samples(store: Store, run_id: int, kind: str, step: int, problem_id:
 
 
 def tree(samples: pd.DataFrame, min_count: int = 1, task=None) -> pd.DataFrame:
-    """The problem's solution tree (sampled rows; the greedy one is left out), split into steps by
-    `task` (a task or its name), else by the run's task that `problem_samples` recorded, else the
-    built-in task."""
+    """The problem's solution tree (sampled rows; the greedy one is left out, unless it is all
+    there is: an imported greedy evaluation), split into steps by `task` (a task or its name), else
+    by the run's task that `problem_samples` recorded, else the built-in task."""
     if task is None and "task" in samples.attrs:
         task = _analysis_task(*samples.attrs["task"])
-    return solution_tree(samples, splitter=task or "multistep", min_count=min_count)
+    greedy_only = "sample_idx" in samples.columns and not (samples["sample_idx"] >= 0).any()
+    return solution_tree(samples, splitter=task or "multistep", min_count=min_count, greedy=greedy_only)
 
 
 def node_label(node: pd.Series) -> str:

@@ -6,6 +6,8 @@ both sampled are compared. Per problem:
 - solve rate: the fraction of its sampled solutions (sample_idx >= 0) that are correct;
 - solved: greedy correctness (sample_idx -1, maj@1), or, for a problem with no greedy row, whether
   the majority vote over its samples is correct (expected accuracy > 1/2 under the tie rule).
+A checkpoint with greedy solutions only (an imported greedy evaluation) is compared on them: its
+solve rate is its greedy correctness.
 """
 
 from __future__ import annotations
@@ -66,6 +68,8 @@ def total_variation(a: list, b: list) -> float:
 
 def _per_problem(samples: pd.DataFrame, references: dict) -> pd.DataFrame:
     rows = sampled(samples)
+    if rows.empty:  # greedy solutions only (an imported greedy evaluation): they stand for the samples
+        rows = samples[samples["sample_idx"] < 0].sort_values("problem_id", kind="stable")
     hit = rows["correct"].fillna(0) == 1
     out = pd.DataFrame({"solve": hit.groupby(rows["problem_id"]).mean()})
     out["answers"] = rows.groupby("problem_id")["answer"].agg(lambda s: [None if pd.isna(a) else str(a) for a in s])

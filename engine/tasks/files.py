@@ -64,10 +64,10 @@ def _text(record: dict, field: str) -> str:
     value = record[field]
     if not isinstance(value, str) or not value.strip():
         raise BadRecord(f"field {field!r} must be non-empty text")
-    return _unicode(value, field).strip()
+    return valid_text(value, field).strip()
 
 
-def _unicode(value: str, field: str) -> str:
+def valid_text(value: str, field: str) -> str:
     """The text, when it is valid Unicode. A lone surrogate (JSON's `\\ud800` escape, or a byte of
     the file that is not UTF-8) is taken by neither the tokenizer nor the store."""
     try:
@@ -125,7 +125,7 @@ def jsonl_record(record: dict, fields: tuple[str, str]) -> tuple[str, str, str, 
         raise BadRecord(f"field {answer_field!r} is not a finite number")
     if isinstance(value, str) and "####" in value:  # a worked solution, GSM8K style
         return gsm8k_record({question_field: question, answer_field: value}, fields)
-    text = _unicode(value, answer_field).strip() if isinstance(value, str) else json.dumps(value)
+    text = valid_text(value, answer_field).strip() if isinstance(value, str) else json.dumps(value)
     answer = answers.normalise_number(text) or text
     return question, answer, f"#### {answer}", ()
 
