@@ -37,6 +37,7 @@ from engine.store_queries import DashboardQueries
 # How to get past a store that cannot be opened, appended to the error.
 AT_FAULT = "; move the file aside (reasonlab then starts a new store) or set REASONLAB_HOME to another directory"
 DELETE_CHUNK = 20_000  # samples per transaction when deleting: other writers wait for one chunk, not the run
+CHUNK_PAUSE_S = 0.05  # between two chunks of a delete, for the writers waiting (delete_run says why)
 
 # Training code hands over numpy scalars; sqlite3 binds only Python int/float.
 for _t in (np.int8, np.int16, np.int32, np.int64, np.uint8, np.uint16, np.uint32, np.uint64, np.bool_):
@@ -310,6 +311,10 @@ class Store(DashboardQueries, NoteQueries):
                                     (run_id, chunk)).rowcount
             if gone < chunk:
                 break
+            # Let a writer that waited for this chunk in: SQLite's busy handler polls at growing
+            # intervals (25 ms, then 50 ms by 128 ms of waiting), so taking the lock again at once
+            # would win every race, and the writer would wait for many chunks instead of one.
+            time.sleep(CHUNK_PAUSE_S)
         with self._write() as conn:
             conn.execute("DELETE FROM runs WHERE id = ?", (run_id,))
         return True
