@@ -192,6 +192,9 @@ class SearchResult:
         return {"filters": self.filters, "matches": self.matches, "groups_total": self.groups_total, "groups": groups,
                 "notes": self.notes}
 
+    def notes_line(self) -> str:
+        return "1 note matches" if len(self.notes) == 1 else f"{len(self.notes)} notes match"
+
     def lines(self) -> list[str]:
         """The result as text: a summary, then each group with its link and example snippets."""
         shown = f"; the first {len(self.groups):,}" if len(self.groups) < self.groups_total else ""
@@ -203,7 +206,7 @@ class SearchResult:
             out += [f"    sample {e['id']} ({'correct' if e['correct'] else 'wrong'}, answer {printable(e['answer'])}): "
                     f"{e['snippet']}" for e in g["examples"]]
         if self.notes:
-            out.append(f"{len(self.notes)} notes match")
+            out.append(self.notes_line())
             out += [f"  note {n['id']} on {n['on']}: {printable(n['tag'] or '')} {printable(n['text'])}".rstrip()
                     + (f"  {n['solutions']}" if n["solutions"] else "") for n in self.notes]
         return out

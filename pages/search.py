@@ -71,7 +71,8 @@ try:
     shown = f"; the {len(result.groups)} with the most matches below" if len(result.groups) < result.groups_total else ""
     st.subheader(f"{result.matches:,} samples match, in {result.groups_total:,} problem views{shown}")
     if not result.matches:
-        st.info("Nothing matches. Fewer filters, or other words, may find something.")
+        st.info("No sample matches (some notes do: below)." if result.notes else
+                "Nothing matches. Fewer filters, or other words, may find something.")
     for _, g in result.groups.iterrows():
         with st.container(border=True):
             h1, h2 = st.columns([4, 1], vertical_alignment="center")
@@ -86,7 +87,7 @@ try:
                 h2.caption("not shown on Solutions")
             st.code("\n".join(search.example_line(e) for e in g["examples"]), language=None)
     if result.notes:
-        st.subheader(f"{len(result.notes)} notes match")
+        st.subheader(result.notes_line())
         for n in result.notes:
             n1, n2 = st.columns([4, 1], vertical_alignment="center")
             n1.text(f"{n['tag'] + ' · ' if n['tag'] else ''}on {n['on']}" + (f"\n{n['text']}" if n["text"] else ""))

@@ -205,5 +205,6 @@ def test_the_search_page_lists_matching_notes_with_their_links(runs):
         s.add_note("<b>carry</b> demo", run_id=runs["ei"], problem_id="test-1")
     at = open_page("search", {"q": "carry"})
     assert not at.exception
-    assert any(h.value == "1 notes match" for h in at.subheader)
+    assert any(h.value == "1 note matches" for h in at.subheader)
+    assert "No sample matches (some notes do: below)." in [i.value for i in at.info]
     assert any(t.value == "on problem test-1\n<b>carry</b> demo" for t in at.text)
