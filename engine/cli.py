@@ -7,6 +7,7 @@ import json
 import sys
 from pathlib import Path
 
+from engine.algorithms import ALGORITHMS
 from engine.errors import ReasonlabError
 from engine.tasks.flags import add_task_flags, eval_task, task_options_from_flags, task_sets
 
@@ -437,7 +438,7 @@ def parser() -> argparse.ArgumentParser:
 
     t = sub.add_parser("train", help="train with ei, ppo, rcrl, grpo or sft (continued SFT on the task's reference "
                                      "solutions) from a base checkpoint; writes to the store")
-    t.add_argument("--algo", required=True, choices=["ei", "ppo", "rcrl", "grpo", "sft"])
+    t.add_argument("--algo", required=True, choices=list(ALGORITHMS))
     t.add_argument("--base", required=True, help="checkpoint to start from (e.g. from `reasonlab sft`, or any local "
                                                   "HF causal LM directory)")
     add_task_flags(t, default_task=None)

@@ -13,6 +13,7 @@ import typing
 from dataclasses import dataclass
 from pathlib import Path
 
+from engine.algorithms import ALGORITHMS
 from engine.errors import ReasonlabError
 from engine.limits import RANGES, budget_problems, check_fields, device_problem
 from engine.model.checkpoint import DTYPES, read_meta
@@ -293,8 +294,7 @@ class GRPOConfig(PolicyGradientConfig):
         _check(self, self.n >= 2, "n", "must be >= 2: advantages compare samples within a group")
 
 
-CONFIGS: dict[str, type[RunConfig]] = {"ei": EIConfig, "ppo": PPOConfig, "rcrl": RCRLConfig, "grpo": GRPOConfig,
-                                       "sft": ContinuedSFTConfig}
+CONFIGS: dict[str, type[RunConfig]] = {name: globals()[a.config] for name, a in ALGORITHMS.items()}
 
 
 def check_task(cfg):
@@ -352,15 +352,20 @@ def check_limits(cfg) -> None:
     _check(cfg, problem is None, "device", problem or "")
 
 
+def parse_bool(text: str) -> bool:
+    """1/true/yes/on or 0/false/no/off, in any case; ValueError otherwise."""
+    if text.lower() in ("1", "true", "yes", "on"):
+        return True
+    if text.lower() in ("0", "false", "no", "off"):
+        return False
+    raise ValueError(f"not a yes or no: {text!r}")
+
+
 def _coerce(cls, name: str, text: str, algo: str):
     hint = typing.get_type_hints(cls)[name]
     try:
         if hint is bool:
-            if text.lower() in ("1", "true", "yes", "on"):
-                return True
-            if text.lower() in ("0", "false", "no", "off"):
-                return False
-            raise ValueError
+            return parse_bool(text)
         value = hint(text) if hint in (int, float, str) else text
     except ValueError:
         kind = {int: "int (a whole number)", float: "float (a number)"}.get(hint, hint.__name__)

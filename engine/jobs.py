@@ -29,7 +29,6 @@ It trains in its own process, so it outlives the dashboard or terminal that star
 from __future__ import annotations
 
 import dataclasses
-import importlib
 import os
 import shutil
 import signal
@@ -42,6 +41,7 @@ from pathlib import Path
 
 from engine import workspace
 from engine.config import RunConfig, config_from_dict
+from engine.algorithms import ALGORITHMS
 from engine.errors import ReasonlabError
 from engine.processes import pid_alive
 from engine.store import Store
@@ -49,7 +49,6 @@ from engine.store import Store
 HEARTBEAT_S = 5.0
 CANCEL_POLL_S = 1.0  # how often a running job reads its cancel flag (a long phase stops within about this)
 STALE_S = 60.0  # a heartbeat older than this means the process is gone (or hung)
-ALGORITHMS = {"ei": "expert_iteration", "ppo": "ppo", "rcrl": "rcrl", "grpo": "grpo", "sft": "continued_sft"}
 RESUMABLE = ("interrupted", "cancelled", "failed")
 IMPORTED = "import"  # the algo of runs engine/imports.py makes: samples only, nothing trains or resumes
 
@@ -208,7 +207,7 @@ def execute(store: Store, run: dict, on_progress=None) -> str:
         if threading.current_thread() is threading.main_thread() else None
     fields: dict = {}
     try:
-        importlib.import_module(f"engine.algorithms.{ALGORITHMS[run['algo']]}").train(ctx, cfg)
+        ALGORITHMS[run["algo"]].train(ctx, cfg)
         cancelled = store.get_run(run_id)["cancel_requested"] or ctx.stop_signal.is_set()
         fields = {"status": "cancelled" if cancelled else "finished"}
         if not cancelled:
@@ -248,7 +247,7 @@ def run_replica(run: dict, rank: int) -> None:
     cfg = config_from_dict(run["algo"], run["config"])
     ctx = RunContext(None, run["id"], cfg, run_dir(run["id"]))
     try:
-        importlib.import_module(f"engine.algorithms.{ALGORITHMS[run['algo']]}").train(ctx, cfg)
+        ALGORITHMS[run["algo"]].train(ctx, cfg)
     except BaseException:
         path = run_dir(run["id"]) / f"process-{rank}.error"
         path.parent.mkdir(parents=True, exist_ok=True)

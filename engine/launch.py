@@ -15,7 +15,8 @@ from dataclasses import dataclass
 
 from engine import jobs
 from engine.quickstart import QUICKSTART_EI
-from engine.config import CONFIGS, REWARDS, SAMPLERS, TASK_FIELDS, RunConfig, make_config
+from engine.algorithms import ALGORITHMS
+from engine.config import CONFIGS, REWARDS, SAMPLERS, TASK_FIELDS, RunConfig, make_config, parse_bool
 from engine.errors import ReasonlabError
 from engine.limits import RANGES
 from engine.model.checkpoint import DTYPES
@@ -30,12 +31,11 @@ MODEL_FIELDS = ("prompt_format", "dtype", "trust_remote_code", "lora_r", "lora_a
 CHOICES = {"reward": REWARDS, "dedup": ("exact", "steps"), "device": ("cpu", "cuda"), "prompt_format": PROMPT_FORMATS,
            "dtype": DTYPES, "sampler": SAMPLERS}
 TASK_LABELS = DESCRIPTIONS  # task -> what it reads
-ALGORITHMS = {"ei": "Expert Iteration", "ppo": "PPO", "rcrl": "Return-conditioned RL", "grpo": "GRPO",
-              "sft": "Continued SFT"}
+LABELS = {name: a.label for name, a in ALGORITHMS.items()}  # algorithm -> its name on the page
 
 # Size presets: overrides applied on top of the config defaults. "smoke test" is the budget of
 # the training tests (seconds on a laptop: it checks the pipeline, it does not learn).
-_SMOKE_SHARED = {"max_new_tokens": 24, "eval_limit": 3, "eval_k": 2, "train_problems": 64, "sample_batch_size": 64}
+SMOKE_SHARED = {"max_new_tokens": 24, "eval_limit": 3, "eval_k": 2, "train_problems": 64, "sample_batch_size": 64}
 _SMOKE_ROUNDS = {"rounds": 2, "k": 3, "problems_per_round": 4, "sft_max_steps": 3, "batch_size": 4}
 _SMOKE_STEPS = {"steps": 2, "prompts_per_step": 3, "n": 2, "minibatch_size": 4, "checkpoint_every": 1}
 _QUICK_ROUNDS = dict(item.split("=", 1) for item in QUICKSTART_EI)  # the quickstart's expert iteration
@@ -51,9 +51,9 @@ SIZES = {
     "defaults": {algo: {} for algo in CONFIGS},
     "quick": {"ei": _QUICK_ROUNDS, "rcrl": _QUICK_ROUNDS, "ppo": _QUICK_STEPS, "grpo": _QUICK_STEPS,
               "sft": _unsampled(_QUICK_ROUNDS)},
-    "smoke test": {"ei": {**_SMOKE_SHARED, **_SMOKE_ROUNDS}, "rcrl": {**_SMOKE_SHARED, **_SMOKE_ROUNDS, "rounds": 1},
-                   "ppo": {**_SMOKE_SHARED, **_SMOKE_STEPS}, "grpo": {**_SMOKE_SHARED, **_SMOKE_STEPS},
-                   "sft": {**_SMOKE_SHARED, **_unsampled(_SMOKE_ROUNDS)}},
+    "smoke test": {"ei": {**SMOKE_SHARED, **_SMOKE_ROUNDS}, "rcrl": {**SMOKE_SHARED, **_SMOKE_ROUNDS, "rounds": 1},
+                   "ppo": {**SMOKE_SHARED, **_SMOKE_STEPS}, "grpo": {**SMOKE_SHARED, **_SMOKE_STEPS},
+                   "sft": {**SMOKE_SHARED, **_unsampled(_SMOKE_ROUNDS)}},
 }
 SIZE_HELP = ("defaults: the documented defaults (the paper's recipe at laptop scale: tens of minutes); "
              "quick: a few minutes on 2 CPU cores; smoke test: seconds, checks the pipeline, learns nothing")
@@ -113,7 +113,7 @@ def _typed(hint: str, value):
     if not isinstance(value, str) or hint == "str":
         return value
     if hint == "bool":
-        return value.lower() in ("1", "true", "yes", "on")
+        return parse_bool(value)
     return {"int": int, "float": float}[hint](value)
 
 

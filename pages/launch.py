@@ -47,7 +47,7 @@ def form(fields, algo, size, columns=3):
 
 st.title("Launch a run")
 try:
-    algo = st.radio("Algorithm", list(launch.ALGORITHMS), format_func=launch.ALGORITHMS.get, horizontal=True)
+    algo = st.radio("Algorithm", list(launch.LABELS), format_func=launch.LABELS.get, horizontal=True)
     st.caption(" ".join(CONFIGS[algo].__doc__.split()))
 
     bases = load_bases(HOME)
@@ -77,7 +77,7 @@ try:
     size = st.radio("Size", list(launch.SIZES), horizontal=True, help=launch.SIZE_HELP)
 
     fields = launch.fields(algo, size)
-    st.subheader(f"{launch.ALGORITHMS[algo]} settings")
+    st.subheader(f"{launch.LABELS[algo]} settings")
     own, own_slots = form([f for f in fields if f.group == "algorithm"], algo, size)
     folded = {}
     for group, title in FOLDED.items():

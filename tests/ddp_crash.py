@@ -9,7 +9,7 @@ import os
 import sys
 
 from engine.cli import main
-from engine.jobs import ALGORITHMS
+from engine.algorithms import ALGORITHMS
 
 CRASH = "injected crash on process 1"
 
@@ -17,6 +17,6 @@ if __name__ == "__main__":
     if os.environ.get("RANK") == "1":
         def crash(ctx, cfg):
             raise ValueError(CRASH)
-        for module in set(ALGORITHMS.values()):
+        for module in {a.module for a in ALGORITHMS.values()}:
             importlib.import_module(f"engine.algorithms.{module}").train = crash
     main(sys.argv[1:])

@@ -14,18 +14,15 @@ import numpy as np
 import pytest
 import torch
 
+from engine.launch import SIZES, SMOKE_SHARED
 from engine.store import Store
 from tests.test_cli import assert_one_line_error, reasonlab
 
-# Tiny budgets: short completions, a handful of problems, small evaluations.
-SMALL = ["max_new_tokens=24", "eval_limit=3", "eval_k=2", "train_problems=64", "sample_batch_size=64"]
-BUDGETS = {
-    "ei": ["rounds=2", "k=3", "problems_per_round=4", "sft_max_steps=3", "batch_size=4"],
-    "rcrl": ["rounds=1", "k=3", "problems_per_round=4", "sft_max_steps=3", "batch_size=4"],
-    "ppo": ["steps=2", "prompts_per_step=3", "n=2", "minibatch_size=4", "checkpoint_every=1"],
-    "grpo": ["steps=2", "prompts_per_step=3", "n=2", "minibatch_size=4", "checkpoint_every=1"],
-    "sft": ["rounds=2", "problems_per_round=4", "sft_max_steps=3", "batch_size=4"],
-}
+# Tiny budgets: Launch's "smoke test" size (short completions, a handful of problems, small
+# evaluations), as --set items: SMALL what every algorithm shares, BUDGETS[algo] its own.
+SMALL = [f"{k}={v}" for k, v in SMOKE_SHARED.items()]
+BUDGETS = {algo: [f"{k}={v}" for k, v in preset.items() if k not in SMOKE_SHARED]
+           for algo, preset in SIZES["smoke test"].items()}
 
 
 def sets(*items):
