@@ -27,26 +27,9 @@ import pandas as pd
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from engine.evaluation import checkpoint_diversity, curve_table, solution_tree  # noqa: E402
 from engine.store import Store  # noqa: E402
-from engine.tasks.multistep import MultiStep, format_solution, integer_answers, parse_steps  # noqa: E402
+from engine.tasks.multistep import MultiStep, integer_answers, parse_steps  # noqa: E402
 from engine.viz import fig_curves, fig_tree  # noqa: E402
-
-OPS = {"+": lambda a, b: a + b, "-": lambda a, b: a - b, "*": lambda a, b: a * b, "/": lambda a, b: a // b}
-
-
-def with_slip(text: str, rng: random.Random) -> str:
-    """One step's result off by a small amount, carried through the later steps that use it."""
-    steps, _ = parse_steps(text)
-    j, delta = rng.randrange(len(steps)), rng.choice([-10, -2, -1, 1, 2, 3])
-    changed: dict[int, int] = {}  # old value -> new value
-    out = []
-    for i, (a, op, b, c) in enumerate(steps):
-        a, b = changed.get(a, a), changed.get(b, b)
-        new_c = OPS[op](a, b) if op != "/" or b else c
-        new_c += delta if i == j else 0
-        if new_c != c:
-            changed[c] = new_c
-        out.append((a, op, b, new_c))
-    return format_solution(out)
+from tests.dashboard_store import with_slip  # noqa: E402
 
 
 def fabricate(task: MultiStep, problems: list, k: int, seed: int = 0) -> list[dict]:

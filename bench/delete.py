@@ -30,7 +30,7 @@ def main() -> None:
     args = ap.parse_args()
     home = Path(tempfile.mkdtemp(prefix="reasonlab-bench-delete-")) / "home"
     os.environ["REASONLAB_HOME"] = str(home)
-    from bench.dashboard import fabricate_store
+    from tests.dashboard_store import fabricate_store
     from engine.store import DELETE_CHUNK, Store
 
     t = time.time()

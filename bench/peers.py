@@ -80,22 +80,21 @@ def run_trl(base: Path, steps: int, device: str, home: Path) -> dict:
     from transformers import AutoModelForCausalLM, AutoTokenizer
     from trl import GRPOConfig, GRPOTrainer
 
-    from engine.algorithms.common import draw_problems
+    from engine.algorithms.rewards import sparse
+    from engine.algorithms.rollout import draw_problems
     from engine.config import make_config
     from engine.model.prompts import Prompter
-    from engine.tasks import task_from_config
-    from engine.tasks.base import score_safely
 
     cfg = make_config("grpo", base=base, sets=settings(steps, device))
-    task = task_from_config(cfg)
+    task = cfg.task.build()
     tokenizer = AutoTokenizer.from_pretrained(base)
     prompter = Prompter(task, tokenizer, "plain")
     drawn = [p for step in range(1, steps + 1) for p in draw_problems(task, cfg, step, PROMPTS)]
     by_id = {p.id: p for p in drawn}
     data = datasets.Dataset.from_list([{"prompt": prompter(p), "problem_id": p.id} for p in drawn])
 
-    def correct(prompts, completions, problem_id, **_):
-        return [float(score_safely(task, by_id[i], text).correct) for i, text in zip(problem_id, completions)]
+    def correct(prompts, completions, problem_id, **_):  # TRL's reward signature around reasonlab's sparse reward
+        return sparse([by_id[i] for i in problem_id], completions, task=task)
 
     args = GRPOConfig(output_dir=str(home / "trl"), per_device_train_batch_size=MINIBATCH,
                       steps_per_generation=PROMPTS * N // MINIBATCH, num_generations=N, num_iterations=EPOCHS,
@@ -138,13 +137,13 @@ def run_trl(base: Path, steps: int, device: str, home: Path) -> dict:
 
 def evaluate_checkpoint(path: Path, cfg) -> dict:
     """reasonlab's evaluation of a checkpoint with the run's settings (what each run's last checkpoint got)."""
-    from engine.evaluation.evaluate import EvalConfig, evaluate
+    from engine.config import EvalConfig
+    from engine.evaluation.evaluate import evaluate
     from engine.model.checkpoint import load_checkpoint
     from engine.sampling import make_sampler
-    from engine.tasks import task_options
 
     model, tokenizer = load_checkpoint(path)
-    ecfg = EvalConfig(task=cfg.task, task_options=task_options(cfg.task, cfg), split=cfg.eval_split, k=EVAL_K,
+    ecfg = EvalConfig(task=cfg.task, split=cfg.eval_split, k=EVAL_K,
                       limit=EVAL_LIMIT, max_new_tokens=MAX_NEW, seed=cfg.seed, prompt_format="plain")
     return evaluate(make_sampler(model.eval(), tokenizer, cfg), ecfg)[0]
 

@@ -88,7 +88,8 @@ def main() -> None:
     p.add_argument("--batch-size", type=int, default=32)
     p.add_argument("--preset", default="tiny")
     args = p.parse_args()
-    from engine.algorithms.sft import SFTConfig, train_sft
+    from engine.algorithms.sft import train_sft
+    from engine.config import SFTConfig
     from engine.model.checkpoint import load_checkpoint
     from engine.model.tokenizer import build_tokenizer, corpus
 

@@ -3,29 +3,36 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import sys
+import typing
 from pathlib import Path
 
 from engine.algorithms import ALGORITHMS
+from engine.config import SAMPLERS, EvalConfig, SFTConfig, field_docs
 from engine.errors import ReasonlabError
-from engine.tasks.flags import add_task_flags, eval_task, task_options_from_flags, task_sets
+from engine.model.checkpoint import DTYPES
+from engine.model.prompts import PROMPT_FORMATS
+from engine.tasks.flags import add_task_flags, eval_task, task_sets, task_spec
+
+SFT_FLAGS = ("steps", "batch_size", "lr", "carry_slips", "stops_short")  # SFTConfig fields `reasonlab sft` sets
+EVAL_FLAGS = ("split", "k", "limit", "temperature", "top_p", "max_new_tokens", "seed")  # EvalConfig's, `eval`
 
 
 def _sft(args) -> None:
     from engine import jobs
-    from engine.algorithms.sft import SFTConfig, train_sft
+    from engine.algorithms.sft import train_sft
     from engine.model.checkpoint import check_writable
     from engine.model.presets import PRESETS
     from engine.workspace import checkpoints_dir, ensure_home
 
     if args.preset not in PRESETS:  # before anything slow
         raise ReasonlabError(f"unknown preset {args.preset!r}; choose one of {', '.join(PRESETS)}")
-    task = args.task or "multistep"
-    cfg = SFTConfig(task=task, task_options=task_options_from_flags(task, args), preset=args.preset, seed=args.seed)
-    if task != "multistep":  # the imperfect teacher's habits belong to the built-in task
+    cfg = SFTConfig(task=task_spec(args), preset=args.preset, seed=args.seed)
+    if cfg.task.name != "multistep":  # the imperfect teacher's habits belong to the built-in task
         cfg.carry_slips = cfg.stops_short = 0.0
-    for field in ("steps", "batch_size", "lr", "carry_slips", "stops_short"):
+    for field in SFT_FLAGS:
         if getattr(args, field) is not None:
             setattr(cfg, field, getattr(args, field))
     cfg.validate()
@@ -42,7 +49,7 @@ def _sft(args) -> None:
 
 
 def _eval(args) -> None:
-    from engine.evaluation.evaluate import EvalConfig, evaluate
+    from engine.evaluation.evaluate import evaluate
     from engine.limits import check_eval_flags
     from engine.model.checkpoint import check_checkpoint, load_checkpoint, load_tokenizer, read_meta, torch_dtype
     from engine.model.prompts import resolve_format
@@ -50,9 +57,7 @@ def _eval(args) -> None:
     check_eval_flags(args.batch_size, args.max_new_tokens, args.vllm_memory, args.device)  # what EvalConfig does not hold
     args.checkpoint = args.checkpoint.expanduser().resolve()
     meta = read_meta(args.checkpoint)
-    task, options = eval_task(args, meta)
-    cfg = EvalConfig(task=task, task_options=options, split=args.split, k=args.k, limit=args.limit,
-                     temperature=args.temperature, top_p=args.top_p, max_new_tokens=args.max_new_tokens, seed=args.seed)
+    cfg = EvalConfig(task=eval_task(args, meta), **{name: getattr(args, name) for name in EVAL_FLAGS})
     cfg.validate()  # before the slow imports and the model load: reads the data files
     check_checkpoint(args.checkpoint)  # a truncated or half-written one, before the slow imports
     if args.orm is not None:
@@ -366,7 +371,7 @@ def _search(args) -> None:
 def _quickstart(args) -> None:
     """The first thing to run: expert iteration on the shipped weak base (--build-base: on one
     built here first, if absent)."""
-    from engine.algorithms.sft import SFTConfig, train_sft
+    from engine.algorithms.sft import train_sft
     from engine.assets import shipped_base
     from engine.quickstart import QUICKSTART_EI, base_built, base_path
     from engine.workspace import ensure_home
@@ -392,41 +397,29 @@ def parser() -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest="command", required=True)
 
     s = sub.add_parser("sft", help="train a base model from scratch on a task's reference solutions")
-    s.add_argument("--preset", default="tiny", help="model size: tiny (~1M params) or small (~10M)")
+    s.add_argument("--preset", default=SFTConfig.preset, help=field_docs(SFTConfig)["preset"])
     s.add_argument("--out", help="checkpoint directory (default: $REASONLAB_HOME/checkpoints/base-PRESET)")
     s.add_argument("--overwrite", action="store_true",
                    help="replace the checkpoint already in --out (never one a stored run uses)")
     add_task_flags(s, default_task=None)
-    s.add_argument("--steps", type=int, help="optimizer steps (default 2000)")
-    s.add_argument("--batch-size", type=int)
-    s.add_argument("--lr", type=float)
-    s.add_argument("--carry-slips", type=float,
-                   help="share of carries the teacher forgets (default 0.7: a habit RL can remove; 0: none)")
-    s.add_argument("--stops-short", type=float,
-                   help="share of solutions the teacher ends one step early (default 0.9; 0: none)")
-    s.add_argument("--seed", type=int, default=0)
+    _config_flags(s, SFTConfig, SFT_FLAGS, defaults=False)  # a task other than multistep has no teacher habits
+    _config_flags(s, SFTConfig, ("seed",))
     s.add_argument("--quiet", action="store_true", help="no progress bar")
     s.set_defaults(run=_sft)
 
     e = sub.add_parser("eval", help="maj@1 (greedy), pass@k and maj@k (with --orm, rerank@k) of a checkpoint")
     e.add_argument("checkpoint", type=Path)
     add_task_flags(e, default_task=None)
-    e.add_argument("--split", default="test", help="train, test, (file tasks) all, (multistep) ood")
-    e.add_argument("-k", type=int, default=96, help="samples per problem (default 96)")
-    e.add_argument("--limit", type=int, help="number of problems (default: the split's size)")
-    e.add_argument("--temperature", type=float, default=1.0)
-    e.add_argument("--top-p", type=float, default=1.0)
-    e.add_argument("--max-new-tokens", type=int, default=96)
-    e.add_argument("--seed", type=int, default=0)
+    _config_flags(e, EvalConfig, EVAL_FLAGS)
     e.add_argument("--batch-size", type=int, default=512, help="rows decoded together (torch sampler)")
     e.add_argument("--device", default="cpu")
-    e.add_argument("--sampler", default="torch", choices=["torch", "vllm"],
+    e.add_argument("--sampler", default="torch", choices=SAMPLERS,
                    help="vllm: sample with vLLM (pip install 'reasonlab[gpu]' on a CUDA GPU, or vLLM's CPU build)")
     e.add_argument("--vllm-memory", type=float,
                    help="share of the GPU's memory vLLM may take (default 0.9; of RAM with vLLM's CPU build: 0.3)")
-    e.add_argument("--dtype", default="auto", choices=["auto", "float32", "bfloat16"],
+    e.add_argument("--dtype", default="auto", choices=DTYPES,
                    help="auto: bfloat16 on a CUDA device that supports it, else float32")
-    e.add_argument("--prompt-format", default="auto", choices=["auto", "plain", "chat", "few_shot"],
+    e.add_argument("--prompt-format", default="auto", choices=PROMPT_FORMATS,
                    help="auto: the checkpoint's own, else chat with a chat template, else plain (reasonlab models) "
                         "or few_shot")
     e.add_argument("--trust-remote-code", action="store_true", help="run Python code shipped with the checkpoint")
@@ -569,6 +562,19 @@ def parser() -> argparse.ArgumentParser:
     se.add_argument("--json", action="store_true", help="print one JSON object")
     se.set_defaults(run=_search)
     return p
+
+
+def _config_flags(p: argparse.ArgumentParser, cls, names: tuple[str, ...], defaults: bool = True) -> None:
+    """One flag per field of a config dataclass (`-k` for k, else --field-name): its type, default
+    and help from the dataclass (`defaults=False`: None when not given, the default only in the help)."""
+    docs, hints = field_docs(cls), typing.get_type_hints(cls)
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    for name in names:
+        kind = next(t for t in typing.get_args(hints[name]) or (hints[name],) if t is not type(None))
+        default = fields[name].default
+        shown = "" if default is None else f" (default {default})"
+        p.add_argument("-k" if name == "k" else f"--{name.replace('_', '-')}", type=kind,
+                       default=default if defaults else None, help=docs[name].replace("%", "%%") + shown)
 
 
 def _run_options(p: argparse.ArgumentParser, name: bool = True) -> None:

@@ -67,11 +67,11 @@ def check_config(cfg, world: int) -> None:
         return
     if cfg.sampler == "vllm":  # one in-process engine on one GPU per run
         raise ReasonlabError(f"sampler=vllm needs a single-process run; under a {world}-process launch use "
-                             "sampler=torch (each process samples its share on its own GPU)")
+                             "sampler=torch (each process samples its share on its own GPU)", field="sampler")
     for name in ("prompts_per_step", "minibatch_size"):  # PPO and GRPO split a step's problems equally
         if getattr(cfg, name, world) % world:
             raise ReasonlabError(f"{cfg.algo} config field {name}={getattr(cfg, name)} must be a multiple of "
-                                 f"the {world} processes, which share it equally")
+                                 f"the {world} processes, which share it equally", field=name)
 
 
 def share_weight(tokens, acc) -> float:

@@ -56,12 +56,13 @@ import shutil
 import sqlite3
 import tempfile
 import time
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import pandas as pd
 
 from engine import jobs, workspace
+from engine.config.task import TaskSpec
 from engine.errors import ReasonlabError
 from engine.evaluation.curves import per_problem_curves
 from engine.evaluation.metrics import ks_up_to
@@ -471,7 +472,7 @@ def write(store, made: Plan, name: str | None = None) -> int:
     """One finished run: its config (source, format, task, split), one checkpoint row at step 0
     naming the run's directory, the samples, the checkpoint's metrics last (the pages take a
     checkpoint with metrics as evaluated). A failure part way deletes what was written."""
-    config = {"task": made.task, "eval_split": made.split, "split": made.split, "source": str(made.source.path),
+    config = {"task": asdict(TaskSpec(made.task)), "eval_split": made.split, "split": made.split, "source": str(made.source.path),
               "format": made.source.format, "problems": made.problems, "samples": len(made.rows)}
     run_id = store.create_run(jobs.IMPORTED, config, name=name, total=0, status="finished")
     started = time.time()
@@ -485,7 +486,8 @@ def write(store, made: Plan, name: str | None = None) -> int:
         folder.mkdir(parents=True, exist_ok=True)
         if made.copy is not None:
             os.replace(made.copy, folder / PROBLEMS_FILE)
-            config.update(data=str(folder / PROBLEMS_FILE), eval_data=str(folder / PROBLEMS_FILE))
+            problems_file = str(folder / PROBLEMS_FILE)
+            config["task"] = asdict(TaskSpec(made.task, data=problems_file, eval_data=problems_file))
         checkpoint_id = store.add_checkpoint(run_id, 0, folder)
         store.add_samples([{**row, "run_id": run_id, "checkpoint_id": checkpoint_id, "step": 0, "kind": "eval"}
                            for row in made.rows])

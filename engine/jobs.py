@@ -73,9 +73,11 @@ def submit(store: Store, cfg: RunConfig, name: str | None = None, foreground: bo
     return run_id
 
 
-def reconcile(store: Store, spawn: bool = True) -> None:
-    """Mark runs whose process is gone as interrupted; start a worker if queued runs wait for one."""
+def reconcile(store: Store, spawn: bool = True) -> list[int]:
+    """Mark runs whose process is gone as interrupted; start a worker if queued runs wait for one.
+    Returns the ids of the runs it marked (as interrupted, or failed: see process_failure)."""
     now = time.time()
+    marked = []
     for run in run_rows(store):
         pid = run["pid"]
         if run["status"] == "running":
@@ -86,14 +88,17 @@ def reconcile(store: Store, spawn: bool = True) -> None:
                 fields = process_failure(run["id"]) or {"status": "interrupted",
                                                          "error": f"interrupted at step {run['step']}: {why}"}
                 store.update_run(run["id"], finished_at=now, **fields)
+                marked.append(run["id"])
         elif run["status"] == "queued" and pid is not None and not pid_alive(pid):
             store.update_run(run["id"], status="interrupted", finished_at=now,
                              error="the foreground `reasonlab train` waiting for this run exited")
+            marked.append(run["id"])
     if spawn:
         runs = run_rows(store)
         waiting = [r for r in runs if r["status"] == "queued" and r["pid"] is None]
         if waiting and sum(r["status"] == "running" for r in runs) < workspace.max_running():
             spawn_worker()
+    return marked
 
 
 def run_rows(store: Store) -> list[dict]:
@@ -174,7 +179,7 @@ def execute(store: Store, run: dict, on_progress=None) -> str:
     run_id = run["id"]
     share_cores()
     cfg = config_from_dict(run["algo"], run["config"])
-    from engine.algorithms.common import RunContext
+    from engine.algorithms.context import RunContext
     from engine.sampling.base import Cancelled
 
     ctx = RunContext(store, run_id, cfg, run_dir(run_id))
@@ -242,7 +247,7 @@ def run_replica(run: dict, rank: int) -> None:
     this process's share, with no store (rank 0 records how the run ends). A crash here leaves its
     traceback in the run's directory, where rank 0 (or, if the launcher killed rank 0 first, the
     next `reconcile`) finds it and records it as the run's error."""
-    from engine.algorithms.common import RunContext
+    from engine.algorithms.context import RunContext
 
     cfg = config_from_dict(run["algo"], run["config"])
     ctx = RunContext(None, run["id"], cfg, run_dir(run["id"]))

@@ -10,13 +10,12 @@ validation that names the field at fault, and queueing the run in the background
 from __future__ import annotations
 
 import dataclasses
-import re
 from dataclasses import dataclass
 
 from engine import jobs
 from engine.quickstart import QUICKSTART_EI
 from engine.algorithms import ALGORITHMS
-from engine.config import CONFIGS, REWARDS, SAMPLERS, TASK_FIELDS, RunConfig, make_config, parse_bool
+from engine.config import CONFIGS, REWARDS, SAMPLERS, RunConfig, TaskSpec, field_docs, make_config, parse_bool
 from engine.errors import ReasonlabError
 from engine.limits import RANGES
 from engine.model.checkpoint import DTYPES
@@ -81,7 +80,7 @@ def fields(algo: str, size: str = "defaults") -> list[Field]:
     preset = SIZES[size][algo]
     out = []
     for name, doc, default in describe(algo):
-        if name in TOP_FIELDS or name in TASK_FIELDS:
+        if name in TOP_FIELDS:
             continue
         hint = hints[name] if isinstance(hints[name], str) else hints[name].__name__
         kind = "choice" if name in CHOICES else hint
@@ -93,13 +92,14 @@ def fields(algo: str, size: str = "defaults") -> list[Field]:
 
 
 def task_fields(task: str) -> list[Field]:
-    """The inputs a task family needs (its options, documented as RunConfig fields): a data file
+    """The inputs a task family needs (its options, documented as TaskSpec fields): a data file
     for gsm8k / svamp / jsonl, a generator and its options for gym, none for multistep."""
-    docs = {name: (doc, default) for name, doc, default in describe("ei")}
-    hints = {f.name: f.type if isinstance(f.type, str) else f.type.__name__ for f in dataclasses.fields(RunConfig)}
+    docs = _with_ranges(field_docs(TaskSpec))
+    spec = {f.name: f for f in dataclasses.fields(TaskSpec)}
+    hints = {name: f.type if isinstance(f.type, str) else f.type.__name__ for name, f in spec.items()}
     out = []
     for name in option_names(task):
-        doc, default = docs[name]
+        doc, default = docs.get(name, ""), spec[name].default
         if name == "gym_name" and generators():  # reasoning-gym installed: pick from its generators
             names = tuple(generators())
             out.append(Field(name, doc, "chain_sum" if "chain_sum" in names else names[0], "choice", names, True, "task"))
@@ -124,16 +124,12 @@ class Checked:
     message: str = ""
 
 
-FIELD_IN_MESSAGE = re.compile(r"config (?:field|has no field) '?(\w+)'?")
-
-
 def check(algo: str, base: str, values: dict) -> Checked:
     """Build and validate a config from the form's values (text for float fields, as typed)."""
     try:
         return Checked(make_config(algo, base=base, sets=values))
     except ReasonlabError as e:
-        found = FIELD_IN_MESSAGE.search(str(e))
-        return Checked(None, found.group(1) if found else "", str(e))
+        return Checked(None, e.field or "", str(e))
 
 
 def launch(store, cfg: RunConfig, name: str | None = None) -> int:
@@ -145,19 +141,11 @@ def launch(store, cfg: RunConfig, name: str | None = None) -> int:
 
 def describe(algo: str) -> list[tuple[str, str, object]]:
     """(field, doc, default) for every field of an algorithm's config, for the form's help texts:
-    a field's doc is the docstring under it in engine/config.py (the most derived class's)."""
-    import ast
-    import inspect
-
-    docs: dict[str, str] = {}
-    for klass in reversed(CONFIGS[algo].__mro__):
-        if not dataclasses.is_dataclass(klass):
-            continue
-        body = ast.parse(inspect.getsource(klass)).body[0].body
-        for node, after in zip(body, body[1:]):
-            if isinstance(node, ast.AnnAssign) and isinstance(after, ast.Expr) and isinstance(after.value, ast.Constant):
-                docs[node.target.id] = " ".join(after.value.value.split())
-    for name, rng in RANGES.items():  # the help text states the range validation enforces
-        if name in docs:
-            docs[name] += f" Range: {rng}."
+    a field's doc is the docstring under it in engine/config/runs.py (the most derived class's)."""
+    docs = _with_ranges(field_docs(CONFIGS[algo]))
     return [(f.name, docs.get(f.name, ""), f.default) for f in dataclasses.fields(CONFIGS[algo])]
+
+
+def _with_ranges(docs: dict[str, str]) -> dict[str, str]:
+    """The docs, each followed by the range validation enforces (engine/limits.py)."""
+    return {name: doc + (f" Range: {RANGES[name]}." if name in RANGES else "") for name, doc in docs.items()}

@@ -87,6 +87,10 @@ SFT_RANGES: dict[str, Range] = {
     "stops_short": Range(0, 1), "seed": SEED,
 }
 ORM_RANGES: dict[str, Range] = {"steps": STEPS, "batch_size": ROWS, "lr": LR, "weight_decay": WEIGHT, "seed": SEED}
+# `reasonlab eval`'s sizes take the training configs' ranges; it always samples, so temperature > 0.
+EVAL_RANGES: dict[str, Range] = {"k": RANGES["eval_k"], "limit": RANGES["eval_limit"],
+                                 "temperature": Range(0, 100, lo_open=True), "top_p": RANGES["top_p"],
+                                 "max_new_tokens": RANGES["max_new_tokens"], "seed": RANGES["seed"]}
 
 # Samples one round, step or evaluation holds at once (sampled, scored, then stored together).
 MAX_SAMPLES = 1_000_000
@@ -177,7 +181,7 @@ def check_fields(owner: str, cfg, ranges: dict[str, Range]) -> None:
     SQLite's integers where none is given): "OWNER config field NAME must be ..., got VALUE"."""
     for name, hint in typing.get_type_hints(type(cfg)).items():
         if hint in (int, float) and (problem := number_problem(hint, getattr(cfg, name), ranges.get(name))):
-            raise ReasonlabError(f"{owner} config field {name} {problem}, got {getattr(cfg, name)!r}")
+            raise ReasonlabError(f"{owner} config field {name} {problem}, got {getattr(cfg, name)!r}", field=name)
 
 
 def check_eval_flags(batch_size: int, max_new_tokens: int, vllm_memory: float | None, device: str) -> None:

@@ -154,7 +154,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         base = base_path() if args.build_base else shipped_base()
         if args.build_base and not base_built(base):
-            from engine.algorithms.sft import SFTConfig, train_sft
+            from engine.algorithms.sft import train_sft
+            from engine.config import SFTConfig
 
             cfg = SFTConfig()
             if args.sft_steps:

@@ -38,7 +38,7 @@ from engine.dashboard.samples import _task_spec, problems_by_id
 from engine.errors import ReasonlabError
 from engine.evaluation import checkpoint_curves, training_curves
 from engine.evaluation.curves import by_checkpoint
-from engine.store import Store, _next_id
+from engine.store import Store
 from engine.tasks import answers, get_task
 from engine.tasks.base import Problem, score_safely
 
@@ -143,31 +143,21 @@ def rescore(store: Store, run_id: int, scorer: str, progress: Callable[[int, int
     except ReasonlabError:
         task = None  # no problems either: every sample is left unscored, and counted
     judge = scorer_for(scorer, task)
-    with store._lock:
-        total, lo, hi = store._conn.execute("SELECT COUNT(*), MIN(id), MAX(id) FROM samples WHERE run_id = ?",
-                                            (int(run_id),)).fetchone()
+    total, lo, hi = store.sample_id_range(int(run_id))
     spec = {"task": name, "task_options": dict(options), "reasonlab": __version__,
             **({"max_chars": MATH_VERIFY_CHARS} if scorer == "math-verify" else {})}
-    with store._write() as conn:
-        rescoring_id = conn.execute(
-            f"INSERT INTO rescorings (id, run_id, scorer, options, created_at) VALUES ({_next_id('rescorings')}, ?, ?, ?, ?)",
-            (int(run_id), scorer, json.dumps(spec, default=str), time.time())).lastrowid
+    rescoring_id = store.new_rescoring(int(run_id), scorer, spec)
     try:
         judged, unscored, problems = 0, 0, {}
         for rows in _sample_chunks(store, int(run_id), lo or 0, hi or 0, chunk):
             verdicts = _judge(rows, judge, problems, lambda split, ids: problems_by_id(name, split, ids, options))
-            with store._write() as conn:
-                conn.executemany("INSERT INTO rescored_samples (rescoring_id, sample_id, answer, correct)"
-                                 " VALUES (?, ?, ?, ?)", [(rescoring_id, *v) for v in verdicts])
+            store.add_rescored_samples(rescoring_id, verdicts)
             judged, unscored = judged + len(verdicts), unscored + len(rows) - len(verdicts)
             if progress is not None:
                 progress(judged + unscored, total)
-        with store._write() as conn:
-            conn.execute("UPDATE rescorings SET finished_at = ?, samples = ?, unscored = ? WHERE id = ?",
-                         (time.time(), judged, unscored, rescoring_id))
+        store.finish_rescoring(rescoring_id, judged, unscored)
     except BaseException as e:
-        with store._write() as conn:
-            conn.execute("DELETE FROM rescorings WHERE id = ?", (rescoring_id,))
+        store.delete_rescoring(rescoring_id)
         if isinstance(e, sqlite3.IntegrityError):  # a sample or the run deleted meanwhile
             raise ReasonlabError(f"run {run_id} changed while it was being re-scored; re-score it again") from None
         raise
@@ -175,13 +165,11 @@ def rescore(store: Store, run_id: int, scorer: str, progress: Callable[[int, int
 
 
 def _sample_chunks(store: Store, run_id: int, lo: int, hi: int, chunk: int):
-    """The run's samples (id, split, problem_id, text), `chunk` at a time in id order. `+run_id`
-    keeps SQLite on the rowid range (a run's samples are near each other), not the run's index,
-    which would sort all of them for every chunk."""
+    """The run's samples (id, split, problem_id, text), `chunk` at a time in id order
+    (Store.rescore_chunk says how SQLite reads them)."""
     last = lo - 1
     while last < hi:
-        rows = store._query("SELECT id, split, problem_id, text FROM samples WHERE id > ? AND id <= ? AND +run_id = ?"
-                            " ORDER BY id LIMIT ?", (last, hi, run_id, chunk))
+        rows = store.rescore_chunk(run_id, last, hi, chunk)
         if rows.empty:
             return
         yield rows
@@ -216,8 +204,7 @@ def _judge(rows: pd.DataFrame, judge, problems: dict, lookup) -> list[tuple[int,
 def rescorings(store: Store, run_id: int) -> pd.DataFrame:
     """A run's finished re-scorings, newest first: id, scorer, options (dict), created_at, samples,
     unscored, label ("re-scoring 4 · flexible · 2026-12-04 10:31")."""
-    table = store._query("SELECT id, scorer, options, created_at, samples, unscored FROM rescorings"
-                         " WHERE run_id = ? AND finished_at IS NOT NULL ORDER BY id DESC", (int(run_id),))
+    table = store.finished_rescorings(int(run_id))
     table["options"] = table["options"].map(json.loads)
     table["label"] = [f"re-scoring {i} · {s} · {time.strftime('%Y-%m-%d %H:%M', time.localtime(t))}"
                       for i, s, t in zip(table["id"], table["scorer"], table["created_at"])]
@@ -226,10 +213,9 @@ def rescorings(store: Store, run_id: int) -> pd.DataFrame:
 
 def rescoring(store: Store, rescoring_id: int) -> dict:
     """One finished re-scoring's row (run_id, scorer, samples, unscored...); a clear error otherwise."""
-    found = store._query("SELECT * FROM rescorings WHERE id = ?", (int(rescoring_id),))
-    if found.empty:
+    row = store.rescoring_row(int(rescoring_id))
+    if row is None:
         raise ReasonlabError(f"no re-scoring {rescoring_id} in {store.path}")
-    row = found.iloc[0].to_dict()
     if pd.isna(row["finished_at"]):
         raise ReasonlabError(f"re-scoring {rescoring_id} has not finished (it is running, or was cut short)")
     return row
@@ -239,19 +225,10 @@ def scored_rows(store: Store, rescoring_id: int, kinds: Sequence[str] = ("eval",
                 checkpoint_ids: Sequence[int] | None = None) -> pd.DataFrame:
     """The samples of some kinds (and checkpoints) that a re-scoring judged, texts not read: kind,
     checkpoint_id, step, problem_id, sample_idx, answer, correct (the original scoring) and
-    rescored_answer, rescored_correct. CROSS JOIN keeps SQLite on the samples' index first (the
-    run's evaluations), then each one's verdict by primary key, never on all the re-scoring's rows
-    (rollouts included)."""
+    rescored_answer, rescored_correct (Store.rescored_rows says how SQLite reads them)."""
     run_id = int(rescoring(store, rescoring_id)["run_id"])
-    sql = ("SELECT s.kind, s.checkpoint_id, s.step, s.problem_id, s.sample_idx, s.answer, s.correct,"
-           " r.answer AS rescored_answer, r.correct AS rescored_correct"
-           " FROM samples s CROSS JOIN rescored_samples r ON r.rescoring_id = ? AND r.sample_id = s.id"
-           f" WHERE s.run_id = ? AND s.kind IN ({', '.join('?' * len(kinds))})")
-    params = [int(rescoring_id), run_id, *kinds]
-    if checkpoint_ids is not None:
-        sql += f" AND s.checkpoint_id IN ({', '.join('?' * len(checkpoint_ids))})"
-        params += [int(c) for c in checkpoint_ids]
-    return store._query(sql, params)  # unordered: the curves sort by problem and sample
+    # unordered: the curves sort by problem and sample
+    return store.rescored_rows(rescoring_id, run_id, kinds, checkpoint_ids)
 
 
 def _rescored(rows: pd.DataFrame) -> pd.DataFrame:
@@ -301,12 +278,7 @@ def metrics_before_after(store: Store, run_id: int, rescoring_id: int, n_boot: i
 def verdict_changes(store: Store, rescoring_id: int) -> pd.DataFrame:
     """How many samples of each kind (eval, eval_deep, rollout) the re-scoring judged, and how many
     it judged otherwise than the original scoring: kind, samples, right_to_wrong, wrong_to_right."""
-    return store._query(
-        "SELECT s.kind, COUNT(*) AS samples,"
-        " SUM(COALESCE(s.correct, 0) = 1 AND r.correct = 0) AS right_to_wrong,"
-        " SUM(COALESCE(s.correct, 0) != 1 AND r.correct = 1) AS wrong_to_right"
-        " FROM rescored_samples r JOIN samples s ON s.id = r.sample_id WHERE r.rescoring_id = ?"
-        " GROUP BY s.kind ORDER BY s.kind", (int(rescoring_id),))
+    return store.verdict_changes(rescoring_id)
 
 
 def rescored_curves(store: Store, rescoring_id: int, checkpoint_ids: Sequence[int], n_boot: int = 200) -> pd.DataFrame:

@@ -172,10 +172,38 @@ def _utf8(text: str | None) -> str:
     return text.encode("utf-8", "replace").decode("utf-8") if any("\ud800" <= c <= "\udfff" for c in text) else text
 
 
-def _register(store) -> None:
-    """The literal check as an SQL function on the store's connection (idempotent)."""
-    with store._lock:
-        store._conn.create_function(LITERAL_FUNCTION, 2, contains_literal, deterministic=True)
+class SearchQueries:
+    """The search's SQL: a part of `engine.store.Store` (its base class), over its connection.
+    Needs `_query(sql, params)`, `_lock` and `_conn`, which Store provides."""
+
+    def register_literal_function(self) -> None:
+        """The literal check as the SQL function LITERAL_FUNCTION on the store's connection (idempotent)."""
+        with self._lock:
+            self._conn.create_function(LITERAL_FUNCTION, 2, contains_literal, deterministic=True)
+
+    def search_groups(self, where: str, params: dict, limit: int) -> pd.DataFrame:
+        """The samples `s` matching `where` (conditions with named parameters), counted per GROUP:
+        GROUP's columns, matches, correct (of them), groups_total and matches_total (over every
+        group, not only the `limit` returned); most matches first, then the newest run."""
+        return self._query(
+            f"SELECT {', '.join(GROUP)}, COUNT(*) AS matches, SUM(COALESCE(correct, 0)) AS correct,"
+            " COUNT(*) OVER () AS groups_total, SUM(COUNT(*)) OVER () AS matches_total"
+            f" FROM samples s WHERE {where} GROUP BY {', '.join(GROUP)}"
+            " ORDER BY matches DESC, run_id DESC, kind, step, problem_id LIMIT :limit", {**params, "limit": int(limit)})
+
+    def search_examples(self, keys: list[tuple], where: str, params: dict, n: int) -> pd.DataFrame:
+        """EXAMPLE_COLUMNS of the first `n` samples `s` (by id) of each group in `keys` (GROUP's
+        values) that match `where`, ordered by id. CROSS JOIN: the groups drive, each a lookup in
+        the index samples_run_kind_step."""
+        values = ", ".join(f"(:g{i}r, :g{i}k, :g{i}s, :g{i}p)" for i in range(len(keys)))
+        named = {f"g{i}{c}": _plain(v) for i, key in enumerate(keys) for c, v in zip("rksp", key)}
+        return self._query(
+            f"WITH g (run_id, kind, step, problem_id) AS (VALUES {values})"
+            f" SELECT {', '.join(EXAMPLE_COLUMNS)} FROM (SELECT s.*, ROW_NUMBER() OVER"
+            " (PARTITION BY s.run_id, s.kind, s.step, s.problem_id ORDER BY s.id) AS nth"
+            " FROM g CROSS JOIN samples s ON s.run_id = g.run_id AND s.kind = g.kind AND s.step = g.step"
+            f" AND s.problem_id = g.problem_id WHERE {where}) WHERE nth <= :n ORDER BY id",
+            {**params, **named, "n": int(n)})
 
 
 @dataclass
@@ -229,12 +257,8 @@ def search(store, text: str | None = None, run_id: int | None = None, kind: str 
     if not 1 <= limit <= MAX_LIMIT:
         raise ReasonlabError(f"limit must be between 1 and {MAX_LIMIT}, not {limit}")
     if query is not None and query.literal:
-        _register(store)
-    groups = store._query(
-        f"SELECT {', '.join(GROUP)}, COUNT(*) AS matches, SUM(COALESCE(correct, 0)) AS correct,"
-        " COUNT(*) OVER () AS groups_total, SUM(COUNT(*)) OVER () AS matches_total"
-        f" FROM samples s WHERE {where} GROUP BY {', '.join(GROUP)}"
-        " ORDER BY matches DESC, run_id DESC, kind, step, problem_id LIMIT :limit", {**params, "limit": int(limit)})
+        store.register_literal_function()
+    groups = store.search_groups(where, params, limit)
     matches = int(groups["matches_total"].iloc[0]) if len(groups) else 0
     total = int(groups["groups_total"].iloc[0]) if len(groups) else 0
     groups = groups.drop(columns=["groups_total", "matches_total"])
@@ -312,16 +336,7 @@ def _examples(store, groups: pd.DataFrame, where: str, params: dict, query: Text
               n: int) -> dict[tuple, list[dict]]:
     """The first `n` matching samples (by id) of each group, with a snippet of each."""
     keys = [tuple(g) for g in groups[list(GROUP)].itertuples(index=False)]
-    values = ", ".join(f"(:g{i}r, :g{i}k, :g{i}s, :g{i}p)" for i in range(len(keys)))
-    named = {f"g{i}{c}": _plain(v) for i, key in enumerate(keys) for c, v in zip("rksp", key)}
-    # CROSS JOIN: the groups drive, each a lookup in the index samples_run_kind_step
-    rows = store._query(
-        f"WITH g (run_id, kind, step, problem_id) AS (VALUES {values})"
-        f" SELECT {', '.join(EXAMPLE_COLUMNS)} FROM (SELECT s.*, ROW_NUMBER() OVER"
-        " (PARTITION BY s.run_id, s.kind, s.step, s.problem_id ORDER BY s.id) AS nth"
-        " FROM g CROSS JOIN samples s ON s.run_id = g.run_id AND s.kind = g.kind AND s.step = g.step"
-        f" AND s.problem_id = g.problem_id WHERE {where}) WHERE nth <= :n ORDER BY id",
-        {**params, **named, "n": int(n)})
+    rows = store.search_examples(keys, where, params, n)
     out: dict[tuple, list[dict]] = {}
     for r in rows.itertuples(index=False):
         out.setdefault((r.run_id, r.kind, r.step, r.problem_id), []).append(

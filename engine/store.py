@@ -14,6 +14,7 @@ Schema changes are migrations (engine/schema.py): append a SQL script to MIGRATI
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import sqlite3
@@ -32,6 +33,8 @@ from engine.errors import ReasonlabError
 from engine.schema import (MIGRATIONS, RUN_STATUSES, RUN_UPDATABLE, SAMPLE_COLUMNS, SAMPLE_KINDS,  # noqa: F401
                            SAMPLE_OPTIONAL, SAMPLE_REQUIRED, statements)
 from engine.notes import NoteQueries
+from engine.rescore_queries import RescoreQueries
+from engine.search import SearchQueries
 from engine.store_queries import DashboardQueries
 
 # How to get past a store that cannot be opened, appended to the error.
@@ -86,8 +89,15 @@ def migrate(conn: sqlite3.Connection, target: int | None = None) -> int:
 
 
 def _json(value) -> str | None:
-    # default=str: Paths and similar in configs are stored as their text rather than refused.
-    return None if value is None else json.dumps(value, default=str)
+    # A dataclass nested in a config (its TaskSpec) is stored as its fields; Paths and similar as
+    # their text rather than refused.
+    return None if value is None else json.dumps(value, default=_plain)
+
+
+def _plain(value):
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return dataclasses.asdict(value)
+    return str(value)
 
 
 def _unjson(text: str | None):
@@ -95,7 +105,7 @@ def _unjson(text: str | None):
     return json.loads(text) if isinstance(text, str) else None
 
 
-class Store(DashboardQueries, NoteQueries):
+class Store(DashboardQueries, NoteQueries, RescoreQueries, SearchQueries):
     """A connection to the run store; use as a context manager or call close()."""
 
     def __init__(self, path: str | Path | None = None):

@@ -294,7 +294,7 @@ def fig_gained_lost(comparison: Comparison, title: str | None = None) -> go.Figu
 
 
 TRAIN_CURVES = ("reward", "train/accuracy")
-ENTROPY = "entropy"  # nats per sampled token, every step or round (common.summary)
+ENTROPY = "entropy"  # nats per sampled token, every step or round (rollout.summary)
 LOSSES = ("policy_loss", "value_loss", "approx_kl", "kl_ref", "kl_coef", "clip_frac", "update_entropy")
 METRIC_COLUMNS = ("name", "step", "value", "samples_seen")
 

@@ -6,6 +6,7 @@ import streamlit as st
 
 import app
 from engine import dashboard, workspace
+from engine.dashboard import actions
 from engine.dashboard import findings as board
 from engine.errors import ReasonlabError
 from engine.findings import FINDINGS, figures, tables
@@ -72,7 +73,7 @@ def live(size, focus, orm):
                    help="queues the runs still missing (a finished run with the same config is reused, a stopped "
                         "one resumed) for the background worker, one after another"):
         try:
-            for line in board.queue_missing(dashboard.store_at(HOME), size):
+            for line in actions.queue_missing(dashboard.store_at(HOME), size):
                 st.toast(line)
         except ReasonlabError as e:
             st.error(dashboard.literal(e))

@@ -4,6 +4,7 @@ import streamlit as st
 
 import app
 from engine import dashboard, quickstart, viz, workspace
+from engine.dashboard import actions
 from engine.errors import ReasonlabError
 
 app.through_navigation()  # a link opened before app.py first ran (app.py says why)
@@ -66,6 +67,8 @@ def watch_the_base(state):
 
 @st.fragment(run_every=3)
 def live_runs_table():
+    if actions.refresh(dashboard.store_at(HOME)):
+        load_runs.clear()
     st.dataframe(load_runs(HOME), hide_index=True, column_config=RUN_COLUMNS)
 
 
@@ -75,6 +78,8 @@ st.write("Fine-tune a small language model on math word problems with reinforcem
 st.caption(f"Workspace: {dashboard.literal(HOME)}")
 
 try:
+    if actions.refresh(dashboard.store_at(HOME)):  # runs whose process died show as interrupted
+        load_runs.clear()
     runs = load_runs(HOME)
     state = quickstart.status()
     if state and state["phase"] in quickstart.WORKING:
@@ -88,14 +93,14 @@ try:
         if state and state["phase"] == "failed":
             st.error(f"The last quickstart failed: {dashboard.literal(state['error'])}")
         if st.button("Start the quickstart", type="primary", icon=":material/play_arrow:"):
-            quickstart.start()
+            actions.start_quickstart()
             st.rerun()
         with st.expander("Or build your own base model first"):
             st.write("Train the same weak base from scratch here (5 to 10 minutes on 2 CPU cores, once per "
                      "workspace: base-tiny is reused once built), watching its loss and what it writes for one "
                      "problem as it learns; then the same Expert Iteration runs on it.")
             if st.button("Build my own base", icon=":material/construction:"):
-                quickstart.start(build_base=True)
+                actions.start_quickstart(build_base=True)
                 st.rerun()
         st.page_link("pages/launch.py", label="Or choose the algorithm and its settings yourself",
                      icon=":material/rocket_launch:")

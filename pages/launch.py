@@ -7,6 +7,7 @@ import streamlit as st
 import app
 from engine import dashboard, launch, workspace
 from engine.config import CONFIGS
+from engine.dashboard import actions
 from engine.errors import ReasonlabError
 from engine.tasks import TASKS
 
@@ -50,6 +51,7 @@ try:
     algo = st.radio("Algorithm", list(launch.LABELS), format_func=launch.LABELS.get, horizontal=True)
     st.caption(" ".join(CONFIGS[algo].__doc__.split()))
 
+    actions.copy_shipped_base()  # on first use: the quickstart's start point is offered here too
     bases = load_bases(HOME)
     if not bases:
         st.info("No checkpoint to start from yet. Start the quickstart on Home (it starts from the base model "
@@ -96,7 +98,7 @@ try:
             st.error(f"{dashboard.literal(checked.message)} (under {folded[checked.field]})", icon=":material/error:")
     name = st.text_input("Run name (optional)", placeholder="e.g. ei-k32")
     if st.button("Launch", type="primary", icon=":material/rocket_launch:", disabled=checked.cfg is None):
-        st.session_state["launched"] = launch.launch(dashboard.store_at(HOME), checked.cfg, name)
+        st.session_state["launched"] = actions.launch_run(dashboard.store_at(HOME), checked.cfg, name)
     if "launched" in st.session_state:
         run_id = st.session_state["launched"]
         st.success(f"Run {run_id} is queued; a background process trains it (one run at a time) and it keeps "

@@ -8,7 +8,7 @@ import streamlit as st
 
 import app
 from engine import dashboard, export, rescore, viz, workspace
-from engine.dashboard import links
+from engine.dashboard import actions, links
 from engine.errors import ReasonlabError
 
 app.through_navigation()  # a link opened before app.py first ran (app.py says why)
@@ -114,8 +114,9 @@ def scoring(checkpoints, chosen, metric):
     if st.button(f"Re-score run {run_id}", key="rescore", icon=":material/rule:"):
         bar = st.progress(0.0, text=f"Re-scoring run {run_id} ({scorer})…")
         try:
-            rescore.rescore(dashboard.store_at(HOME), run_id, scorer,
-                            progress=lambda done, total: bar.progress(done / max(total, 1), text=f"{done:,} of {total:,} samples"))
+            actions.rescore_run(dashboard.store_at(HOME), run_id, scorer,
+                                progress=lambda done, total: bar.progress(done / max(total, 1),
+                                                                          text=f"{done:,} of {total:,} samples"))
         except ReasonlabError as e:  # e.g. the run is running
             st.error(dashboard.literal(e))
         bar.empty()

@@ -8,6 +8,7 @@ import streamlit as st
 
 import app
 from engine import dashboard, export, imports, jobs, report, viz, workspace
+from engine.dashboard import actions
 from engine.errors import ReasonlabError
 
 app.through_navigation()  # a link opened before app.py first ran (app.py says why)
@@ -40,11 +41,11 @@ def controls(run):
     if run["status"] in dashboard.ACTIVE and st.button("Cancel", icon=":material/stop_circle:", key="cancel",
                                                        disabled=bool(run["cancel_requested"]),
                                                        help="stops at the next step, keeping what was done"):
-        st.toast(dashboard.cancel_run(store, run["id"]))
+        st.toast(actions.cancel_run(store, run["id"]))
         st.rerun(scope="fragment")
     if jobs.can_resume(run) and st.button("Resume", icon=":material/play_circle:", key="resume",
                                                      help="continues from the last checkpoint, same config and seed"):
-        st.toast(dashboard.resume_run(store, run["id"]))
+        st.toast(actions.resume_run(store, run["id"]))
         load_runs.clear()
         st.rerun()  # the whole page: the live view starts refreshing again
     if run["status"] not in dashboard.ACTIVE:
@@ -53,7 +54,7 @@ def controls(run):
             if st.button(f"Delete run {run['id']}", type="primary", icon=":material/delete_forever:", key="delete"):
                 try:
                     with st.spinner("Deleting…"):
-                        st.session_state["deleted"] = dashboard.delete_run(store, run["id"])
+                        st.session_state["deleted"] = actions.delete_run(store, run["id"])
                 except ReasonlabError as e:
                     st.error(dashboard.literal(e))
                     return
@@ -64,6 +65,8 @@ def controls(run):
 
 def live_view(run_id, live):
     store = dashboard.store_at(HOME)
+    if actions.refresh(store):  # every few seconds while live: a run whose process died stops being "running"
+        load_runs.clear()
     run = dashboard.run_detail(store, run_id)
     if live and run["status"] not in dashboard.ACTIVE:
         load_runs.clear()
@@ -137,9 +140,10 @@ def import_samples():
         if submitted:
             try:
                 with st.spinner("Reading, checking and scoring every line…"):
-                    made = imports.import_file(dashboard.store_at(HOME), path, format=None if fmt == "detect" else fmt,
-                                               task=None if task == "default" else task, split=split.strip() or None,
-                                               name=name.strip() or None)
+                    made = actions.import_samples(dashboard.store_at(HOME), path,
+                                                  format=None if fmt == "detect" else fmt,
+                                                  task=None if task == "default" else task,
+                                                  split=split.strip() or None, name=name.strip() or None)
             except ReasonlabError as e:  # names the file, the line and what is wrong; nothing was written
                 st.error(dashboard.literal(e))
                 return
@@ -159,6 +163,8 @@ if imported := st.session_state.pop("imported", None):
                  query_params={"run": imported[0], "kind": "eval", "step": 0})
 import_samples()
 try:
+    if actions.refresh(dashboard.store_at(HOME)):  # runs whose process died show as interrupted
+        load_runs.clear()
     runs = load_runs(HOME)
     if runs.empty:
         st.info("No runs yet. Launch one, or start the quickstart on Home: it runs expert iteration on the "

@@ -7,6 +7,7 @@ import streamlit as st
 
 import app
 from engine import dashboard, export, viz, workspace
+from engine.dashboard import actions
 from engine.errors import ReasonlabError
 
 app.through_navigation()  # a link opened before app.py first ran (app.py says why)
@@ -62,7 +63,7 @@ def note_form(key, label, **on):
         text = f2.text_area("Note", placeholder="e.g. forgot the carry", height=68, key=f"{key}_text")
         if st.form_submit_button(label, icon=":material/edit_note:"):
             try:
-                dashboard.store_at(HOME).add_note(text, tag, **on)
+                actions.add_note(dashboard.store_at(HOME), text, tag, **on)
             except ReasonlabError as e:
                 st.error(dashboard.literal(e))
                 return
@@ -75,7 +76,7 @@ def show_notes(notes):
         n1, n2 = st.columns([20, 1], vertical_alignment="center")
         n1.text(dashboard.note_line(n) + (f"\n{n['text']}" if n["text"] else ""))
         if n2.button("", icon=":material/delete:", key=f"delete_note_{n['id']}", help="delete this note"):
-            dashboard.store_at(HOME).delete_note(int(n["id"]))
+            actions.delete_note(dashboard.store_at(HOME), int(n["id"]))
             load_notes.clear()
             st.rerun()
 
@@ -95,6 +96,8 @@ def show_texts(samples):
 head, link_slot = st.columns([6, 1], vertical_alignment="bottom")
 head.title("Solutions")
 try:
+    if actions.refresh(dashboard.store_at(HOME)):  # the run labels show each run's status
+        load_runs.clear()
     runs = load_runs(HOME)
     if runs.empty:
         st.info("No runs yet. Launch one (or start the quickstart on Home); its base checkpoint is evaluated "

@@ -4,7 +4,8 @@
 config (so suite.match finds it), its evaluated checkpoints and their eval samples, logged metrics
 (samples_seen, entropy, train/accuracy) and, for GRPO, rollouts. A Plan gives, per checkpoint, the
 probability that each problem's greedy answer is right and each problem's solve rate, so a test
-decides which way each verdict must go.
+decides which way each verdict must go; CONFIRMING holds plans under which every verdict confirms
+the paper.
 """
 
 from __future__ import annotations
@@ -29,6 +30,21 @@ class Plan:
     accuracy: list[float] = field(default_factory=list)  # per logged step (train/accuracy)
     n_rollout: int = 8  # GRPO group size of the rollouts written
     deep_share: float = 1.0  # deep evaluation of the last checkpoint: the share of problems it solves at all
+
+
+# plans under which every finding confirms the paper
+CONFIRMING = {
+    # a base that solves every problem now and then, against RL that always solves some and never others
+    "ei": Plan([0.2, 0.35, 0.45, 0.5], [0.3, 0.4, 0.42, 0.43], spread=0.3),
+    "ppo": Plan([0.2, 0.3, 0.38, 0.45], [0.3, 0.38, 0.4, 0.41],
+                entropy=[1.2, 1.0, 0.9, 0.8, 0.7, 0.6, 0.5, 0.45], accuracy=[0.3, 0.34, 0.37, 0.39, 0.41, 0.42, 0.43, 0.44]),
+    "grpo": Plan([0.2, 0.4, 0.45, 0.5], [0.3, 0.45, 0.5, 0.5], spread=0.45,
+                 entropy=[1.1, 0.9, 0.8, 0.7, 0.6, 0.55], accuracy=[0.3, 0.36, 0.4, 0.42, 0.44, 0.45]),
+    "rcrl": Plan([0.2, 0.3, 0.4, 0.45], [0.3, 0.35, 0.38, 0.4]),
+    "sft": Plan([0.2, 0.45, 0.55, 0.6], [0.3, 0.3, 0.25, 0.2], spread=0.3),
+    "ppo-dense": Plan([0.2, 0.3, 0.38, 0.45], [0.3, 0.38, 0.4, 0.41]),
+    "ppo-orm": Plan([0.2, 0.3, 0.38, 0.44], [0.3, 0.38, 0.4, 0.41]),
+}
 
 
 def fabricate(store, base, plans: dict[str, Plan], size: str = "smoke", problems: int = 120, k: int = 8,

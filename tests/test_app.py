@@ -4,9 +4,7 @@ from pathlib import Path
 
 from streamlit.testing.v1 import AppTest
 
-ROOT = Path(__file__).resolve().parent.parent
-APP = str(ROOT / "app.py")
-PAGES = ["home", "findings", "launch", "runs", "solutions", "search", "pass_at_k", "diversity", "compare"]
+from tests.helpers import APP, PAGES, ROOT
 
 
 def test_app_opens_home_on_an_empty_workspace(workspace):

@@ -12,14 +12,14 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from markdown_it import MarkdownIt  # CommonMark, as Streamlit's markdown parses it
 
-from bench.dashboard import fabricate_store
 from engine import dashboard, launch, quickstart
 from engine.tasks import get_task
 from engine.config import CONFIGS
 from engine.launch import describe
 from engine.model.presets import untrained_checkpoint
 from engine.store import Store
-from tests.test_training import BUDGETS, SMALL, wait_for
+from tests.dashboard_store import fabricate_store
+from tests.helpers import BUDGETS, SMALL, wait_for
 
 
 @pytest.fixture
@@ -186,7 +186,10 @@ def test_view_version_changes_when_a_checkpoint_is_redone(store):
 
 
 def test_start_points_lists_bases_then_run_checkpoints(store):
+    from engine.dashboard import actions
+
     s, _ = store
+    actions.copy_shipped_base()  # what the Launch page does first (start_points only reads)
     points = dashboard.start_points(s)
     assert [label for label, _ in points[:2]] == ["base-shipped", "base-tiny"]  # the shipped base first
     assert any(label.startswith("run 1 ei · step 2 · maj@1") for label, _ in points)
@@ -202,7 +205,10 @@ def test_launch_fields_cover_the_config(algo):
     from engine.tasks import TASKS
 
     task_names = {f.name for task in TASKS for f in launch.task_fields(task)}  # shown with the chosen task
-    assert names | task_names == {name for name, _, _ in describe(algo)} - set(launch.TOP_FIELDS)
+    from engine.config import TASK_FIELDS
+
+    # the form covers the config's fields and the task spec's options (TaskSpec, nested as `task`)
+    assert names | task_names == ({name for name, _, _ in describe(algo)} | set(TASK_FIELDS)) - set(launch.TOP_FIELDS)
     assert not names & task_names and not launch.task_fields("multistep")
     assert {f.name for f in launch.fields(algo) if f.group == "model"} == set(launch.MODEL_FIELDS)
     assert all(f.doc for f in launch.fields(algo))

@@ -8,89 +8,28 @@ Chromium comes from apt (`make test` installs it as root); without it these test
 under CI, where they fail instead.
 """
 
-import contextlib
 import os
 import re
 import shutil
 import signal
-import socket
-import subprocess
-import sys
 import urllib.parse
-import urllib.request
 from pathlib import Path
 
 import pytest
 
-from bench.dashboard import fabricate_store
 from engine.store import Store
-from tests.test_training import wait_for
+from tests.dashboard_store import fabricate_store
+from tests.helpers import ARTIFACTS, CHROMIUM, CHROMIUM_ARGS, MINUTE, expect, require, serve, sync_playwright
 
-ROOT = Path(__file__).resolve().parent.parent
-ARTIFACTS = ROOT / "tests" / "artifacts" / "browser"
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-quic",
-                 "--no-first-run", "--disable-component-update", "--disable-sync"]
 PAGES = {"": "reasonlab", "findings": "Findings", "launch": "Launch a run", "runs": "Runs", "solutions": "Solutions",
          "search": "Search", "pass_at_k": "pass@k", "diversity": "Diversity", "compare": "Compare two checkpoints"}
-MINUTE = 60_000  # Playwright timeouts are in milliseconds
-
-
-def _require(what: str, ok: bool, how: str) -> None:
-    if ok:
-        return
-    message = f"{what} is not available: {how}"
-    if os.environ.get("CI"):
-        pytest.fail(message + " (CI must run the browser tests)")
-    pytest.skip(message)
-
-
-try:
-    from playwright.sync_api import expect, sync_playwright
-except ImportError:  # checked in the fixture, so the reason is reported
-    sync_playwright = None
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-@contextlib.contextmanager
-def serve(home: Path, log_name: str = "streamlit.log"):
-    """`streamlit run app.py` on a free localhost port over the workspace `home`; yields its url."""
-    port = free_port()
-    env = {**os.environ, "REASONLAB_HOME": str(home), "OMP_NUM_THREADS": "1"}
-    ARTIFACTS.mkdir(parents=True, exist_ok=True)
-    log = open(ARTIFACTS / log_name, "wb")
-    server = subprocess.Popen([sys.executable, "-m", "streamlit", "run", "app.py", "--server.headless", "true",
-                               "--server.port", str(port), "--server.address", "127.0.0.1"],
-                              cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
-    url = f"http://127.0.0.1:{port}"
-
-    def healthy():
-        if server.poll() is not None:
-            raise AssertionError(f"streamlit exited with {server.returncode}; see {ARTIFACTS / log_name}")
-        try:
-            return urllib.request.urlopen(f"{url}/_stcore/health", timeout=2).status == 200
-        except OSError:
-            return False
-
-    try:
-        wait_for(healthy, timeout=90, what="the streamlit server")
-        yield url
-    finally:
-        server.terminate()
-        server.wait(timeout=30)
-        log.close()
 
 
 @pytest.fixture(scope="module")
 def app(tmp_path_factory, tiny_checkpoint):
     """A dashboard server on a workspace with fabricated runs and a real tiny base model."""
-    _require("Debian's chromium", Path(CHROMIUM).is_file(), "apt-get install chromium (`make test` does it as root)")
-    _require("playwright", sync_playwright is not None, "pip install -e '.[dev]'")
+    require("Debian's chromium", Path(CHROMIUM).is_file(), "apt-get install chromium (`make test` does it as root)")
+    require("playwright", sync_playwright is not None, "pip install -e '.[dev]'")
     home = tmp_path_factory.mktemp("browser") / "home"
     fabricate_store(home, problems=6, k=8, ei_rounds=2, ppo_checkpoints=2, rollout_problems=4)
     shutil.rmtree(home / "checkpoints" / "base-tiny")
@@ -110,8 +49,8 @@ def app(tmp_path_factory, tiny_checkpoint):
 
 @pytest.fixture(scope="module")
 def browser():
-    _require("Debian's chromium", Path(CHROMIUM).is_file(), "apt-get install chromium (`make test` does it as root)")
-    _require("playwright", sync_playwright is not None, "pip install -e '.[dev]'")
+    require("Debian's chromium", Path(CHROMIUM).is_file(), "apt-get install chromium (`make test` does it as root)")
+    require("playwright", sync_playwright is not None, "pip install -e '.[dev]'")
     expect.set_options(timeout=MINUTE)
     with sync_playwright() as p:
         chromium = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
@@ -303,7 +242,7 @@ INJECTED = """() => {
 @pytest.fixture(scope="module")
 def hostile_app(tmp_path_factory, browser):
     """A dashboard over a store whose samples, answers, questions, run names and errors are hostile."""
-    from tests.test_page_states import hostile
+    from tests.helpers import hostile
 
     home = tmp_path_factory.mktemp("hostile") / "home"
     hostile(home)
@@ -318,7 +257,7 @@ def shown_text(page) -> str:
 
 
 def test_hostile_text_shows_literally_and_creates_no_element(hostile_app, page):
-    from tests.test_page_states import HOSTILE
+    from tests.helpers import HOSTILE
 
     url, home = hostile_app
     with Store(home / "store.sqlite") as s:
@@ -408,7 +347,7 @@ def test_a_report_opened_from_disk_draws_every_figure_and_runs_no_model_text(pag
     embeds, nothing else is fetched, no script fails, and a sample whose text is a script and markup
     shows as that text and never runs."""
     from engine.cli import main
-    from tests.test_report import HOSTILE, HOSTILE_PROBLEM, report_store
+    from tests.helpers import HOSTILE_PROBLEM, REPORT_HOSTILE, report_store
 
     runs = report_store(workspace)["runs"]
     out = tmp_path / "report.html"
@@ -426,7 +365,7 @@ def test_a_report_opened_from_disk_draws_every_figure_and_runs_no_model_text(pag
     assert drawn == in_file and in_file >= 8  # the comparison, each run's curves, a tree per run
     assert errors == [] and dialogs == []
     assert [u for u in fetched if not u.startswith("file://")] == []
-    sample = page.locator("pre").filter(has_text=re.compile(f"^{re.escape(HOSTILE)}$"))
+    sample = page.locator("pre").filter(has_text=re.compile(f"^{re.escape(REPORT_HOSTILE)}$"))
     expect(sample).to_have_count(1)
     expect(sample).to_be_visible()
     assert page.evaluate("""() => ({
@@ -439,7 +378,7 @@ def test_a_report_opened_from_disk_draws_every_figure_and_runs_no_model_text(pag
 def test_the_runs_page_downloads_the_report_built_when_clicked(page, tmp_path):
     """Runs' "Download report": Streamlit calls the engine for the file only on the click, off the
     script's thread; what arrives is the run's whole report."""
-    from tests.test_report import report_store
+    from tests.helpers import report_store
 
     home = tmp_path / "home"
     runs = report_store(home)["runs"]

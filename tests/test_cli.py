@@ -10,20 +10,7 @@ from pathlib import Path
 import pytest
 
 from engine.evaluation import ks_up_to
-
-
-def reasonlab(*args, env=None):
-    return subprocess.run([sys.executable, "-m", "engine.cli", *map(str, args)], capture_output=True, text=True,
-                          input="", env={**os.environ, **(env or {})}, timeout=600)
-
-
-def assert_one_line_error(result, *fragments):
-    assert result.returncode == 2, result.stderr
-    assert "Traceback" not in result.stderr
-    lines = result.stderr.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("reasonlab: error:"), result.stderr
-    for f in fragments:
-        assert f in lines[0]
+from tests.helpers import assert_one_line_error, reasonlab
 
 
 def test_sft_then_eval(tmp_path):
@@ -184,7 +171,7 @@ def test_a_relative_base_and_home_work_for_a_detached_run_with_one_store(tiny_ch
 
     from engine.launch import SIZES
     from engine.store import Store
-    from tests.test_training import wait_for
+    from tests.helpers import wait_for
 
     cwd = tmp_path / "elsewhere"
     cwd.mkdir()

@@ -8,9 +8,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from engine import limits
-from engine.algorithms.orm import ORMConfig
-from engine.algorithms.sft import SFTConfig
-from engine.config import CONFIGS, check_limits, make_config
+from engine.config import CONFIGS, ORMConfig, SFTConfig, check_limits, make_config
 from engine.launch import describe
 from engine.errors import ReasonlabError
 from engine.limits import MAX_BATCH_TOKENS, MAX_SAMPLES, ORM_RANGES, RANGES, SFT_RANGES
@@ -198,7 +196,7 @@ def test_a_relative_or_home_relative_path_is_stored_absolute(tiny_checkpoint, tm
     monkeypatch.setenv("HOME", str(tiny_checkpoint.parent))
     cfg = make_config("ppo", base=f"~/{tiny_checkpoint.name}", sets=["orm=~/an-orm", "data=x.jsonl"], validate=False)
     assert (cfg.base, cfg.orm) == (str(tiny_checkpoint.resolve()), str(tiny_checkpoint.parent.resolve() / "an-orm"))
-    assert cfg.data == str(tiny_checkpoint.parent.resolve() / "x.jsonl")
+    assert cfg.task.data == str(tiny_checkpoint.parent.resolve() / "x.jsonl")
 
 
 def test_a_corrupt_reasonlab_json_in_the_base_is_refused_naming_the_file(tiny_checkpoint, tmp_path):

@@ -14,7 +14,7 @@ import torch
 from safetensors.torch import load_file
 
 from engine.store import Store
-from tests.test_training import SMALL, sets
+from tests.helpers import SMALL, sets
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -141,7 +141,7 @@ def test_one_process_builds_no_process_group(monkeypatch):
 
 
 def test_detach_is_refused_under_a_multi_process_launch(tiny_checkpoint):
-    from tests.test_cli import assert_one_line_error, reasonlab
+    from tests.helpers import assert_one_line_error, reasonlab
 
     result = reasonlab("train", "--algo", "grpo", "--base", tiny_checkpoint, "--detach",
                        env={"WORLD_SIZE": "2", "RANK": "0", "LOCAL_RANK": "0"})
@@ -155,7 +155,7 @@ def test_configs_a_multi_process_run_cannot_train_are_refused_before_queueing(ti
     from engine import distributed
     from engine.config import make_config
     from engine.errors import ReasonlabError
-    from tests.test_cli import assert_one_line_error, reasonlab
+    from tests.helpers import assert_one_line_error, reasonlab
 
     vllm = make_config("grpo", base=tiny_checkpoint, validate=False, sets=["sampler=vllm"])
     with pytest.raises(ReasonlabError, match="sampler=vllm needs a single-process run.*sampler=torch"):

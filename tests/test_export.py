@@ -11,7 +11,6 @@ import pandas as pd
 import pytest
 from hypothesis import given, settings, strategies as st
 
-from bench.dashboard import fabricate_store
 from engine import export
 from engine.cli import main
 from engine.errors import ReasonlabError
@@ -19,8 +18,9 @@ from engine.model.prompts import Prompter
 from engine.store import Store
 from engine.tasks import get_task
 from engine.tasks.multistep import MultiStep
+from tests.dashboard_store import fabricate_store
 from tests.data_files import build_chat_model, write_gsm8k
-from tests.test_pages import open_page
+from tests.helpers import open_page
 
 SAMPLE_COLUMNS = ["run_id", "kind", "step", "checkpoint_id", "task", "split", "problem_id", "sample_idx", "prompt",
                   "completion", "answer", "correct", "reward", "logprob", "n_tokens", "sample_id"]
@@ -495,10 +495,10 @@ def test_every_analysis_page_offers_its_tables_for_download(store):
 def test_the_whole_run_download_is_built_on_click_in_a_browser(tmp_path):
     """Streamlit runs a deferred `data` callable only when a browser asks for the file: the
     download is the run's export, and the per-problem table its CSV."""
-    from tests.test_browser import CHROMIUM, CHROMIUM_ARGS, MINUTE, _require, serve, sync_playwright
+    from tests.helpers import CHROMIUM, CHROMIUM_ARGS, MINUTE, require, serve, sync_playwright
 
-    _require("Debian's chromium", Path(CHROMIUM).is_file(), "apt-get install chromium (`make test` does it as root)")
-    _require("playwright", sync_playwright is not None, "pip install -e '.[dev]'")
+    require("Debian's chromium", Path(CHROMIUM).is_file(), "apt-get install chromium (`make test` does it as root)")
+    require("playwright", sync_playwright is not None, "pip install -e '.[dev]'")
     home = tmp_path / "home"
     ids = fabricate_store(home, problems=3, k=2, ei_rounds=1, ppo_checkpoints=1, rollout_problems=2)
     run_id = ids["runs"]["ei"]

@@ -1,18 +1,19 @@
 """Tasks read from files (gsm8k, svamp, jsonl): loading, splits, errors naming file and line,
 skip_bad, scoring with the dense reward, config fields and the CLI (`--task gsm8k --data PATH`)."""
 
+import dataclasses
 import json
 import random
 
 import pytest
 
-from engine.config import config_from_dict, make_config
+from engine.config import TaskSpec, config_from_dict, make_config
 from engine.errors import ReasonlabError
 from engine.store import Store
-from engine.tasks import TaskOptionError, get_task, task_from_config
+from engine.tasks import TaskOptionError, get_task
 from engine.tasks.files import in_test
 from tests.data_files import gsm8k_rows, svamp_rows, write_gsm8k, write_jsonl
-from tests.test_cli import assert_one_line_error, reasonlab
+from tests.helpers import assert_one_line_error, reasonlab
 
 
 @pytest.fixture
@@ -255,7 +256,7 @@ def test_config_errors_name_the_field_file_and_line(base_dir, gsm8k, tmp_path):
     with pytest.raises(ReasonlabError, match=f"ei config field eval_data: {bad}, line 3"):
         make_config("ei", base=base_dir, sets=["task=gsm8k", f"data={gsm8k}", f"eval_data={bad}"])
     cfg = make_config("ei", base=base_dir, sets=["task=gsm8k", f"data={bad}", "skip_bad=true"])
-    assert cfg.skip_bad is True and len(task_from_config(cfg).skipped) == 1
+    assert cfg.task.skip_bad is True and len(cfg.task.build().skipped) == 1
     huge = write_jsonl(tmp_path / "huge.jsonl", gsm8k_rows(2), ('{"question": "q", "answer": ' + "9" * 5000 + "}",))
     with pytest.raises(ReasonlabError, match=f"ei config field data: {huge}, line 3: not readable JSON"):
         make_config("ei", base=base_dir, sets=["task=gsm8k", f"data={huge}"])
@@ -281,14 +282,14 @@ def test_config_field_checks(base_dir, gsm8k, sets, field, message):
 def test_config_paths_become_absolute_and_the_stored_config_rebuilds_the_task(base_dir, gsm8k, monkeypatch):
     monkeypatch.chdir(gsm8k.parent)
     cfg = make_config("ei", base=base_dir, sets=["task=gsm8k", f"data={gsm8k.name}"])
-    assert cfg.data == str(gsm8k)  # a background worker runs in another directory
+    assert cfg.task.data == str(gsm8k)  # a background worker runs in another directory
     with Store() as store:
-        run_id = store.create_run("ei", cfg.__dict__.copy(), total=1)
+        run_id = store.create_run("ei", dataclasses.asdict(cfg), total=1)
         stored = store.get_run(run_id)["config"]
     again = config_from_dict("ei", stored)  # what `reasonlab resume` does
     again.validate()
-    assert [p.question for p in task_from_config(again).problems("train")] == \
-        [p.question for p in task_from_config(cfg).problems("train")]
+    assert [p.question for p in again.task.build().problems("train")] == \
+        [p.question for p in cfg.task.build().problems("train")]
 
 
 # -- the command line -----------------------------------------------------------------------------------
@@ -300,7 +301,7 @@ def test_cli_sft_and_eval_on_a_gsm8k_file(tmp_path, gsm8k):
     sft = reasonlab("sft", "--task", "gsm8k", "--data", gsm8k, "--out", out, "--steps", "5", "--quiet")
     assert sft.returncode == 0, sft.stderr
     meta = json.loads((out / "reasonlab.json").read_text())
-    assert meta["config"]["task"] == "gsm8k" and meta["config"]["task_options"] == {"data": str(gsm8k)}
+    assert meta["config"]["task"] == dataclasses.asdict(TaskSpec("gsm8k", data=str(gsm8k)))
     # no --task: the checkpoint's own task (and data file) is evaluated
     ev = reasonlab("eval", out, "--split", "test", "-k", "2", "--limit", "3", "--max-new-tokens", "8", "--json")
     assert ev.returncode == 0, ev.stderr
@@ -340,7 +341,7 @@ def test_the_dashboard_shows_questions_of_a_file_task_run(gsm8k):
 def test_a_run_logs_how_many_lines_skip_bad_left_out(base_dir, tmp_path):
     from types import SimpleNamespace
 
-    from engine.algorithms.common import RunContext
+    from engine.algorithms.context import RunContext
 
     bad = write_jsonl(tmp_path / "bad.jsonl", gsm8k_rows(12), ("{x", '{"question": "q"}'))
     cfg = make_config("ei", base=base_dir, sets=["task=gsm8k", f"data={bad}", "skip_bad=true"])
@@ -360,7 +361,8 @@ def test_a_completion_that_cannot_be_scored_is_unjudged_and_the_run_logs_how_man
                                                                                 monkeypatch):
     from types import SimpleNamespace
 
-    from engine.algorithms.common import RunContext, sample_rollouts
+    from engine.algorithms.context import RunContext
+    from engine.algorithms.rollout import sample_rollouts
     from engine.sampling.base import Completion
 
     cfg = make_config("ei", base=base_dir, sets=["task=gsm8k", f"data={gsm8k}"])
@@ -376,7 +378,7 @@ def test_a_completion_that_cannot_be_scored_is_unjudged_and_the_run_logs_how_man
             raise ArithmeticError("cannot judge this")
         return original(self, problem, completion)
 
-    task = task_from_config(cfg)
+    task = cfg.task.build()
     original = type(task).score
     monkeypatch.setattr(type(task), "score", score)
     rollouts = sample_rollouts(SimpleNamespace(eval=lambda: None), lambda text, add_special_tokens: {"input_ids": [1]},

@@ -12,7 +12,7 @@ from engine import cli, findings, jobs
 from engine.config import config_from_dict
 from engine.findings import stats, suite, tables
 from engine.store import Store
-from tests.findings_store import Plan, fabricate
+from tests.findings_store import CONFIRMING, Plan, fabricate
 
 # -- statistics -------------------------------------------------------------------------------------
 
@@ -76,21 +76,6 @@ def test_wasted_groups_against_the_share_the_solve_rate_predicts():
 
 
 # -- verdicts on synthetic stores --------------------------------------------------------------------
-
-CONFIRMING = {
-    "ei": Plan([0.2, 0.35, 0.45, 0.5], [0.3, 0.4, 0.42, 0.43]),
-    "ppo": Plan([0.2, 0.3, 0.38, 0.45], [0.3, 0.38, 0.4, 0.41],
-                entropy=[1.2, 1.0, 0.9, 0.8, 0.7, 0.6, 0.5, 0.45], accuracy=[0.3, 0.34, 0.37, 0.39, 0.41, 0.42, 0.43, 0.44]),
-    "grpo": Plan([0.2, 0.4, 0.45, 0.5], [0.3, 0.45, 0.5, 0.5], spread=0.45,
-                 entropy=[1.1, 0.9, 0.8, 0.7, 0.6, 0.55], accuracy=[0.3, 0.36, 0.4, 0.42, 0.44, 0.45]),
-    "rcrl": Plan([0.2, 0.3, 0.4, 0.45], [0.3, 0.35, 0.38, 0.4]),
-    "sft": Plan([0.2, 0.45, 0.55, 0.6], [0.3, 0.3, 0.25, 0.2], spread=0.3),
-    "ppo-dense": Plan([0.2, 0.3, 0.38, 0.45], [0.3, 0.38, 0.4, 0.41]),
-    "ppo-orm": Plan([0.2, 0.3, 0.38, 0.44], [0.3, 0.38, 0.4, 0.41]),
-}
-# a base that solves every problem now and then, against RL that always solves some and never others
-CONFIRMING["ei"] = Plan([0.2, 0.35, 0.45, 0.5], [0.3, 0.4, 0.42, 0.43], spread=0.3)
-
 
 def verdicts(store, base, **kw):
     return {c.finding.key: c.verdict for c in findings.cards(store, "smoke", base, **kw)}
@@ -322,7 +307,7 @@ def test_a_base_evaluated_once_is_copied_into_later_runs_and_equals_a_fresh_eval
     evaluation, which is exactly what evaluating it again would give."""
     from engine.algorithms.context import RunContext
     from engine.config import make_config
-    from tests.test_training import BUDGETS, SMALL
+    from tests.helpers import BUDGETS, SMALL
 
     def run(algo, *extra):
         with Store() as store:

@@ -9,9 +9,8 @@ import pytest
 from engine import dashboard, jobs
 from engine.findings import suite
 from engine.store import Store
-from tests.findings_store import Plan, fabricate
-from tests.test_findings import CONFIRMING
-from tests.test_pages import charts, open_page, shown_code, texts
+from tests.findings_store import CONFIRMING, Plan, fabricate
+from tests.helpers import charts, open_page, shown_code, texts
 
 
 @pytest.fixture

@@ -5,9 +5,9 @@ import sys
 
 import pytest
 
-from engine.config import make_config
+from engine.config import EvalConfig, TaskSpec, make_config
 from engine.errors import ReasonlabError
-from engine.evaluation.evaluate import EvalConfig, evaluate
+from engine.evaluation.evaluate import evaluate
 from engine.sampling.base import Completion
 from engine.tasks import TaskOptionError, get_task
 
@@ -196,7 +196,7 @@ class CannedSampler:
 def test_evaluation_on_a_generator():
     task = get_task("gym", gym_name="leg_counting", gym_size=4)
     answers = {task.prompt(p): p.answer for p in task.problems("test")}
-    cfg = EvalConfig(task="gym", task_options={"gym_name": "leg_counting", "gym_size": 4}, k=4)
+    cfg = EvalConfig(task=TaskSpec("gym", gym_name="leg_counting", gym_size=4), k=4)
     metrics, rows = evaluate(CannedSampler(answers), cfg)
     assert metrics["maj@1"] == 1.0 and metrics["pass@1"] == pytest.approx(0.5) and metrics["pass@4"] == 1.0
     assert metrics["problems"] == 4 and {r["task"] for r in rows} == {"gym"} and metrics["unjudged"] == 0
@@ -205,7 +205,7 @@ def test_evaluation_on_a_generator():
 def test_config_names_the_gym_field(untrained_checkpoint):
     base = untrained_checkpoint
     cfg = make_config("grpo", base=base, sets=["task=gym", "gym_name=chain_sum", 'gym_options={"min_terms": 3}'])
-    assert cfg.gym_options == '{"min_terms": 3}'
+    assert cfg.task.gym_options == '{"min_terms": 3}'
     with pytest.raises(ReasonlabError, match="grpo config field gym_name: unknown reasoning-gym generator"):
         make_config("grpo", base=base, sets=["task=gym", "gym_name=chainsum"])
     with pytest.raises(ReasonlabError, match="ei config field gym_options: rejected by products"):
@@ -216,7 +216,7 @@ def test_a_gym_run_logs_how_many_training_problems_its_pool_holds(untrained_chec
     from types import SimpleNamespace
 
     from engine import dashboard
-    from engine.algorithms.common import RunContext
+    from engine.algorithms.context import RunContext
     from engine.store import Store
 
     cfg = make_config("ei", base=untrained_checkpoint, sets=["task=gym", "gym_name=chain_sum", "train_problems=500"])

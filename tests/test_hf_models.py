@@ -11,17 +11,17 @@ import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from engine.algorithms.sft import finetune
-from engine.config import RunConfig, make_config
+from engine.config import EvalConfig, RunConfig, TaskSpec, make_config
 from engine.errors import ReasonlabError
-from engine.evaluation.evaluate import EvalConfig, evaluate
+from engine.evaluation.evaluate import evaluate
 from engine.model.checkpoint import load_checkpoint, read_meta, save_checkpoint, torch_dtype
 from engine.model.lora import add_lora, is_lora
 from engine.model.prompts import SHOTS, Prompter, resolve_format
 from engine.sampling.torch_sampler import TorchSampler
 from engine.store import Store
 from engine.tasks import get_task
-from tests.data_files import build_chat_model, train_chat_model, write_gsm8k
-from tests.test_cli import reasonlab
+from tests.data_files import train_chat_model, write_gsm8k
+from tests.helpers import reasonlab
 
 pytest.importorskip("peft", reason="LoRA is the optional extra `lora` (part of `dev`)")
 
@@ -64,7 +64,7 @@ def test_evaluation_sends_chat_prompts_and_the_model_answers_in_format(chat_base
     seen = []
     real_sample = sampler.sample
     sampler.sample = lambda prompts, **kw: seen.append(prompts) or real_sample(prompts, **kw)
-    cfg = EvalConfig(task="gsm8k", task_options={"data": str(data)}, split="train", limit=6, k=4, max_new_tokens=24,
+    cfg = EvalConfig(task=TaskSpec("gsm8k", data=str(data)), split="train", limit=6, k=4, max_new_tokens=24,
                      prompt_format="chat")
     metrics, rows = evaluate(sampler, cfg)
     assert seen[0] == [Prompter(task, tok, "chat")(p) for p in task.problems("train", 6)]
@@ -222,7 +222,7 @@ def test_expert_iteration_with_lora_on_a_chat_model(chat_base, data):
     with Store() as s:
         metrics = s.metrics(1).set_index("name")["value"]
         assert metrics["ei/dataset"] > 0 and metrics["ei/sft_steps"] > 0  # correct samples, fine-tuned on
-        assert s.get_run(1)["config"]["data"] == str(data)  # the task spec, stored for resume
+        assert s.get_run(1)["config"]["task"]["data"] == str(data)  # the task spec, stored for resume
     ckpt = summary["checkpoints"][-1]["path"]
     files = set(os.listdir(ckpt))
     assert "model.safetensors" in files and not any(f.startswith("adapter") for f in files)

@@ -1,11 +1,10 @@
 """`reasonlab import`: samples made by other tools (lm-eval-harness `--log_samples` files, plain
-JSONL) become one evaluation-only run that every page shows. The lm-eval files are built here in
-lm-eval 0.4.9.1's logged-sample format from a fabricated gsm8k-style doc set: nothing downloaded."""
+JSONL) become one evaluation-only run that every page shows. The lm-eval files are built (tests/helpers.py,
+lm_eval_lines) in lm-eval 0.4.9.1's logged-sample format from a fabricated gsm8k-style doc set: nothing
+downloaded."""
 
-import hashlib
 import json
 import os
-import re
 import subprocess
 import sys
 from pathlib import Path
@@ -15,54 +14,13 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from engine import dashboard, imports, jobs
+from engine.config import TaskSpec
 from engine.errors import ReasonlabError
 from engine.store import Store
 from engine.tasks import get_task
 from engine.tasks.multistep import MultiStep
 from tests.data_files import gsm8k_rows, write_gsm8k, write_jsonl
-from tests.test_pages import open_page
-
-FILTERS = ("strict-match", "flexible-extract")
-
-
-def sha(text: str) -> str:
-    return hashlib.sha256(text.encode()).hexdigest()
-
-
-def responses(doc: dict, k: int) -> list[str]:
-    """k responses to a doc: right (`#### N`), wrong, then one without a `####` line (lm-eval's
-    flexible-extract would take its number; reasonlab's strict check does not)."""
-    a = int(doc["answer"].rsplit("#### ", 1)[1])
-    return [f"{a - 1} + 1 = {a}\n#### {a}", f"#### {a + 1}", f"The answer is {a}."][:k]
-
-
-def lm_eval_lines(rows, k=3, filters=FILTERS, do_sample=True, temperature=0.7) -> list[dict]:
-    """One logged sample per document and filter, as lm-eval's evaluator builds it and
-    EvaluationTracker.save_results_samples writes it (arguments as gen_args_i / arg_j)."""
-    lines = []
-    for doc_id, doc in enumerate(rows):
-        prompt = f"Question: {doc['question']}\nAnswer:"
-        resps = responses(doc, k)
-        for name in filters:
-            found = re.search(r"#### (\-?[0-9\.\,]+)", resps[0]) if name == "strict-match" else \
-                re.findall(r"(-?[$0-9.,]{2,})|(-?[0-9]+)", resps[0])
-            filtered = (found.group(1) if found else "[invalid]") if name == "strict-match" else \
-                ("".join(found[-1]) if found else "[invalid]")
-            lines.append({
-                "doc_id": doc_id, "doc": doc, "target": doc["answer"],
-                "arguments": {"gen_args_0": {"arg_0": prompt, "arg_1": {
-                    "until": ["Question:", "</s>", "<|im_end|>"], "do_sample": do_sample, "temperature": temperature}}},
-                "resps": [resps], "filtered_resps": [filtered], "filter": name, "metrics": ["exact_match"],
-                "doc_hash": sha(json.dumps(doc, indent=2, ensure_ascii=False)), "prompt_hash": sha(prompt),
-                "target_hash": sha(doc["answer"]),
-                "exact_match": float(filtered == doc["answer"].rsplit("#### ", 1)[1])})
-    return lines
-
-
-def import_lines(tmp_path, lines, name="samples_gsm8k_2024-06-01T12-00-00.jsonl", **options):
-    path = write_jsonl(tmp_path / name, lines)
-    with Store() as store:
-        return imports.import_file(store, path, **options), path
+from tests.helpers import import_lines, lm_eval_lines, open_page
 
 
 def gsm8k_scoring(tmp_path, rows):
@@ -89,8 +47,8 @@ def test_an_lm_eval_file_becomes_one_finished_evaluation_only_run(tmp_path):
     run, checkpoints, samples = stored(made.run_id)
     assert (run["algo"], run["status"]) == ("import", "finished")
     assert run["config"]["source"] == str(path.resolve()) and Path(run["config"]["source"]).is_absolute()
-    assert {k: run["config"][k] for k in ("format", "task", "split")} == {"format": "lm-eval", "task": "gsm8k",
-                                                                          "split": "test"}
+    assert {k: run["config"][k] for k in ("format", "split")} == {"format": "lm-eval", "split": "test"}
+    assert TaskSpec.from_stored(run["config"]).name == "gsm8k"
     assert checkpoints["step"].tolist() == [0] and checkpoints["metrics"][0]["problems"] == 6
     assert set(samples["kind"]) == {"eval"} and set(samples["step"]) == {0}
     assert len(samples) == 6 * 3  # two filters, each document's three responses once
@@ -169,7 +127,7 @@ def test_plain_jsonl_with_builtin_problem_ids_is_scored_by_the_builtin_task(tmp_
     lines = [{"problem_id": p.id, "completion": text} for p in problems for text in (p.reference, "1 + 1 = 3\n#### 3")]
     made, _ = import_lines(tmp_path, lines, name="mine.jsonl")
     run, _, samples = stored(made.run_id)
-    assert (run["config"]["task"], made.split) == ("multistep", "test")
+    assert (TaskSpec.from_stored(run["config"]).name, made.split) == ("multistep", "test")
     expected = [int(MultiStep().score(p, text).correct) for p in problems
                 for text in (p.reference, "1 + 1 = 3\n#### 3")]
     assert samples["correct"].tolist() == expected and expected[::2] == [1] * 5
@@ -183,8 +141,8 @@ def test_plain_jsonl_with_questions_keeps_its_problems_in_the_runs_own_directory
              {"question": "Half of 9?", "completion": "#### 4.5", "answer": "#### 4.5"}]
     made, _ = import_lines(tmp_path, lines, name="qa.jsonl")
     run, _, samples = stored(made.run_id)
-    assert run["config"]["task"] == "jsonl" and samples["correct"].tolist() == [1, 0, 1]
-    assert Path(run["config"]["data"]).parent == jobs.run_dir(made.run_id)
+    assert TaskSpec.from_stored(run["config"]).name == "jsonl" and samples["correct"].tolist() == [1, 0, 1]
+    assert Path(TaskSpec.from_stored(run["config"]).data).parent == jobs.run_dir(made.run_id)
     with Store() as store:
         assert dashboard.problem_info(store, made.run_id, "test", "test-1")["question"] == "Half of 9?"
         assert dashboard.problem_table(store, made.run_id, "eval", 0)["question"].tolist() == ["What is 2 + 3?",

@@ -9,7 +9,7 @@ from hypothesis import strategies as st
 
 from engine.dashboard import links
 from engine.store import Store
-from tests.test_pages import LINK, open_page, store  # noqa: F401 (store: the populated workspace fixture)
+from tests.helpers import LINK, open_page
 
 
 # -- the pure part ---------------------------------------------------------------------------------------
@@ -64,10 +64,10 @@ def eval_steps(run_id):
         return s.checkpoints(run_id)["step"].astype(int).tolist()
 
 
-def test_solutions_opens_the_linked_run_kind_step_problem_and_node(store):
+def test_solutions_opens_the_linked_run_kind_step_problem_and_node(fabricated):
     from engine import dashboard
 
-    ei = store["runs"]["ei"]
+    ei = fabricated["runs"]["ei"]
     step = eval_steps(ei)[0]  # not the default (the last)
     with Store() as s:
         nodes = dashboard.tree(dashboard.problem_samples(s, ei, "eval", step, "test-3"))
@@ -83,8 +83,8 @@ def test_solutions_opens_the_linked_run_kind_step_problem_and_node(store):
     assert linked_params(at) == query
 
 
-def test_solutions_link_follows_the_view_and_a_stale_link_shows_the_default(store):
-    ppo = store["runs"]["ppo"]
+def test_solutions_link_follows_the_view_and_a_stale_link_shows_the_default(fabricated):
+    ppo = fabricated["runs"]["ppo"]
     at = open_page("solutions", {"run": str(ppo), "kind": "rollout"})
     assert at.radio[0].value == "rollout"
     steps = at.selectbox[1].options
@@ -96,9 +96,9 @@ def test_solutions_link_follows_the_view_and_a_stale_link_shows_the_default(stor
     assert stale.query_params["run"] != "9999" and stale.query_params["problem"] != "nope"
 
 
-def test_pass_at_k_opens_the_linked_checkpoints_metric_and_runs(store):
-    ei, ppo = store["runs"]["ei"], store["runs"]["ppo"]
-    chosen = [store["checkpoints"][ppo][0], store["checkpoints"][ei][-1]]
+def test_pass_at_k_opens_the_linked_checkpoints_metric_and_runs(fabricated):
+    ei, ppo = fabricated["runs"]["ei"], fabricated["runs"]["ppo"]
+    chosen = [fabricated["checkpoints"][ppo][0], fabricated["checkpoints"][ei][-1]]
     query = {"checkpoints": links.joined(chosen), "metric": "maj", "runs": f"{ei},{ppo}", "over": "pass@1",
              "x": "step"}
     at = open_page("pass_at_k", query)
@@ -112,14 +112,14 @@ def test_pass_at_k_opens_the_linked_checkpoints_metric_and_runs(store):
     assert at.query_params["metric"] == "pass"
 
 
-def test_pass_at_k_links_a_rerank_by_log_probability(store):
+def test_pass_at_k_links_a_rerank_by_log_probability(fabricated):
     at = open_page("pass_at_k", {"metric": "rerank", "rank": "log-probability"})
     assert at.selectbox(key="rerank_by").value == "log-probability"
     assert linked_params(at)["rank"] == "log-probability"
 
 
-def test_diversity_opens_the_linked_run_subset_step_measure_and_problem(store):
-    ppo = store["runs"]["ppo"]
+def test_diversity_opens_the_linked_run_subset_step_measure_and_problem(fabricated):
+    ppo = fabricated["runs"]["ppo"]
     step = eval_steps(ppo)[0]
     query = {"run": str(ppo), "problems": "all", "step": str(step), "measure": "distinct_answers",
              "problem": "test-2"}
@@ -130,8 +130,8 @@ def test_diversity_opens_the_linked_run_subset_step_measure_and_problem(store):
     assert linked_params(at) == query
 
 
-def test_compare_opens_the_linked_pair_problem_and_filter(store):
-    ei = store["checkpoints"][store["runs"]["ei"]]
+def test_compare_opens_the_linked_pair_problem_and_filter(fabricated):
+    ei = fabricated["checkpoints"][fabricated["runs"]["ei"]]
     query = {"a": str(ei[-1]), "b": str(ei[0]), "problem": "test-4", "differ": "0"}
     at = open_page("compare", query)
     assert not at.exception
@@ -152,7 +152,7 @@ def test_findings_opens_one_linked_finding_and_the_size(workspace):
 
 
 @pytest.mark.parametrize("page", ["runs", "solutions", "search", "pass_at_k", "diversity", "compare", "findings"])
-def test_every_view_has_a_copy_link_that_names_its_page(page, store):
+def test_every_view_has_a_copy_link_that_names_its_page(page, fabricated):
     at = open_page(page)
     assert not at.exception
     assert urlsplit(the_link(at)).path.endswith(f"/{page}")

@@ -8,7 +8,7 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from engine.algorithms.common import batch_logprobs, forward_logprobs, minibatches, rows, token_batch
+from engine.algorithms.rollout import batch_logprobs, forward_logprobs, minibatches, rows, token_batch
 
 
 @settings(max_examples=200, deadline=None)
@@ -54,14 +54,14 @@ def test_a_trimmed_minibatch_has_the_log_probabilities_of_the_full_width_batch(m
     model, batch = model_and_batch
     idx = torch.tensor([3, 7, 1, 12])
     mb, t = rows(batch, idx)
-    assert t == int(batch["attention_mask"][idx].sum(1).max()) - 1 < batch["mask"].shape[1]
-    assert torch.equal(mb["mask"], batch["mask"][idx, :t])
+    assert t == int(batch.attention_mask[idx].sum(1).max()) - 1 < batch.mask.shape[1]
+    assert torch.equal(mb.mask, batch.mask[idx, :t])
     with torch.no_grad():
-        full = forward_logprobs(model, {k: v[idx] for k, v in batch.items()})[0]
+        full = forward_logprobs(model, batch.take(idx))[0]
         trimmed = forward_logprobs(model, mb)[0]
-    m = mb["mask"].bool()
+    m = mb.mask.bool()
     assert torch.allclose(trimmed[m], full[:, :t][m], atol=1e-5)
-    assert not batch["mask"][idx, t:].any()  # what was cut off was padding only
+    assert not batch.mask[idx, t:].any()  # what was cut off was padding only
 
 
 @pytest.mark.parametrize("size", [1, 3, 64])
@@ -70,7 +70,7 @@ def test_batch_logprobs_in_length_sorted_chunks_equal_one_full_pass(model_and_ba
     with torch.no_grad():
         full, _, hidden = forward_logprobs(model, batch, with_hidden=True)
     chunked, chunked_hidden = batch_logprobs(model, batch, size, with_hidden=True)
-    m = batch["mask"].bool()
+    m = batch.mask.bool()
     assert chunked.shape == full.shape and chunked_hidden.shape == hidden.shape
     assert torch.allclose(chunked[m], full[m], atol=1e-5)
     assert torch.allclose(chunked_hidden[m], hidden[m], atol=1e-4)

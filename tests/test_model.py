@@ -101,7 +101,8 @@ def test_load_checkpoint_errors_name_the_path(tmp_path, tokenizer):
 
 
 def test_sft_can_be_watched_as_it_learns_without_changing_what_it_learns(tmp_path):
-    from engine.algorithms.sft import SFTConfig, train_sft
+    from engine.algorithms.sft import train_sft
+    from engine.config import SFTConfig
 
     seen = []
     cfg = SFTConfig(steps=6, batch_size=4, train_problems=50)

@@ -6,10 +6,11 @@ import json
 
 import pytest
 
-from bench.dashboard import fabricate_store
 from engine import cli
 from engine.errors import ReasonlabError
 from engine.store import Store
+from tests.dashboard_store import fabricate_store
+from tests.helpers import open_page
 
 
 @pytest.fixture
@@ -92,8 +93,6 @@ def test_the_cli_adds_lists_and_deletes_notes(runs, capsys):
 
 
 def test_solutions_adds_shows_and_deletes_a_problems_note_and_lists_sample_notes(runs):
-    from tests.test_pages import open_page
-
     hostile = "<b>bold</b> [link](http://evil) **md**"
     with Store() as s:
         last = int(s.checkpoints(runs["ei"])["step"].max())
@@ -124,8 +123,6 @@ def test_solutions_adds_shows_and_deletes_a_problems_note_and_lists_sample_notes
 
 
 def test_solutions_refuses_an_empty_note_inline(runs):
-    from tests.test_pages import open_page
-
     at = open_page("solutions", {"run": str(runs["ei"]), "problem": "test-1"})
     at.button(key="FormSubmitter:note_on_problem-Add a note on this problem").click().run()
     assert not at.exception and "a note needs a text or a tag" in at.error[0].value
@@ -134,8 +131,6 @@ def test_solutions_refuses_an_empty_note_inline(runs):
 
 
 def test_compare_shows_the_problems_notes_from_either_run(runs):
-    from tests.test_pages import open_page
-
     with Store() as s:
         s.add_note("look at step 2", run_id=runs["ppo"], problem_id="test-2")
         checkpoints = s.checkpoints(runs["ei"])["id"].tolist()
@@ -199,8 +194,6 @@ def test_search_finds_notes_by_text_or_tag_with_links_to_their_views(runs, capsy
 
 
 def test_the_search_page_lists_matching_notes_with_their_links(runs):
-    from tests.test_pages import open_page
-
     with Store() as s:
         s.add_note("<b>carry</b> demo", run_id=runs["ei"], problem_id="test-1")
     at = open_page("search", {"q": "carry"})

@@ -17,7 +17,8 @@ import pytest
 import torch
 from transformers import AutoModelForCausalLM
 
-from engine.algorithms.orm import HEAD, ORMConfig, OutcomeRewardModel, rerank_choice, train_orm
+from engine.algorithms.orm import HEAD, OutcomeRewardModel, rerank_choice, train_orm
+from engine.config import ORMConfig
 from engine.errors import ReasonlabError
 from engine.model.checkpoint import read_meta
 from engine.tasks import get_task

@@ -7,35 +7,15 @@ import json
 import os
 import re
 import time
-from pathlib import Path
 
 import numpy as np
 import pytest
-from streamlit.testing.v1 import AppTest
 
-from bench.dashboard import fabricate_store
 from engine import dashboard, jobs, quickstart
 from engine.model.presets import untrained_checkpoint
 from engine.store import Store
 from tests.data_files import gsm8k_rows, write_gsm8k
-
-APP = str(Path(__file__).resolve().parent.parent / "app.py")
-PAGES = ["home", "findings", "launch", "runs", "solutions", "search", "pass_at_k", "diversity", "compare"]
-
-
-def open_page(name, query=None) -> AppTest:
-    """The app as a browser opens it: app.py's navigation, then the page."""
-    at = AppTest.from_file(APP, default_timeout=60)
-    at.run()
-    at.switch_page(f"pages/{name}.py")
-    if query:
-        at.query_params.update(query)
-    return at.run()
-
-
-def charts(at):
-    """The plotly figures on the page, as dicts."""
-    return [json.loads(c.proto.spec) for c in at.get("plotly_chart")]
+from tests.helpers import PAGES, charts, open_page, shown_code, texts
 
 
 def array(x):
@@ -45,28 +25,9 @@ def array(x):
     return list(x)
 
 
-def texts(elements):
-    return " ".join(str(e.value) for e in elements)
-
-
-LINK = re.compile(r"(https?://[^\s?]+|/\w+)(\?\S*)?")  # what the Copy link popover shows
-
-
-def shown_code(at):
-    """The page's code blocks (solutions, logs, tables), without the Copy link popover's link."""
-    return [c for c in at.code if not LINK.fullmatch(c.value)]
-
-
 def unquoted(value: str) -> str:
     """An alert's text with the code spans dashboard.literal put stored text in taken off."""
     return re.sub(r"(`+) (.*?) \1", r"\2", value, flags=re.S)
-
-
-@pytest.fixture
-def store(workspace):
-    """A small populated workspace: 6 problems x (greedy + 8 samples) per checkpoint."""
-    ids = fabricate_store(workspace, problems=6, k=8, ei_rounds=2, ppo_checkpoints=2, rollout_problems=4)
-    return ids
 
 
 # -- every page, empty and populated ---------------------------------------------------------------
@@ -89,7 +50,7 @@ def test_every_page_on_an_empty_workspace_says_what_to_do(name, workspace):
 
 
 @pytest.mark.parametrize("name", PAGES)
-def test_every_page_renders_a_populated_store(name, store):
+def test_every_page_renders_a_populated_store(name, fabricated):
     at = open_page(name)
     assert not at.exception and not [e for e in at.error if "fabricated" not in e.value]
     expected_charts = {"home": 0, "findings": 8, "launch": 0, "runs": 0, "solutions": 1, "search": 0, "pass_at_k": 3, "diversity": 3, "compare": 2}
@@ -179,7 +140,7 @@ def test_home_shows_a_failed_quickstart(workspace):
     assert at.button[0].label == "Start the quickstart"
 
 
-def test_home_overview_lists_runs_and_checkpoints(store):
+def test_home_overview_lists_runs_and_checkpoints(fabricated):
     at = open_page("home")
     runs = at.dataframe[0].value
     assert set(runs["algo"]) == {"ei", "ppo", "grpo"} and "progress" in runs
@@ -191,7 +152,7 @@ def test_home_overview_lists_runs_and_checkpoints(store):
 # -- launch -----------------------------------------------------------------------------------------
 
 
-def test_launch_has_every_field_with_its_default_and_help(store):
+def test_launch_has_every_field_with_its_default_and_help(fabricated):
     at = open_page("launch")
     assert [r.value for r in at.radio][:2] == ["ei", "defaults"]
     k = at.number_input(key="ei:defaults:k")
@@ -210,7 +171,7 @@ def test_launch_has_every_field_with_its_default_and_help(store):
     ("ppo", "lr", "fast", "ppo config field lr must be float"),
     ("ppo", "clip_eps", "1.5", "ppo config field clip_eps must be in (0, 1)"),
 ])
-def test_launch_shows_an_invalid_value_inline_naming_the_field(store, algo, field, value, message):
+def test_launch_shows_an_invalid_value_inline_naming_the_field(fabricated, algo, field, value, message):
     at = open_page("launch")
     at.radio[0].set_value(algo).run()
     widget = at.number_input(key=f"{algo}:defaults:{field}") if isinstance(value, int) else \
@@ -221,7 +182,7 @@ def test_launch_shows_an_invalid_value_inline_naming_the_field(store, algo, fiel
     assert at.button[0].disabled
 
 
-def test_launch_refuses_a_directory_that_is_no_checkpoint(store, tmp_path):
+def test_launch_refuses_a_directory_that_is_no_checkpoint(fabricated, tmp_path):
     at = open_page("launch")
     at.selectbox[0].set_value("another directory…").run()
     at.text_input[0].set_value(str(tmp_path)).run()
@@ -229,7 +190,7 @@ def test_launch_refuses_a_directory_that_is_no_checkpoint(store, tmp_path):
     assert at.button[0].disabled
 
 
-def test_launch_queues_a_background_run_and_links_to_it(store, workspace, monkeypatch):
+def test_launch_queues_a_background_run_and_links_to_it(fabricated, workspace, monkeypatch):
     spawned = []
     monkeypatch.setattr(jobs, "spawn_worker", lambda: spawned.append(True))
     at = open_page("launch")
@@ -251,7 +212,7 @@ def by_label(widgets, label):
     return next(w for w in widgets if w.label == label)
 
 
-def test_launch_offers_every_task_with_its_own_inputs(store):
+def test_launch_offers_every_task_with_its_own_inputs(fabricated):
     at = open_page("launch")
     task = by_label(at.selectbox, "Task")
     assert task.value == "multistep" and set(task.options) >= {"multistep: built-in word problems",
@@ -275,7 +236,7 @@ def test_launch_offers_every_task_with_its_own_inputs(store):
     (['{"question": "q"}'], "{path}, line 1: missing field 'answer'"),
     (['{"question": "q", "answer": "#### lots"}'], "{path}, line 1: final answer 'lots' is not a number"),
 ])
-def test_launch_validates_the_data_file_naming_file_and_line(store, tmp_path, content, message):
+def test_launch_validates_the_data_file_naming_file_and_line(fabricated, tmp_path, content, message):
     path = tmp_path / "train.jsonl"
     if content is not None:
         path.write_text("\n".join(content) + "\n")
@@ -287,7 +248,7 @@ def test_launch_validates_the_data_file_naming_file_and_line(store, tmp_path, co
     assert at.button[0].disabled
 
 
-def test_launch_skips_bad_lines_on_request_and_queues_the_file_task(store, tmp_path, monkeypatch):
+def test_launch_skips_bad_lines_on_request_and_queues_the_file_task(fabricated, tmp_path, monkeypatch):
     monkeypatch.setattr(jobs, "spawn_worker", lambda **_: None)
     good, bad = write_gsm8k(tmp_path / "train.jsonl", n=30), tmp_path / "eval.jsonl"
     bad.write_text("\n".join([json.dumps(r) for r in gsm8k_rows(4, seed=5)] + ["{broken"]) + "\n")
@@ -300,11 +261,11 @@ def test_launch_skips_bad_lines_on_request_and_queues_the_file_task(store, tmp_p
     assert not at.error and not at.button[0].disabled
     at.button[0].click().run()
     with Store() as s:
-        config = s.runs().iloc[0]["config"]
-    assert (config["task"], config["data"], config["eval_data"], config["skip_bad"]) == ("gsm8k", str(good), str(bad), True)
+        task = s.runs().iloc[0]["config"]["task"]
+    assert (task["name"], task["data"], task["eval_data"], task["skip_bad"]) == ("gsm8k", str(good), str(bad), True)
 
 
-def test_launch_a_reasoning_gym_generator_with_options(store, monkeypatch):
+def test_launch_a_reasoning_gym_generator_with_options(fabricated, monkeypatch):
     pytest.importorskip("reasoning_gym")
     monkeypatch.setattr(jobs, "spawn_worker", lambda **_: None)
     at = open_page("launch")
@@ -321,11 +282,11 @@ def test_launch_a_reasoning_gym_generator_with_options(store, monkeypatch):
     assert not at.error
     at.button[0].click().run()
     with Store() as s:
-        config = s.runs().iloc[0]["config"]
-    assert (config["task"], config["gym_name"], json.loads(config["gym_options"])) == ("gym", "products", {"max_digits": 3})
+        task = s.runs().iloc[0]["config"]["task"]
+    assert (task["name"], task["gym_name"], json.loads(task["gym_options"])) == ("gym", "products", {"max_digits": 3})
 
 
-def test_launch_takes_any_hf_directory_and_groups_the_model_fields(store, tmp_path):
+def test_launch_takes_any_hf_directory_and_groups_the_model_fields(fabricated, tmp_path):
     model_dir = untrained_checkpoint(tmp_path / "Qwen2.5-0.5B-Instruct")  # a whole HF directory, not the workspace's
     at = open_page("launch")
     at.selectbox[0].set_value("another directory…").run()
@@ -341,16 +302,16 @@ def test_launch_takes_any_hf_directory_and_groups_the_model_fields(store, tmp_pa
 # -- runs -------------------------------------------------------------------------------------------
 
 
-def test_runs_shows_a_failed_run_with_its_error_and_resume(store):
-    at = open_page("runs", {"run": str(store["runs"]["grpo"])})
+def test_runs_shows_a_failed_run_with_its_error_and_resume(fabricated):
+    at = open_page("runs", {"run": str(fabricated["runs"]["grpo"])})
     assert "fabricated failure" in at.error[0].value
-    assert [b.label for b in at.button] == ["Resume", f"Delete run {store['runs']['grpo']}"]
+    assert [b.label for b in at.button] == ["Resume", f"Delete run {fabricated['runs']['grpo']}"]
     assert not [c for c in at.code if "Traceback" in c.value]  # offered as a download, never shown
     assert at.get("download_button")
 
 
-def test_runs_shows_curves_losses_and_log_of_a_ppo_run(store):
-    at = open_page("runs", {"run": str(store["runs"]["ppo"])})
+def test_runs_shows_curves_losses_and_log_of_a_ppo_run(fabricated):
+    at = open_page("runs", {"run": str(fabricated["runs"]["ppo"])})
     assert not at.exception and not at.error
     figures = charts(at)
     assert len(figures) == 2  # learning curves, losses and KL
@@ -361,7 +322,7 @@ def test_runs_shows_curves_losses_and_log_of_a_ppo_run(store):
     assert {m.label for m in at.metric} == {"Elapsed", "Time left", "Samples seen", "maj@1"}
 
 
-def test_runs_follows_a_live_run_and_cancels_it(store):
+def test_runs_follows_a_live_run_and_cancels_it(fabricated):
     with Store() as s:
         run_id = s.create_run("ei", {"base": "b", "rounds": 4}, total=4, status="running")
         s.update_run(run_id, pid=os.getpid(), started_at=time.time() - 60, heartbeat_at=time.time(),
@@ -376,8 +337,8 @@ def test_runs_follows_a_live_run_and_cancels_it(store):
         assert s.get_run(run_id)["cancel_requested"] == 1
 
 
-def test_runs_deletes_a_stopped_run_after_saying_what_goes(store):
-    ei, ppo = store["runs"]["ei"], store["runs"]["ppo"]
+def test_runs_deletes_a_stopped_run_after_saying_what_goes(fabricated):
+    ei, ppo = fabricated["runs"]["ei"], fabricated["runs"]["ppo"]
     at = open_page("runs", {"run": str(ei)})
     with Store() as s:
         footprint = s.run_footprint(ei)
@@ -396,7 +357,7 @@ def test_runs_deletes_a_stopped_run_after_saying_what_goes(store):
         assert not other.exception, name
 
 
-def test_runs_offers_no_delete_for_an_active_run(store):
+def test_runs_offers_no_delete_for_an_active_run(fabricated):
     with Store() as s:
         run_id = s.create_run("ei", {"base": "b", "rounds": 4}, total=4, status="running")
         s.update_run(run_id, pid=os.getpid(), started_at=time.time(), heartbeat_at=time.time())
@@ -404,8 +365,8 @@ def test_runs_offers_no_delete_for_an_active_run(store):
     assert [b.label for b in at.button] == ["Cancel"]
 
 
-def test_runs_says_why_a_run_cannot_be_deleted(store):
-    ei = store["runs"]["ei"]
+def test_runs_says_why_a_run_cannot_be_deleted(fabricated):
+    ei = fabricated["runs"]["ei"]
     with Store() as s:
         child = s.create_run("ppo", {"base": str(jobs.run_dir(ei) / "step-00002")}, status="failed")
     at = open_page("runs", {"run": str(ei)})
@@ -415,26 +376,26 @@ def test_runs_says_why_a_run_cannot_be_deleted(store):
         assert s.get_run(ei) is not None
 
 
-def test_runs_selects_the_run_in_the_link(store):
-    at = open_page("runs", {"run": str(store["runs"]["ei"])})
-    assert at.selectbox[0].value == store["runs"]["ei"]
-    at.selectbox[0].set_value(store["runs"]["ppo"]).run()
-    assert at.query_params["run"] == str(store["runs"]["ppo"])
+def test_runs_selects_the_run_in_the_link(fabricated):
+    at = open_page("runs", {"run": str(fabricated["runs"]["ei"])})
+    assert at.selectbox[0].value == fabricated["runs"]["ei"]
+    at.selectbox[0].set_value(fabricated["runs"]["ppo"]).run()
+    assert at.query_params["run"] == str(fabricated["runs"]["ppo"])
 
 
 # -- solutions --------------------------------------------------------------------------------------
 
 
-def test_solutions_shows_the_tree_and_the_texts_through_a_node(store):
+def test_solutions_shows_the_tree_and_the_texts_through_a_node(fabricated):
     at = open_page("solutions")
     assert not at.exception
-    assert at.selectbox[0].value == store["runs"]["ppo"]  # the newest run with checkpoints
+    assert at.selectbox[0].value == fabricated["runs"]["ppo"]  # the newest run with checkpoints
     tree = charts(at)[0]["data"][0]
     assert tree["type"] == "icicle" and array(tree["values"])[0] == 8  # the root: every sample of the problem
     nodes = at.selectbox[-1]
     assert nodes.label == "Step"
     with Store() as s:  # the same tree, to know the id of its most frequent first step
-        first = dashboard.tree(dashboard.problem_samples(s, store["runs"]["ppo"], "eval", 40, "test-0"))["id"][1]
+        first = dashboard.tree(dashboard.problem_samples(s, fabricated["runs"]["ppo"], "eval", 40, "test-0"))["id"][1]
     nodes.set_value(first).run()
     assert "samples reach this step" in texts(at.caption)
     assert shown_code(at) and all("\n" in c.value or "####" in c.value for c in shown_code(at)[:1])
@@ -442,7 +403,7 @@ def test_solutions_shows_the_tree_and_the_texts_through_a_node(store):
     assert charts(at)[0]["data"][1]["mode"].startswith("markers")
 
 
-def test_solutions_filters_problems_and_samples(store):
+def test_solutions_filters_problems_and_samples(fabricated):
     at = open_page("solutions")
     at.radio[1].set_value("never solved").run()
     assert not at.exception
@@ -456,9 +417,9 @@ def test_solutions_filters_problems_and_samples(store):
     assert (at.dataframe[0].value["correct"] == 1).all()
 
 
-def test_solutions_of_training_rollouts_and_across_steps(store):
+def test_solutions_of_training_rollouts_and_across_steps(fabricated):
     at = open_page("solutions")
-    at.selectbox[0].set_value(store["runs"]["ei"]).run()
+    at.selectbox[0].set_value(fabricated["runs"]["ei"]).run()
     history = at.dataframe[1].value
     assert list(history["step"]) == [0, 1, 2]  # the EI run's checkpoints
     at.radio[0].set_value("rollout").run()
@@ -466,14 +427,15 @@ def test_solutions_of_training_rollouts_and_across_steps(store):
     assert at.selectbox[1].label == "Training step"
 
 
-def test_solutions_shows_model_text_as_text(store):
+def test_solutions_shows_model_text_as_text(fabricated):
     """A sample that looks like markup stays text: code blocks and table cells, never HTML."""
     with Store() as s:
-        s.add_samples([{"run_id": store["runs"]["ei"], "checkpoint_id": store["checkpoints"][store["runs"]["ei"]][-1],
+        s.add_samples([{"run_id": fabricated["runs"]["ei"],
+                        "checkpoint_id": fabricated["checkpoints"][fabricated["runs"]["ei"]][-1],
                         "step": 2, "kind": "eval", "task": "multistep", "split": "test", "problem_id": "test-0",
                         "sample_idx": 99, "text": "<script>alert(1)</script>\n**bold**", "correct": 0}])
     at = open_page("solutions")
-    at.selectbox[0].set_value(store["runs"]["ei"]).run()
+    at.selectbox[0].set_value(fabricated["runs"]["ei"]).run()
     assert not at.get("html") and not any("<script>" in m.value for m in at.markdown)
     assert "<script>alert(1)</script>\n**bold**" in set(at.dataframe[0].value["text"])
 
@@ -481,7 +443,7 @@ def test_solutions_shows_model_text_as_text(store):
 # -- pass@k, diversity, compare ---------------------------------------------------------------------
 
 
-def test_pass_at_k_curves_per_checkpoint_and_over_training(store):
+def test_pass_at_k_curves_per_checkpoint_and_over_training(fabricated):
     at = open_page("pass_at_k")
     by_k, bands, over = charts(at)
     assert [t["name"] for t in by_k["data"]] == ["run 2 ppo · step 0", "run 2 ppo · step 40"]
@@ -493,8 +455,8 @@ def test_pass_at_k_curves_per_checkpoint_and_over_training(store):
     assert "Choose one or more checkpoints." in texts(at.info)
 
 
-def test_pass_at_k_sets_runs_side_by_side_against_samples_seen(store):
-    ei, ppo = store["runs"]["ei"], store["runs"]["ppo"]
+def test_pass_at_k_sets_runs_side_by_side_against_samples_seen(fabricated):
+    ei, ppo = fabricated["runs"]["ei"], fabricated["runs"]["ppo"]
     at = open_page("pass_at_k")
     at.multiselect[1].set_value([ppo, ei]).run()
     assert not at.exception
@@ -516,10 +478,10 @@ def test_pass_at_k_sets_runs_side_by_side_against_samples_seen(store):
     assert "Choose one or more runs." in texts(at.info)
 
 
-def test_pass_at_k_reranks_by_a_runs_orm_or_a_typed_one_and_names_it(store, workspace, tmp_path):
+def test_pass_at_k_reranks_by_a_runs_orm_or_a_typed_one_and_names_it(fabricated, workspace, tmp_path):
     from engine.algorithms.orm import OutcomeRewardModel
 
-    ppo = store["runs"]["ppo"]
+    ppo = fabricated["runs"]["ppo"]
     own = OutcomeRewardModel.from_base(workspace / "checkpoints" / "base-tiny").save(jobs.run_dir(ppo) / "orm")
     at = open_page("pass_at_k")
     at.radio[0].set_value("rerank").run()
@@ -545,7 +507,7 @@ def test_pass_at_k_reranks_by_a_runs_orm_or_a_typed_one_and_names_it(store, work
     assert len(charts(at)) == 3  # the runs' curves below still drawn
 
 
-def test_diversity_over_training_per_problem_and_answers(store):
+def test_diversity_over_training_per_problem_and_answers(fabricated):
     at = open_page("diversity")
     over, hist, answers = charts(at)
     assert [a["text"] for a in over["layout"]["annotations"]] == ["distinct_answers", "distinct_steps",
@@ -556,7 +518,7 @@ def test_diversity_over_training_per_problem_and_answers(store):
     assert not at.exception
 
 
-def test_compare_headline_figures_and_aligned_samples(store):
+def test_compare_headline_figures_and_aligned_samples(fabricated):
     at = open_page("compare")
     assert {m.label for m in at.metric} == {"maj@1", "pass@1", "pass@K", "Gained / lost", "McNemar p",
                                             "Solve rate change"}
@@ -567,7 +529,7 @@ def test_compare_headline_figures_and_aligned_samples(store):
     assert "same checkpoint" in at.warning[0].value
 
 
-def test_launch_repeats_an_error_in_the_folded_fields_next_to_the_button(store):
+def test_launch_repeats_an_error_in_the_folded_fields_next_to_the_button(fabricated):
     at = open_page("launch")
     at.number_input(key="ei:defaults:eval_k").set_value(0).run()
     assert [unquoted(e.value) for e in at.error] == ["ei config field eval_k must be >= 1, got 0",

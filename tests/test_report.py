@@ -4,37 +4,16 @@ a file unless told. tests/test_browser.py opens it in chromium and checks that t
 
 import html
 import re
-import sqlite3
 
 import pandas as pd
 import pytest
 from plotly.offline import get_plotlyjs
 
-from bench.dashboard import fabricate_store
 from engine import report
 from engine.cli import main
 from engine.errors import ReasonlabError
 from engine.store import Store
-
-HOSTILE = "<script>alert(1)</script> & <b>x</b>"
-HOSTILE_PROBLEM = "test-0"
-
-
-def report_store(home) -> dict:
-    """A small fabricated workspace (bench/dashboard.py: EI, PPO and a failed GRPO run) whose EI
-    run has a hostile name and config value, and whose first sample of HOSTILE_PROBLEM at the
-    EI run's last checkpoint has HOSTILE as its text."""
-    ids = fabricate_store(home, problems=4, k=4, ei_rounds=1, ppo_checkpoints=1, rollout_problems=2)
-    ei = ids["runs"]["ei"]
-    with Store(home / "store.sqlite") as store:
-        store.update_run(ei, name=HOSTILE, config={**store.get_run(ei)["config"], "note": HOSTILE})
-        conn = sqlite3.connect(store.path)
-        with conn:
-            changed = conn.execute("UPDATE samples SET text = ? WHERE checkpoint_id = ? AND problem_id = ? "
-                                   "AND sample_idx = 0", (HOSTILE, ids["checkpoints"][ei][-1], HOSTILE_PROBLEM))
-        assert changed.rowcount == 1
-        conn.close()
-    return ids
+from tests.helpers import HOSTILE_PROBLEM, REPORT_HOSTILE, open_page, report_store
 
 
 @pytest.fixture
@@ -67,10 +46,10 @@ def test_the_report_is_one_self_contained_file_with_plotly_js_embedded_once(work
 
 def test_model_and_user_text_is_escaped_everywhere_and_never_written_raw(workspace, runs):
     page = write(workspace, [runs["ei"]], problems=[HOSTILE_PROBLEM]).read_text()
-    assert HOSTILE not in page and "<b>x</b>" not in page and "<script>alert" not in page
-    assert f"<pre>{html.escape(HOSTILE)}</pre>" in page  # the sample, as text
-    assert f"<td>{html.escape(HOSTILE)}</td>" in page  # the run's name
-    assert html.escape(f'"note": "{HOSTILE}"') in page  # its config
+    assert REPORT_HOSTILE not in page and "<b>x</b>" not in page and "<script>alert" not in page
+    assert f"<pre>{html.escape(REPORT_HOSTILE)}</pre>" in page  # the sample, as text
+    assert f"<td>{html.escape(REPORT_HOSTILE)}</td>" in page  # the run's name
+    assert html.escape(f'"note": "{REPORT_HOSTILE}"') in page  # its config
     # in the figures' data (the tree's labels and hover boxes): plot_text's entities, inside plotly's
     # JSON (which writes '/' as \u002f and '<' as \u003c, so no string closes the figure's script)
     assert '"&lt;script&gt;alert(1)&lt;\\u002fscript&gt; &amp; &lt;b&gt;x&lt;\\u002fb&gt;"' in page
@@ -155,8 +134,6 @@ def test_bad_input_is_a_one_line_error_and_writes_nothing(workspace, runs, capsy
 
 
 def test_the_runs_page_offers_the_report_as_a_download(workspace, runs):
-    from tests.test_pages import open_page
-
     at = open_page("runs", {"run": str(runs["ei"])})
     assert not at.exception
     assert "Download report" in [b.proto.label for b in at.get("download_button")]

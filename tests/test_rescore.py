@@ -12,7 +12,6 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from bench.dashboard import fabricate_store
 from engine import dashboard, jobs, rescore, viz
 from engine.cli import main
 from engine.errors import ReasonlabError
@@ -20,9 +19,9 @@ from engine.rescore import flexible, math_verify, strict
 from engine.schema import MIGRATIONS
 from engine.store import Store, migrate
 from engine.tasks.multistep import MultiStep
+from tests.dashboard_store import fabricate_store
 from tests.data_files import gsm8k_rows
-from tests.test_import import import_lines, lm_eval_lines
-from tests.test_pages import charts, open_page
+from tests.helpers import charts, import_lines, lm_eval_lines, open_page
 
 # -- the scorers, pure functions of (reference, text) ----------------------------------------------
 

@@ -12,14 +12,13 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from bench.dashboard import fabricate_store
 from engine import search as search_module
 from engine.cli import main
 from engine.errors import ReasonlabError
 from engine.schema import MIGRATIONS
 from engine.search import search, text_query
 from engine.store import Store, migrate
-from tests.test_pages import open_page
+from tests.helpers import open_page
 
 FTS_MIGRATION = next(i for i, script in enumerate(MIGRATIONS) if "samples_fts" in script)  # the version before it
 
@@ -157,11 +156,6 @@ def test_too_long_a_text_is_refused_by_name(workspace):
 
 
 # -- filters and groups ----------------------------------------------------------------------------
-
-
-@pytest.fixture
-def fabricated(workspace):
-    return fabricate_store(workspace, problems=6, k=8, ei_rounds=2, ppo_checkpoints=2, rollout_problems=4)
 
 
 FILTERS = st.fixed_dictionaries({}, optional={
@@ -379,8 +373,8 @@ def test_the_page_without_a_search_waits_for_one_and_refuses_an_empty_range_in_o
 
 
 def test_the_page_shows_hostile_samples_and_problem_ids_as_text_only(workspace):
-    from tests.test_page_states import HOSTILE as EVIL
-    from tests.test_page_states import check
+    from tests.helpers import HOSTILE as EVIL
+    from tests.helpers import check
 
     with Store() as s:
         run_id = s.create_run("ei", {}, status="finished")

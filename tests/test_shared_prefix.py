@@ -11,7 +11,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from engine.algorithms import shared_prefix
-from engine.algorithms.common import forward_logprobs, minibatches, plain_logprobs, rows, token_batch
+from engine.algorithms.rollout import forward_logprobs, minibatches, plain_logprobs, rows, token_batch
 
 
 def rollout(prompt: list[int], completion: list[int]):
@@ -28,7 +28,7 @@ def assert_same(model, mb, atol=2e-5):
     with torch.no_grad():
         plain = plain_logprobs(model, mb, with_hidden=True, with_entropy=True)
         shared = shared_prefix.forward_logprobs(model, mb, with_hidden=True, with_entropy=True)
-    m = mb["mask"].bool()
+    m = mb.mask.bool()
     for a, b in zip(plain, shared):
         assert a is not None and a.shape == b.shape
         assert torch.allclose(a[m], b[m], atol=atol, rtol=1e-4)
@@ -69,7 +69,7 @@ def gradients(model, fn, mb):
     model.zero_grad(set_to_none=True)
     lp, entropy, _ = fn(model, mb, with_entropy=True)
     weights = torch.linspace(0.5, 1.5, lp.numel()).view_as(lp)  # a loss that weighs every token differently
-    ((lp - 0.3 * entropy) * mb["mask"] * weights).sum().backward()
+    ((lp - 0.3 * entropy) * mb.mask * weights).sum().backward()
     return {n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None}
 
 
@@ -159,7 +159,7 @@ def test_the_samplers_log_probabilities_and_hidden_states_equal_the_forward_pass
     the hidden states (PolicyRun.old_logprobs): they must be the raw distribution's (not the
     tempered or truncated one drawn from) and the pass's last hidden states, token for token, also
     for completions cut at a stop string."""
-    from engine.algorithms.common import batch_logprobs, sampled_hidden, sampled_logprobs
+    from engine.algorithms.rollout import batch_logprobs, sampled_hidden, sampled_logprobs
     from engine.sampling.torch_sampler import TorchSampler
 
     model, tokenizer = tiny
@@ -170,7 +170,7 @@ def test_the_samplers_log_probabilities_and_hidden_states_equal_the_forward_pass
              for p, comps in zip(prompts, out) for c in comps]
     batch = token_batch(rolls, tokenizer.pad_token_id, "cpu")
     sampled, computed = sampled_logprobs(rolls, batch), batch_logprobs(model, batch, 5, with_hidden=True)
-    m = batch["mask"].bool()
+    m = batch.mask.bool()
     assert m.sum() > 30 and sampled[m].min() < -0.5  # enough tokens, and not all near-certain ones
     assert torch.allclose(sampled[m], computed[0][m], atol=1e-4)
     assert not sampled[~m].any()

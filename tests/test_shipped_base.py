@@ -31,7 +31,7 @@ def same_files(a, b) -> bool:
 def test_the_shipped_base_is_a_whole_checkpoint_of_the_default_recipe():
     from dataclasses import asdict
 
-    from engine.algorithms.sft import SFTConfig
+    from engine.config import SFTConfig
 
     assert check_checkpoint(SHIPPED_BASE_DIR) == SHIPPED_BASE_DIR
     meta = read_meta(SHIPPED_BASE_DIR)
@@ -70,8 +70,10 @@ def test_a_directory_the_user_made_there_is_never_replaced(workspace):
 
 def test_the_shipped_base_comes_first_among_the_start_points(workspace):
     from engine import dashboard
+    from engine.dashboard import actions
 
     untrained_checkpoint(workspace / "checkpoints" / "base-tiny")
+    actions.copy_shipped_base()  # what the Launch page does first (start_points only reads)
     with Store() as s:
         points = dashboard.start_points(s)
     assert [label for label, _ in points] == [SHIPPED_NAME, "base-tiny"]
@@ -131,7 +133,8 @@ MIN_SAMPLING_GAIN = 0.15  # pass@16 - maj@1: sampling finds correct solutions gr
 
 @pytest.mark.slow
 def test_the_shipped_base_is_still_weak_greedy_but_sampling_finds_solutions():
-    from engine.evaluation.evaluate import EvalConfig, evaluate
+    from engine.config import EvalConfig
+    from engine.evaluation.evaluate import evaluate
     from engine.model.checkpoint import load_checkpoint
     from engine.sampling.torch_sampler import TorchSampler
 

@@ -427,7 +427,7 @@ def test_an_empty_file_becomes_a_new_store(tmp_path):
 def test_home_shows_a_broken_store_as_an_error_and_does_not_crash(workspace, content):
     from streamlit.testing.v1 import AppTest
 
-    from tests.test_app import APP
+    from tests.helpers import APP
 
     workspace.mkdir(parents=True)
     path = workspace / "store.sqlite"
@@ -458,7 +458,7 @@ def test_a_corrupt_quickstart_status_is_reported_failed_naming_the_file(workspac
 def test_home_shows_a_corrupt_quickstart_status_and_does_not_crash(workspace):
     from streamlit.testing.v1 import AppTest
 
-    from tests.test_app import APP
+    from tests.helpers import APP
 
     workspace.mkdir(parents=True)
     (workspace / "quickstart.json").write_text('{"phase": "launched", "run_id": [1], "probes": 7, "loss": "x"}')

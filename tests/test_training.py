@@ -14,34 +14,13 @@ import numpy as np
 import pytest
 import torch
 
-from engine.launch import SIZES, SMOKE_SHARED
 from engine.store import Store
-from tests.test_cli import assert_one_line_error, reasonlab
-
-# Tiny budgets: Launch's "smoke test" size (short completions, a handful of problems, small
-# evaluations), as --set items: SMALL what every algorithm shares, BUDGETS[algo] its own.
-SMALL = [f"{k}={v}" for k, v in SMOKE_SHARED.items()]
-BUDGETS = {algo: [f"{k}={v}" for k, v in preset.items() if k not in SMOKE_SHARED]
-           for algo, preset in SIZES["smoke test"].items()}
-
-
-def sets(*items):
-    return [x for item in items for x in ("--set", item)]
+from tests.helpers import BUDGETS, SMALL, assert_one_line_error, reasonlab, sets, wait_for
 
 
 def train(algo, base, *extra, detach=False):
     args = ["train", "--algo", algo, "--base", base, "--quiet", *sets(*SMALL, *BUDGETS[algo]), *sets(*extra)]
     return reasonlab(*args, *(["--detach"] if detach else []))
-
-
-def wait_for(condition, timeout=300, what="condition"):
-    """Poll the store until `condition()` is truthy (a wait on state, not a fixed sleep)."""
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        if value := condition():
-            return value
-        time.sleep(0.2)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 def run_row(run_id):
@@ -391,7 +370,8 @@ def test_a_cancel_during_a_policy_update_never_loses_a_finished_step(tiny_checkp
 def test_orm_training_stops_at_a_set_cancel_and_writes_nothing(tiny_checkpoint, tmp_path):
     import threading
 
-    from engine.algorithms.orm import ORMConfig, train_orm
+    from engine.algorithms.orm import train_orm
+    from engine.config import ORMConfig
     from engine.sampling.base import Cancelled
 
     cancel = threading.Event()
@@ -500,13 +480,12 @@ def test_grpo_leaves_out_the_rows_without_a_gradient_and_learns_exactly_the_same
     out as when every row is computed; fewer tokens go through the update."""
     from safetensors.torch import load_file
 
-    from engine.algorithms import common
+    from engine.algorithms import common, rewards
 
-    def rewards(rollouts, reward, orm=None):  # per step, one group learns (its first sample solved it)
-        for i, r in enumerate(rollouts):
-            r.reward = float(i == 0)
+    def sparse(problems, completions, task):  # per step, one group learns (its first sample solved it)
+        return [float(i == 0) for i in range(len(problems))]
 
-    monkeypatch.setattr(common, "assign_rewards", rewards)
+    monkeypatch.setattr(rewards, "sparse", sparse)  # the run's reward (sparse), as reward_function picks it
     skipping = common.PolicyRun.update_batches
     results = []
     for update_batches in (skipping, lambda self, step, batch, carries=None: skipping(self, step, batch)):

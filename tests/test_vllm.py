@@ -319,19 +319,19 @@ def test_without_vllm_the_error_says_what_to_install(monkeypatch, tiny_model):
     (None, ["sampler=sglang"], "sampler.*must be one of torch, vllm"),
 ])
 def test_config_refuses_a_sampler_it_cannot_run(monkeypatch, tiny_checkpoint, installed, sets, message):
-    from engine import config
+    from engine.config import make_config, runs  # runs: where validation reads them
 
-    monkeypatch.setattr(config, "vllm_device", lambda: installed)
-    monkeypatch.setattr(config, "device_problem", lambda device: None)  # as on a machine with a CUDA GPU
+    monkeypatch.setattr(runs, "vllm_device", lambda: installed)
+    monkeypatch.setattr(runs, "device_problem", lambda device: None)  # as on a machine with a CUDA GPU
     with pytest.raises(ReasonlabError, match=message):
-        config.make_config("grpo", base=tiny_checkpoint, sets=sets)
+        make_config("grpo", base=tiny_checkpoint, sets=sets)
 
 
 def test_config_accepts_vllm_on_the_device_its_build_runs_on(monkeypatch, tiny_checkpoint):
-    from engine import config
+    from engine.config import make_config, runs  # runs: where validation reads them
 
-    monkeypatch.setattr(config, "vllm_device", lambda: "cpu")
-    assert config.make_config("grpo", base=tiny_checkpoint, sets=["sampler=vllm"]).sampler == "vllm"
+    monkeypatch.setattr(runs, "vllm_device", lambda: "cpu")
+    assert make_config("grpo", base=tiny_checkpoint, sets=["sampler=vllm"]).sampler == "vllm"
 
 
 @pytest.mark.parametrize("dists, version, device", [
@@ -520,7 +520,7 @@ def test_real_vllm_evaluates_a_chat_model_as_the_torch_sampler_does(tmp_path_fac
     import json
 
     from tests.data_files import train_chat_model, write_gsm8k
-    from tests.test_cli import reasonlab
+    from tests.helpers import reasonlab
 
     data_file = write_gsm8k(tmp_path_factory.mktemp("data") / "gsm8k.jsonl", n=40)
     # 2 heads of 32: vLLM's CPU attention has no kernel for head_dim 16

@@ -11,21 +11,18 @@ import threading
 import time
 from dataclasses import asdict
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import torch
 
 from engine import distributed, profiling
-from engine.evaluation.evaluate import EvalConfig, evaluate
+from engine.algorithms.rollout import Rollout, train_pool
+from engine.config import EvalConfig
+from engine.evaluation.evaluate import evaluate
 from engine.model.checkpoint import read_meta, save_checkpoint
 from engine.model.prompts import Prompter, resolve_format
 from engine.schema import DEEP_EVAL as DEEP
 from engine.sampling import make_sampler
-from engine.tasks import task_from_config, task_options
 from engine.tasks.base import Problem
-
-if TYPE_CHECKING:
-    from engine.algorithms.common import Rollout
 
 STATE_FILE = "trainer_state.pt"
 # The second, larger evaluation of the base and the last checkpoint (deep_eval_k > 0): its samples
@@ -48,7 +45,7 @@ class RunContext:
         self.acc = distributed.accelerator(cfg.device)  # one process: no process group, prepare() is a no-op
         self.rank, self.world, self.is_main = self.acc.process_index, self.acc.num_processes, self.acc.is_main_process
         distributed.check_config(cfg, self.world)
-        self.task = task_from_config(cfg)
+        self.task = cfg.task.build()
         self.prompter: Prompter | None = None  # set by use_tokenizer, once the loop has loaded the model
         self.samples_seen = 0  # sampled solutions so far: the paper's sample-complexity axis
         self.started = time.time()
@@ -66,8 +63,6 @@ class RunContext:
         self.prompter = Prompter(self.task, tokenizer, fmt)
         skipped = getattr(self.task, "skipped", [])
         if self.resume_point() is None:  # a resumed run logged these the first time
-            from engine.algorithms.common import train_pool  # (common imports this module)
-
             start = {"data/train_pool": len(train_pool(self.task, self.cfg))}  # distinct training problems
             self.log(0, {**start, "data/skipped_lines": len(skipped)} if skipped else start)
 
@@ -146,7 +141,7 @@ class RunContext:
         split = "train"
         with self.phases.time("store"):
             self.store.add_samples([
-                {"run_id": self.run_id, "step": step, "kind": "rollout", "task": self.cfg.task, "split": split,
+                {"run_id": self.run_id, "step": step, "kind": "rollout", "task": self.cfg.task.name, "split": split,
                  "problem_id": r.problem.id, "sample_idx": r.sample_idx, "text": r.completion.text,
                  "answer": r.score.answer, "correct": int(r.score.correct), "reward": r.reward,
                  "n_tokens": len(r.completion.token_ids), "logprob": r.completion.logprob} for r in rollouts])
@@ -157,16 +152,16 @@ class RunContext:
     def checkpoint_path(self, step: int) -> Path:
         return self.run_dir / f"step-{step:05d}"
 
-    def save(self, step: int, model, tokenizer, state: dict, evaluate_now: bool = True) -> Path:
+    def save(self, step: int, policy, tokenizer, state: dict, evaluate_now: bool = True) -> Path:
         """Write an HF checkpoint plus the trainer state needed to resume, then evaluate it.
         Collective: rank 0 writes and evaluates while the others wait."""
         out = self.checkpoint_path(step)
         if self.is_main:
-            self._save(out, step, self.acc.unwrap_model(model), tokenizer, state, evaluate_now)
+            self._save(out, step, self.acc.unwrap_model(policy), tokenizer, state, evaluate_now)
         self.acc.wait_for_everyone()
         return out
 
-    def _save(self, out: Path, step: int, model, tokenizer, state: dict, evaluate_now: bool) -> None:
+    def _save(self, out: Path, step: int, policy, tokenizer, state: dict, evaluate_now: bool) -> None:
         meta = {"made_by": f"reasonlab {self.cfg.algo}", "run_id": self.run_id, "step": step,
                 "config": asdict(self.cfg), **self.meta}
         trainer_state = {"step": step, "samples_seen": self.samples_seen, "elapsed": time.time() - self.started,
@@ -174,37 +169,37 @@ class RunContext:
         # the state goes in with the weights, in one atomic write; replace: a crash after the write but
         # before the store recorded it leaves this step's directory, which the resumed run writes again
         with self.phases.time("checkpoint"):
-            save_checkpoint(model, tokenizer, out, meta, extra=lambda d: torch.save(trainer_state, d / STATE_FILE),
+            save_checkpoint(policy, tokenizer, out, meta, extra=lambda d: torch.save(trainer_state, d / STATE_FILE),
                             replace=True)
             checkpoint_id = self.store.add_checkpoint(self.run_id, step, out)
         if evaluate_now:
-            self.evaluate(step, checkpoint_id, model, tokenizer)
+            self.evaluate(step, checkpoint_id, policy, tokenizer)
             if self.cfg.deep_eval_k and step == self.last_step:
-                self.evaluate(step, checkpoint_id, model, tokenizer, deep=True)
+                self.evaluate(step, checkpoint_id, policy, tokenizer, deep=True)
 
     @property
     def last_step(self) -> int:
         """The step of the run's last checkpoint: its rounds or steps."""
         return getattr(self.cfg, "rounds", None) or self.cfg.steps
 
-    def evaluate(self, step: int, checkpoint_id: int, model, tokenizer, deep: bool = False) -> dict:
+    def evaluate(self, step: int, checkpoint_id: int, policy, tokenizer, deep: bool = False) -> dict:
         """maj@1 (greedy) and pass@k / maj@k on the eval split; samples and metrics go to the store.
         deep: the larger evaluation (deep_eval_k samples on the first deep_eval_limit problems),
         stored apart (DEEP) and not logged as a metric over training."""
         with self.phases.time("evaluate"):
-            return self._evaluate(step, checkpoint_id, model, tokenizer, deep)
+            return self._evaluate(step, checkpoint_id, policy, tokenizer, deep)
 
-    def _evaluate(self, step: int, checkpoint_id: int, model, tokenizer, deep: bool) -> dict:
+    def _evaluate(self, step: int, checkpoint_id: int, policy, tokenizer, deep: bool) -> dict:
         cfg = self.cfg
         k, limit = (cfg.deep_eval_k, cfg.deep_eval_limit) if deep else (cfg.eval_k, cfg.eval_limit)
-        ecfg = EvalConfig(task=cfg.task, task_options=task_options(cfg.task, cfg), split=cfg.eval_split,
+        ecfg = EvalConfig(task=cfg.task, split=cfg.eval_split,
                           k=k, limit=limit, max_new_tokens=cfg.max_new_tokens, seed=cfg.seed,
                           prompt_suffix=self.meta.get("prompt_suffix", ""),
                           prompt_format=self.meta.get("prompt_format", "plain"))
-        was_training = model.training
-        model.eval()
-        metrics, rows = evaluate(make_sampler(model, tokenizer, cfg, cancel=self.interrupt), ecfg)
-        model.train(was_training)
+        was_training = policy.training
+        policy.eval()
+        metrics, rows = evaluate(make_sampler(policy, tokenizer, cfg, cancel=self.interrupt), ecfg)
+        policy.train(was_training)
         self.store.add_samples([{**row, "run_id": self.run_id, "checkpoint_id": checkpoint_id, "step": step,
                                  "kind": DEEP if deep else "eval"} for row in rows])
         scores = {k: v for k, v in metrics.items() if k.startswith(("maj@", "pass@"))}
@@ -217,7 +212,7 @@ class RunContext:
         self._record(step, {f"eval/{k}": v for k, v in scores.items()})
         return scores
 
-    def evaluate_base(self, model, tokenizer) -> None:
+    def evaluate_base(self, policy, tokenizer) -> None:
         """Step 0 of every run is its base checkpoint, evaluated like the others (the 'before').
         An evaluation of the same weights with the same settings that another run of this store
         already made is copied instead (the findings suite starts seven runs from one base): the
@@ -228,18 +223,18 @@ class RunContext:
                 checkpoint_id = self.store.add_checkpoint(self.run_id, 0, self.cfg.base)
                 key = self.base_eval_key()
                 if not self._reuse_evaluation(key, checkpoint_id):
-                    self.evaluate(0, checkpoint_id, model, tokenizer)
+                    self.evaluate(0, checkpoint_id, policy, tokenizer)
                     self.store.update_checkpoint_metrics(checkpoint_id, {"eval_key": key})
                 if self.cfg.deep_eval_k:  # the base of the last checkpoint's deep evaluation
                     deep_key = self.base_eval_key(deep=True)
                     if not self._reuse_evaluation(deep_key, checkpoint_id, deep=True):
-                        self.evaluate(0, checkpoint_id, model, tokenizer, deep=True)
+                        self.evaluate(0, checkpoint_id, policy, tokenizer, deep=True)
                         self.store.update_checkpoint_metrics(checkpoint_id, {DEEP_PREFIX + "eval_key": deep_key})
         self.acc.wait_for_everyone()
 
     # What decides a base evaluation's samples: the weights (path, and each file's size and mtime),
     # the task and its data files, and every setting the evaluation or the sampler reads.
-    EVAL_FIELDS = ("task", "eval_split", "eval_limit", "eval_k", "max_new_tokens", "seed", "sampler", "device",
+    EVAL_FIELDS = ("eval_split", "eval_limit", "eval_k", "max_new_tokens", "seed", "sampler", "device",
                    "dtype", "sample_batch_size", "lora_r", "vllm_memory")
 
     def base_eval_key(self, deep: bool = False) -> str:
@@ -250,8 +245,9 @@ class RunContext:
             files = sorted(Path(path).iterdir()) if Path(path).is_dir() else [Path(path)]
             return [[f.name, f.stat().st_size, f.stat().st_mtime_ns] for f in files if f.is_file()]
 
-        options = task_options(self.cfg.task, self.cfg)
-        what = {"base": str(self.cfg.base), "weights": stat(self.cfg.base), "options": options,
+        options = self.cfg.task.options()
+        what = {"base": str(self.cfg.base), "weights": stat(self.cfg.base), "task": self.cfg.task.name,
+                "options": options,
                 "data": [stat(options[k]) for k in ("data", "eval_data") if options.get(k)],
                 "meta": {k: self.meta.get(k) for k in ("prompt_format", "prompt_suffix")},
                 **{k: getattr(self.cfg, k) for k in self.EVAL_FIELDS}}

@@ -24,7 +24,9 @@ of its batches (DDP).
 
 from __future__ import annotations
 
-from engine.algorithms.common import Rounds, RunContext, draw_problems
+from engine.algorithms.common import Rounds
+from engine.algorithms.context import RunContext
+from engine.algorithms.rollout import draw_problems
 from engine.config import ContinuedSFTConfig
 
 

@@ -16,39 +16,37 @@ from __future__ import annotations
 
 import time
 
-import torch
-
 from engine import distributed
-from engine.algorithms import common
-from engine.algorithms.common import RunContext, forward_logprobs, token_batch
+from engine.algorithms.common import PolicyRun, Stats
+from engine.algorithms.context import RunContext
 from engine.algorithms.losses import group_advantages, kl_penalty, masked_mean, policy_loss
+from engine.algorithms.rollout import forward_logprobs, summary, token_batch
 from engine.config import GRPOConfig
 
 
 def train(ctx: RunContext, cfg: GRPOConfig) -> None:
-    run = common.PolicyRun(ctx, cfg)
-    policy, tokenizer, opt = run.policy, run.tokenizer, run.opt
-    model, acc = run.model, ctx.acc  # the policy as accelerate prepared it for gradient passes
+    run = PolicyRun(ctx, cfg)
+    tokenizer, opt = run.tokenizer, run.opt
+    policy_ddp, acc = run.policy_ddp, ctx.acc  # the policy as accelerate prepared it for gradient passes
 
     # 1) sample, 2) score (the cancel check and sampling live in run.iterations)
-    for step, rollouts in run.iterations():
-        rewards = torch.tensor([r.reward for r in rollouts])
+    for step in run.iterations():
+        rollouts, rewards = step.rollouts, step.rewards
 
         # 3) group-normalised advantages, broadcast over each sample's tokens
         adv = group_advantages(rewards, cfg.n, scale=cfg.scale_rewards).to(cfg.device)
         batch = token_batch(rollouts, tokenizer.pad_token_id, cfg.device)
         with ctx.phases.time("logprobs"):
             old_logprobs = run.old_logprobs(rollouts, batch)[0]
-            ref_logprobs = (common.batch_logprobs(run.reference, batch, run.minibatch_size)[0] if cfg.kl_coef > 0
-                            else None)
+            ref_logprobs = run.reference_logprobs(batch) if cfg.kl_coef > 0 else None
 
         # 4) clipped policy loss over minibatches (run.update_batches: shuffled per step, resumable;
         # without a KL term the rows of advantage 0 have no gradient, and are not computed)
-        stats = common.Stats()
+        stats = Stats()
         carries = adv != 0 if cfg.kl_coef == 0 else None
-        for idx, mb, t, share in run.update_batches(step, batch, carries):
-            logprobs, _, _ = forward_logprobs(model, mb)
-            mask = mb["mask"]
+        for idx, mb, t, share in run.update_batches(step.index, batch, carries):
+            logprobs, _, _ = forward_logprobs(policy_ddp, mb)
+            mask = mb.mask
             pg_loss, clipfrac, approx_kl = policy_loss(logprobs, old_logprobs[idx, :t],
                                                        adv[idx, None].expand_as(logprobs), mask, cfg.clip_eps)
             pg_loss = pg_loss * share  # the whole minibatch's token mean (1 unless rows were left out)
@@ -59,16 +57,17 @@ def train(ctx: RunContext, cfg: GRPOConfig) -> None:
                 stats.add(kl_ref=kl.item())
             opt.zero_grad(set_to_none=True)
             acc.backward(loss * distributed.share_weight(mask, acc))  # token means over every process
-            grad_norm = acc.clip_grad_norm_(model.parameters(), 1.0)
+            grad_norm = acc.clip_grad_norm_(policy_ddp.parameters(), 1.0)
             opt.step()
             stats.add(policy_loss=pg_loss.item(), grad_norm=grad_norm.item())
             if share:  # over the rows computed: those that learn
                 stats.add(approx_kl=approx_kl.item(), clip_frac=clipfrac.item())
 
         # 5) log, checkpoint
-        tokens = int(batch["mask"].sum())
+        tokens = int(batch.mask.sum())
         groups = rewards.view(-1, cfg.n)
-        ctx.log(step, {**common.summary(rollouts), **stats.means(),
-                       "grpo/zero_std_groups": float((groups.std(1) == 0).float().mean()),
-                       "tokens_per_s": tokens / max(run.sample_s, 1e-9), "time/step_s": time.time() - run.step_started})
-        run.after_step(step)
+        ctx.log(step.index, {**summary(rollouts), **stats.means(),
+                             "grpo/zero_std_groups": float((groups.std(1) == 0).float().mean()),
+                             "tokens_per_s": tokens / max(step.sample_s, 1e-9),
+                             "time/step_s": time.time() - step.started})
+        run.after_step(step.index)

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import random
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
@@ -23,40 +23,13 @@ from tqdm.auto import tqdm
 
 from engine.algorithms.sft import completion_batch
 from engine.errors import ReasonlabError
-from engine.limits import ORM_RANGES, check_fields
+from engine.config import ORMConfig
 from engine.model.checkpoint import load_checkpoint, save_checkpoint
 from engine.sampling.base import check_cancel
 
 HEAD = "orm_head.safetensors"
 
 Example = tuple[str, str, bool]  # (prompt, completion, final answer correct)
-
-
-@dataclass
-class ORMConfig:
-    steps: int = 300
-    """Optimizer steps."""
-    batch_size: int = 32
-    """Examples per step."""
-    lr: float = 1e-3
-    """AdamW learning rate of trunk and head (linear decay to 10%)."""
-    weight_decay: float = 0.01
-    """AdamW weight decay."""
-    balance: bool = True
-    """Draw correct and incorrect examples equally per batch, whatever their ratio in the data."""
-    seed: int = 0
-    """Seed of the head init and the batch draws."""
-    device: str = "cpu"
-    """Torch device the trunk trains on (a run's ORM takes the run's device)."""
-    dtype: str = "auto"
-    """The trunk's dtype: auto (bfloat16 on a CUDA device that supports it, else float32), float32 or bfloat16."""
-    trust_remote_code: bool = False
-    """Let transformers run Python code shipped in the base directory (only for models you trust)."""
-
-    def validate(self) -> None:
-        check_fields("orm", self, ORM_RANGES)  # every number finite and in its range (engine/limits.py)
-        if self.balance and self.batch_size < 2:
-            raise ReasonlabError(f"orm config field batch_size must be >= 2 when balance is on, got {self.batch_size}")
 
 
 class OutcomeRewardModel(torch.nn.Module):

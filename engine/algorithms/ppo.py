@@ -28,10 +28,11 @@ import torch
 from transformers import AutoConfig
 
 from engine import distributed
-from engine.algorithms import common
-from engine.algorithms.common import RunContext, forward_logprobs, token_batch
+from engine.algorithms.common import PolicyRun, Stats
+from engine.algorithms.context import RunContext
 from engine.algorithms.losses import (AdaptiveKLController, FixedKLController, gae,
                                       masked_mean, masked_whiten, policy_loss, value_loss)
+from engine.algorithms.rollout import forward_logprobs, summary, token_batch
 from engine.config import PPOConfig
 
 
@@ -76,14 +77,15 @@ def train(ctx: RunContext, cfg: PPOConfig) -> None:
     kl_ctl = (AdaptiveKLController(cfg.kl_coef, cfg.kl_target, cfg.kl_horizon) if cfg.kl_target > 0
               else FixedKLController(cfg.kl_coef))
     moments = RunningMoments()
-    run = common.PolicyRun(ctx, cfg, heads={"value_head": value_head}, stateful={"kl": kl_ctl, "rewards": moments},
-                           hidden=True)  # the sampler keeps the hidden states the old values read
+    run = PolicyRun(ctx, cfg, heads={"value_head": value_head}, stateful={"kl": kl_ctl, "rewards": moments},
+                    hidden=True)  # the sampler keeps the hidden states the old values read
     tokenizer, opt = run.tokenizer, run.opt
-    model, value_model, acc = run.model, run.trained_heads["value_head"], ctx.acc  # as prepared for gradients
+    policy_ddp, value_head_ddp = run.policy_ddp, run.heads_ddp["value_head"]  # as prepared for gradients
+    acc = ctx.acc
 
     # 1) sample, 2) score (scaled by a running std, clipped); run.iterations checks for a cancel
-    for step, rollouts in run.iterations():
-        scores = torch.tensor([r.reward for r in rollouts])
+    for step in run.iterations():
+        rollouts, scores = step.rollouts, step.rewards
         if cfg.reward_scale:
             moments.update(torch.tensor(ctx.gather(scores.tolist())))
             scores = scores / moments.std
@@ -91,12 +93,11 @@ def train(ctx: RunContext, cfg: PPOConfig) -> None:
             scores = scores.clamp(-cfg.reward_clip, cfg.reward_clip)
 
         batch = token_batch(rollouts, tokenizer.pad_token_id, cfg.device)
-        mask = batch["mask"]
+        mask = batch.mask
         with torch.no_grad(), ctx.phases.time("logprobs"):
             old_logprobs, hidden = run.old_logprobs(rollouts, batch, with_hidden=True)
             old_values = value_head(hidden.float()).squeeze(-1) * mask  # the head stays float32 under bf16
-            ref_logprobs = (common.batch_logprobs(run.reference, batch, run.minibatch_size)[0]
-                            if run.reference is not None else old_logprobs)
+            ref_logprobs = run.reference_logprobs(batch) if run.reference is not None else old_logprobs
 
             # 3) per-token rewards: KL penalty on every token, the score on the last one
             kl = (old_logprobs - ref_logprobs) * mask
@@ -110,11 +111,11 @@ def train(ctx: RunContext, cfg: PPOConfig) -> None:
                 advantages = masked_whiten(advantages, mask)
 
         # 5) clipped policy and value losses over minibatches (run.update_batches: shuffled per step, resumable)
-        stats = common.Stats()
-        for idx, mb, t, _ in run.update_batches(step, batch):
-            logprobs, entropies, hidden = forward_logprobs(model, mb, with_hidden=True, with_entropy=True)
-            values = value_model(hidden.float()).squeeze(-1)
-            m = mb["mask"]
+        stats = Stats()
+        for idx, mb, t, _ in run.update_batches(step.index, batch):
+            logprobs, entropies, hidden = forward_logprobs(policy_ddp, mb, with_hidden=True, with_entropy=True)
+            values = value_head_ddp(hidden.float()).squeeze(-1)
+            m = mb.mask
             pg_loss, clipfrac, approx_kl = policy_loss(logprobs, old_logprobs[idx, :t], advantages[idx, :t], m,
                                                        cfg.clip_eps)
             v_loss, vf_clipfrac = value_loss(values, old_values[idx, :t], returns[idx, :t], m, cfg.vf_clip)
@@ -135,9 +136,9 @@ def train(ctx: RunContext, cfg: PPOConfig) -> None:
         seq_kls = torch.tensor(ctx.gather(kl.sum(1).tolist()))  # (every process's samples,)
         seq_kl = seq_kls.mean().item()
         kl_ctl.update(seq_kl, len(seq_kls))
-        ctx.log(step, {**common.summary(rollouts), **stats.means(), "reward_mean": scores.mean().item(),
-                       "kl_ref": seq_kl, "kl_coef": kl_ctl.value,
-                       "value_mean": masked_mean(old_values, mask).item(),
-                       "tokens_per_s": int(mask.sum()) / max(run.sample_s, 1e-9),
-                       "time/step_s": time.time() - run.step_started})
-        run.after_step(step)
+        ctx.log(step.index, {**summary(rollouts), **stats.means(), "reward_mean": scores.mean().item(),
+                             "kl_ref": seq_kl, "kl_coef": kl_ctl.value,
+                             "value_mean": masked_mean(old_values, mask).item(),
+                             "tokens_per_s": int(mask.sum()) / max(step.sample_s, 1e-9),
+                             "time/step_s": time.time() - step.started})
+        run.after_step(step.index)

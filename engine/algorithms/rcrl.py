@@ -10,8 +10,9 @@ The round loop is expert iteration's; only the selection differs.
 
 from __future__ import annotations
 
-from engine.algorithms.common import RunContext, Rollout
+from engine.algorithms.context import RunContext
 from engine.algorithms.expert_iteration import dedup_key, run_rounds
+from engine.algorithms.rollout import Rollout
 from engine.config import RCRLConfig
 
 GOOD, BAD = "<|good|>", "<|bad|>"  # reserved in the built-in tokenizer, so no embedding resize

@@ -13,76 +13,19 @@ from __future__ import annotations
 import math
 import random
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict
 from pathlib import Path
 
 import torch
 from tqdm.auto import tqdm
 
 from engine import distributed
-from engine.errors import ReasonlabError
+from engine.config import SFTConfig
 from engine.model.checkpoint import check_target, recover, save_checkpoint
-from engine.limits import SFT_RANGES, check_fields
-from engine.model.presets import PRESETS, new_model
+from engine.model.presets import new_model
 from engine.model.tokenizer import build_tokenizer, corpus
 from engine.sampling.torch_sampler import TorchSampler
-from engine.tasks import get_task
 from engine.tasks.base import score_safely
-
-
-@dataclass
-class SFTConfig:
-    task: str = "multistep"
-    """Task whose train split provides the problems."""
-    task_options: dict = field(default_factory=dict)
-    """The task's options: data, eval_data, gym_name... (engine/tasks/__init__.py)."""
-    preset: str = "tiny"
-    """Model size: tiny (~1M parameters) or small (~10M)."""
-    steps: int = 2000
-    """Optimizer steps: enough for the tiny model to learn the arithmetic (and the habits)."""
-    batch_size: int = 32
-    """Problems per step (each with a freshly drawn valid solution order)."""
-    lr: float = 3e-3
-    """Peak AdamW learning rate (linear warm-up, cosine decay to 10%)."""
-    warmup: int = 50
-    """Warm-up steps."""
-    weight_decay: float = 0.01
-    """AdamW weight decay."""
-    train_problems: int = 20000
-    """Distinct training problems drawn from."""
-    canonical: float = 0.75
-    """Share of examples in the canonical order; the rest take a random valid order, so the base
-    learns that several orders exist (and sampled solutions branch) without the order noise
-    slowing down how fast it learns to solve."""
-    carry_slips: float = 0.7
-    """Share of the additions needing a carry in which the teacher forgets it (17 + 25 = 32), the
-    commonest procedural bug of school arithmetic (Brown & Burton 1978). The base learns the habit
-    and follows it when decoding greedily, though it also saw the right carries: a gap that RL
-    with a correctness check can close. 0: no such slips. Built-in task only."""
-    stops_short: float = 0.9
-    """Share of the problems ending with a get / give / share / sell operation in which the
-    teacher answers one step early (the quantity before it): a second habit, in the plan rather
-    than the arithmetic. 0: never. Built-in task only."""
-    seed: int = 0
-    """Seed of the model init, the problem order and the solution orders."""
-
-    def validate(self) -> None:
-        check_fields("sft", self, SFT_RANGES)  # every number finite and in its range (engine/limits.py)
-        if self.preset not in PRESETS:
-            raise ReasonlabError(f"unknown preset {self.preset!r}; choose one of {', '.join(PRESETS)}")
-        for name in ("carry_slips", "stops_short"):
-            if getattr(self, name) and not hasattr(self.make_task(), "teacher_solution"):
-                raise ReasonlabError(f"sft config field {name} applies to the built-in task only; "
-                                     f"set it to 0 for task {self.task}")
-        self.make_task()  # raises on an unknown task or unusable options (naming file and line)
-
-    def make_task(self):
-        from engine.tasks import TaskOptionError
-
-        try:
-            return get_task(self.task, **self.task_options)
-        except TaskOptionError as e:
-            raise ReasonlabError(f"sft: {e.option}: {e}") from None
 
 
 def cosine_lr(step: int, total: int, peak: float, warmup: int) -> float:

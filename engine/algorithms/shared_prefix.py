@@ -18,12 +18,17 @@ wrapped for multi-process training, whose gradient sync needs its own forward) t
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import torch
 import torch.nn.functional as F
 from transformers.models.llama.modeling_llama import apply_rotary_pos_emb
 
 from engine.algorithms.losses import entropy_from_logprobs
 from engine.sampling.torch_sampler import FAST_MODEL_TYPES
+
+if TYPE_CHECKING:
+    from engine.algorithms.rollout import TokenBatch
 
 
 def inner(model):
@@ -40,12 +45,12 @@ def inner(model):
     return model
 
 
-def layout(batch: dict[str, torch.Tensor]):
-    """From a right-padded prompt + completion batch (common.token_batch, its `prompt_len` and
+def layout(batch: TokenBatch):
+    """From a right-padded prompt + completion batch (rollout.TokenBatch, its `prompt_len` and
     `group`): (group (B,) index of each row's prompt among the batch's distinct ones, prompts
     (G, Lp) ids right-padded, prompt_len (G,), completions (B, Lc) ids right-padded, completion_len (B,))."""
-    ids, total, plen = batch["input_ids"], batch["attention_mask"].sum(1), batch["prompt_len"]
-    _, group = torch.unique(batch["group"], return_inverse=True)
+    ids, total, plen = batch.input_ids, batch.attention_mask.sum(1), batch.prompt_len
+    _, group = torch.unique(batch.group, return_inverse=True)
     first = torch.zeros(int(group.max()) + 1, dtype=torch.long, device=ids.device)
     first.scatter_(0, group, torch.arange(len(group), device=ids.device))  # a row of each prompt
     prompt_len = plen[first]
@@ -59,8 +64,8 @@ def layout(batch: dict[str, torch.Tensor]):
     return group, prompts, prompt_len, completions, clen
 
 
-def forward_logprobs(model, batch: dict[str, torch.Tensor], with_hidden: bool = False, with_entropy: bool = False):
-    """As common.forward_logprobs: (B, L-1) log-probabilities and optionally the (B, L-1)
+def forward_logprobs(model, batch: TokenBatch, with_hidden: bool = False, with_entropy: bool = False):
+    """As rollout.forward_logprobs: (B, L-1) log-probabilities and optionally the (B, L-1)
     entropies and (B, L-1, H) last hidden states, at the completion's target positions (zero
     elsewhere). The logits stay in the completions' own layout (B, Lc, V): nothing is computed,
     copied or differentiated at a prompt's positions."""
@@ -74,7 +79,7 @@ def forward_logprobs(model, batch: dict[str, torch.Tensor], with_hidden: bool = 
     dev = prompts.device
     xp, xc = body.embed_tokens(prompts), body.embed_tokens(comps)
     pos_p = torch.arange(Lp, device=dev).expand(G, Lp)
-    pos_c = batch["prompt_len"][:, None] + torch.arange(Lc, device=dev)
+    pos_c = batch.prompt_len[:, None] + torch.arange(Lc, device=dev)
     rope_p, rope_c = body.rotary_emb(xp, pos_p), body.rotary_emb(xc, pos_c)
     # a completion position sees its prompt's real positions and the completion up to itself
     prompt_keys = torch.arange(Lp, device=dev) < prompt_len[group][:, None]  # (B, Lp)
@@ -111,8 +116,8 @@ def forward_logprobs(model, batch: dict[str, torch.Tensor], with_hidden: bool = 
     lp = torch.gather(logp, 2, comps.unsqueeze(-1)).squeeze(-1)
     # back in the plain layout: completion token j of row b is target column prompt_len[b] - 1 + j
     rows, j = (torch.arange(Lc, device=dev) < clen[:, None]).nonzero(as_tuple=True)
-    cols = batch["prompt_len"][rows] - 1 + j
-    width = batch["input_ids"].shape[1] - 1
+    cols = batch.prompt_len[rows] - 1 + j
+    width = batch.input_ids.shape[1] - 1
 
     def plain_layout(x):  # (B, Lc, ...) -> (B, L-1, ...), zero outside the completions
         return x.new_zeros(B, width, *x.shape[2:]).index_put((rows, cols), x[rows, j])

@@ -1,4 +1,5 @@
-"""The Findings page's data: the suite's runs, every finding's card, queueing what is missing."""
+"""The Findings page's data: the suite's runs and every finding's card (queueing what is missing
+is actions.queue_missing)."""
 
 from __future__ import annotations
 
@@ -37,10 +38,6 @@ def missing(runs: pd.DataFrame) -> list[str]:
 
 def cards(store: Store, size: str = "suite", base=None, orm: bool = False) -> list:
     return findings.cards(store, size, base, orm=orm)
-
-
-def queue_missing(store: Store, size: str = "suite", base=None) -> list[str]:
-    return suite.queue_missing(store, size, base)
 
 
 # what the button starts, in wall time on 2 CPU cores (bench/findings.py measures it)

@@ -1,5 +1,6 @@
-"""Runs and checkpoints for the dashboard: the shared store, the runs table and one run's detail,
-log and controls (cancel, resume), evaluated checkpoints and where a new run can start."""
+"""Runs and checkpoints for the dashboard: the shared store, the runs table and one run's detail
+and log, evaluated checkpoints and where a new run can start. Reads only: what the run's controls
+(cancel, resume, delete) and the status refresh do is in engine/dashboard/actions.py."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ from pathlib import Path
 import pandas as pd
 
 from engine import jobs, workspace
-from engine.assets import SHIPPED_NAME, shipped_base
+from engine.assets import SHIPPED_NAME
 from engine.errors import ReasonlabError
 from engine.store import Store
 
@@ -46,9 +47,8 @@ def latest_metrics(checkpoints: pd.DataFrame) -> dict[int, dict]:
 
 def runs_table(store: Store) -> pd.DataFrame:
     """Every run, newest first: id, name, algo, status, progress, step, total, phase, checkpoints,
-    maj@1 (of its newest evaluated checkpoint), created (local time), error. Marks runs whose
-    process died as interrupted first."""
-    jobs.reconcile(store, spawn=False)
+    maj@1 (of its newest evaluated checkpoint), created (local time), error. The statuses are the
+    store's: actions.refresh marks the runs whose process died as interrupted."""
     runs = store.runs()
     columns = ["id", "name", "algo", "status", "progress", "step", "total", "phase", "checkpoints", "maj@1",
                "created", "error"]
@@ -78,7 +78,6 @@ def run_label(run: dict | pd.Series) -> str:
 
 def run_detail(store: Store, run_id: int) -> dict:
     """The run row with eta_s (seconds left) and elapsed_s added."""
-    jobs.reconcile(store, spawn=False)
     run = store.get_run(run_id)
     if run is None:
         raise ReasonlabError(f"no run {run_id} in this workspace")
@@ -147,10 +146,6 @@ def worker_log_tail(lines: int = 40) -> str:
     return "\n".join(text.splitlines()[-lines:])
 
 
-def cancel_run(store: Store, run_id: int) -> str:
-    return jobs.cancel(store, run_id)
-
-
 def probe_table(probes: list[dict]) -> pd.DataFrame:
     """The quickstart's probes of its base in training, one row per step: its answer and whether
     it was right, then its solution on one line."""
@@ -159,21 +154,10 @@ def probe_table(probes: list[dict]) -> pd.DataFrame:
                          "solution": [" | ".join((p["completion"] or "").splitlines()) for p in probes]})
 
 
-def delete_run(store: Store, run_id: int) -> str:
-    return jobs.delete(store, run_id)
-
-
 def deletion_summary(store: Store, run: dict) -> str:
     """What deleting the run removes, said before the user confirms."""
     kept = "" if run["algo"] == jobs.IMPORTED else " The checkpoint it started from is kept."
     return f"Deletes {jobs.deletion_summary(store, run['id'])}.{kept} This cannot be undone."
-
-
-def resume_run(store: Store, run_id: int) -> str:
-    """Queue the run again and start a worker for it (as `reasonlab resume --detach`)."""
-    jobs.resume(store, run_id)
-    jobs.spawn_worker()
-    return f"run {run_id} queued to resume from its last checkpoint"
 
 
 # -- checkpoints ----------------------------------------------------------------------------------
@@ -222,13 +206,9 @@ def base_checkpoints() -> list[Path]:
 
 
 def start_points(store: Store) -> list[tuple[str, str]]:
-    """(label, path) of every checkpoint a run can start from: the shipped base (copied into the
-    workspace on first use), the workspace's other base models, then the runs' checkpoints (with
-    their maj@1), each path once."""
-    try:
-        shipped_base()
-    except ReasonlabError:  # a workspace it cannot be copied into: the other start points still show
-        pass
+    """(label, path) of every checkpoint a run can start from: the workspace's base models (the
+    shipped base's copy first, once actions.copy_shipped_base has made it), then the runs'
+    checkpoints (with their maj@1), each path once."""
     found = {str(p): p.name for p in base_checkpoints()}
     table = checkpoints_table(store)
     table = table[table["algo"] != jobs.IMPORTED]  # an imported run's checkpoint row names no model

@@ -3,13 +3,13 @@ one problem's samples and solution tree, and one problem over training."""
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
 from functools import lru_cache
 
 import numpy as np
 import pandas as pd
 
+from engine.config.task import TaskSpec
 from engine.dashboard.runs import TEXT_COLUMNS, checkpoints_table
 from engine.errors import ReasonlabError
 from engine.evaluation import solution_tree
@@ -57,17 +57,18 @@ def view_version(store: Store, run_id: int, kind: str, step: int) -> tuple:
     return store.metrics_version(run_id)
 
 
+def run_task_spec(store: Store, run_id: int) -> TaskSpec:
+    """The run's task as stored (whatever version stored it)."""
+    return TaskSpec.from_stored((store.get_run(run_id) or {}).get("config"))
+
+
 def run_task(store: Store, run_id: int) -> str:
-    run = store.get_run(run_id)
-    return ((run or {}).get("config") or {}).get("task", "multistep")
+    return run_task_spec(store, run_id).name
 
 
 def run_task_options(store: Store, run_id: int) -> tuple:
     """The run's task options (data files, generator...) as sorted (name, value) pairs."""
-    from engine.tasks import task_options
-
-    config = (store.get_run(run_id) or {}).get("config") or {}
-    return tuple(sorted(task_options(config.get("task", "multistep"), config).items()))
+    return tuple(sorted(run_task_spec(store, run_id).options().items()))
 
 
 @lru_cache(maxsize=16)
@@ -81,11 +82,8 @@ def _analysis_task(name: str, options: tuple):
 
 
 def _task_spec(store: Store, run_id: int) -> tuple:
-    """(name, options) of a run's task, hashable: an option stored as a JSON object (gym_options)
-    is passed as its JSON text, which the task reads the same."""
-    options = tuple((k, json.dumps(v, sort_keys=True) if isinstance(v, (dict, list)) else v)
-                    for k, v in run_task_options(store, run_id))
-    return run_task(store, run_id), options
+    """(name, options) of a run's task, hashable (TaskSpec.key)."""
+    return run_task_spec(store, run_id).key()
 
 
 def analysis_task(store: Store, run_id: int):

@@ -3,68 +3,11 @@
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, field
-
-from engine.errors import ReasonlabError
+from engine.config import EvalConfig
 from engine.evaluation.metrics import curves, ks_up_to
-from engine.limits import MAX_SAMPLES, RANGES, Range, check_number
 from engine.model.prompts import Prompter
 from engine.sampling.base import sample_with_greedy
-from engine.tasks import TaskOptionError, get_task
 from engine.tasks.base import score_safely
-
-
-# The evaluation's sizes take the training configs' ranges; it always samples, so temperature > 0.
-EVAL_RANGES = {"k": RANGES["eval_k"], "limit": RANGES["eval_limit"], "temperature": Range(0, 100, lo_open=True),
-               "top_p": RANGES["top_p"], "max_new_tokens": RANGES["max_new_tokens"], "seed": RANGES["seed"]}
-
-
-@dataclass
-class EvalConfig:
-    task: str = "multistep"
-    """Task family."""
-    task_options: dict = field(default_factory=dict)
-    """The task's options (data, eval_data, gym_name... see engine/tasks/__init__.py)."""
-    split: str = "test"
-    """Split to evaluate on."""
-    k: int = 96
-    """Samples per problem; pass@k and maj@k are reported for k = 1, 2, 4, ... up to this."""
-    limit: int | None = None
-    """Number of problems (None: the split's default size)."""
-    temperature: float = 1.0
-    """Sampling temperature for the k samples (maj@1 is always greedy)."""
-    top_p: float = 1.0
-    """Nucleus sampling mass."""
-    max_new_tokens: int = 96
-    """Longest completion."""
-    seed: int = 0
-    """Sampling seed (also seeds the maj@k subsets)."""
-    prompt_suffix: str = ""
-    """Appended to every prompt (RCRL checkpoints are sampled conditioned on `<|good|>`)."""
-    prompt_format: str = "plain"
-    """plain, chat or few_shot (engine/model/prompts.py; resolve `auto` before evaluating)."""
-
-    def validate(self) -> None:
-        for name, kind in (("k", int), ("limit", int), ("temperature", float), ("top_p", float),
-                           ("max_new_tokens", int), ("seed", int)):
-            value = getattr(self, name)
-            if value is not None or name != "limit":
-                check_number("eval", name, kind, value, EVAL_RANGES[name])
-        samples = self.k * (self.limit or 1)
-        if samples > MAX_SAMPLES:
-            raise ReasonlabError(f"eval: limit x k = {samples} samples, over the limit of {MAX_SAMPLES}")
-        task = self.make_task()
-        if self.split not in task.splits:
-            raise ReasonlabError(f"eval: unknown split {self.split!r} for task {self.task}; "
-                                 f"choose one of {', '.join(task.splits)}")
-        if not task.problems(self.split, 1):
-            raise ReasonlabError(f"eval: split {self.split} of task {self.task} has no problems")
-
-    def make_task(self):
-        try:
-            return get_task(self.task, **self.task_options)
-        except TaskOptionError as e:
-            raise ReasonlabError(f"eval: {e.option}: {e}") from None
 
 
 def evaluate(sampler, cfg: EvalConfig, orm=None) -> tuple[dict, list[dict]]:
@@ -89,7 +32,7 @@ def evaluate(sampler, cfg: EvalConfig, orm=None) -> tuple[dict, list[dict]]:
         for idx, c in [(-1, g)] + list(enumerate(samples)):
             score = score_safely(task, p, c.text)
             unjudged += score.unjudged
-            rows.append({"task": cfg.task, "split": cfg.split, "problem_id": p.id, "sample_idx": idx,
+            rows.append({"task": cfg.task.name, "split": cfg.split, "problem_id": p.id, "sample_idx": idx,
                          "text": c.text, "answer": score.answer, "correct": int(score.correct),
                          "reward": float(score.correct), "n_tokens": len(c.token_ids), "logprob": c.logprob})
             if idx == -1:
@@ -105,7 +48,7 @@ def evaluate(sampler, cfg: EvalConfig, orm=None) -> tuple[dict, list[dict]]:
     metrics["maj@1"] = sum(greedy_correct) / len(problems)
     metrics["maj@1_lenient"] = sum(lenient_correct) / len(problems)
     n_tokens = sum(r["n_tokens"] for r in rows)
-    metrics.update({"task": cfg.task, "split": cfg.split, "problems": len(problems), "k": cfg.k,
+    metrics.update({"task": cfg.task.name, "split": cfg.split, "problems": len(problems), "k": cfg.k,
                     "prompt_format": cfg.prompt_format, "skipped_lines": len(getattr(task, "skipped", [])),
                     "unjudged": unjudged,  # completions whose scoring raised, counted incorrect
                     "temperature": cfg.temperature, "wall_s": round(wall, 2),

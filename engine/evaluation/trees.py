@@ -17,6 +17,7 @@ from __future__ import annotations
 import re
 from collections import Counter
 from collections.abc import Callable, Hashable
+from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
@@ -56,6 +57,31 @@ def _reader(splitter) -> tuple[Splitter, Callable[[str], Hashable]]:
     return (SPLITTERS[splitter] if isinstance(splitter, str) else splitter), lambda step: step
 
 
+@dataclass
+class _Node:
+    """One node of a solution tree while the samples walk down it."""
+    parent: int  # the parent's id (its index in the node list); -1 at the root
+    depth: int
+    wordings: Counter = field(default_factory=Counter)  # the step as the samples wrote it -> samples
+    children: dict[Hashable, int] = field(default_factory=dict)  # the next step's key -> child id
+    count: int = 0  # samples through the node
+    n_correct: int = 0
+    lp_sum: float = 0.0  # total log-probabilities of the samples that store one
+    lp_n: int = 0
+    examples: list[str] = field(default_factory=list)  # distinct full texts, up to max_examples
+    samples: list[int] = field(default_factory=list)  # sample_idx of every sample through the node
+
+    def visit(self, text: str, ok: bool, lp: float, idx: int, max_examples: int) -> None:
+        self.count += 1
+        self.n_correct += ok
+        if lp == lp:  # not NaN
+            self.lp_sum += lp
+            self.lp_n += 1
+        if len(self.examples) < max_examples and text not in self.examples:
+            self.examples.append(text)
+        self.samples.append(idx)
+
+
 def solution_tree(samples: pd.DataFrame, splitter: str | Splitter | Task = "multistep", min_count: int = 1,
                   max_examples: int = 3, greedy: bool = False, root_label: str = "problem") -> pd.DataFrame:
     """The prefix tree of one problem's samples (columns text, correct; logprob and sample_idx
@@ -93,68 +119,38 @@ def solution_tree(samples: pd.DataFrame, splitter: str | Splitter | Task = "mult
     correct = (samples["correct"].fillna(0) == 1).tolist() if "correct" in samples.columns else [False] * len(texts)
     logprobs = samples["logprob"].astype(float).tolist() if "logprob" in samples.columns else [np.nan] * len(texts)
 
-    # 1) walk every sample down the tree, creating nodes as paths diverge
-    parent, depth = [-1], [0]
-    wordings: list[Counter] = [Counter([root_label])]
-    count, n_correct, lp_sum, lp_n = [0], [0], [0.0], [0]
-    examples: list[list[str]] = [[]]
-    members: list[list[int]] = [[]]
-    child_of: dict[tuple[int, str], int] = {}
-
-    def visit(node: int, text: str, ok: bool, lp: float, idx: int) -> None:
-        count[node] += 1
-        n_correct[node] += ok
-        if lp == lp:  # not NaN
-            lp_sum[node] += lp
-            lp_n[node] += 1
-        if len(examples[node]) < max_examples and text not in examples[node]:
-            examples[node].append(text)
-        members[node].append(idx)
-
+    # 1) walk every sample down the tree, creating nodes as paths diverge (a node's id: its index)
+    nodes = [_Node(parent=-1, depth=0, wordings=Counter([root_label]))]
     for text, ok, lp, idx in zip(texts, correct, logprobs, indices):
-        node = 0
-        visit(node, text, ok, lp, idx)
+        at = 0
+        nodes[at].visit(text, ok, lp, idx, max_examples)
         for step in split(text):
-            child = child_of.get((node, key(step)))
-            if child is None:
-                child = child_of[(node, key(step))] = len(parent)
-                parent.append(node)
-                wordings.append(Counter())
-                depth.append(depth[node] + 1)
-                count.append(0)
-                n_correct.append(0)
-                lp_sum.append(0.0)
-                lp_n.append(0)
-                examples.append([])
-                members.append([])
-            node = child
-            wordings[node][step] += 1
-            visit(node, text, ok, lp, idx)
+            child = nodes[at].children.setdefault(key(step), len(nodes))
+            if child == len(nodes):
+                nodes.append(_Node(parent=at, depth=nodes[at].depth + 1))
+            at = child
+            nodes[at].wordings[step] += 1
+            nodes[at].visit(text, ok, lp, idx, max_examples)
 
     # 2) prune (a kept node's parent has a count at least as large, so the tree stays connected)
     # and order depth-first, frequent children first
-    kids: dict[int, list[int]] = {}
-    for node in range(1, len(parent)):
-        if count[node] >= min_count:
-            kids.setdefault(parent[node], []).append(node)
     order, stack = [], [0]
     while stack:
-        node = stack.pop()
-        order.append(node)
-        stack.extend(sorted(kids.get(node, []), key=lambda c: (count[c], -c)))  # popped most frequent first
-    with np.errstate(invalid="ignore", divide="ignore"):
-        frac = np.array(n_correct, float) / np.array(count, float)
-        mean_lp = np.array(lp_sum) / np.array(lp_n, float)
+        at = stack.pop()
+        order.append(at)
+        kept = [c for c in nodes[at].children.values() if nodes[c].count >= min_count]
+        stack.extend(sorted(kept, key=lambda c: (nodes[c].count, -c)))  # popped most frequent first
+    rows = [nodes[i] for i in order]
     return pd.DataFrame({
-        "id": [str(n) for n in order],
-        "parent": ["" if parent[n] < 0 else str(parent[n]) for n in order],
-        "label": [wordings[n].most_common(1)[0][0] for n in order],  # ties: the first seen
-        "depth": [depth[n] for n in order],
-        "count": [count[n] for n in order],
-        "frac_correct": frac[order] if order else [],
-        "mean_logprob": mean_lp[order] if order else [],
-        "examples": [examples[n] for n in order],
-        "samples": [members[n] for n in order],
+        "id": [str(i) for i in order],
+        "parent": ["" if n.parent < 0 else str(n.parent) for n in rows],
+        "label": [n.wordings.most_common(1)[0][0] for n in rows],  # ties: the first seen
+        "depth": [n.depth for n in rows],
+        "count": [n.count for n in rows],
+        "frac_correct": [n.n_correct / n.count if n.count else np.nan for n in rows],
+        "mean_logprob": [n.lp_sum / n.lp_n if n.lp_n else np.nan for n in rows],
+        "examples": [n.examples for n in rows],
+        "samples": [n.samples for n in rows],
     }, columns=COLUMNS)
 
 

@@ -6,8 +6,8 @@
     jsonl       any question/answer JSONL      options: data, eval_data, skip_bad, question_field, answer_field
     gym         a reasoning-gym generator      options: gym_name, gym_options, gym_size, gym_seed
 
-Options are config fields of the same names (RunConfig, the CLI's flags), so a run's stored
-config is its task spec: `task_from_config(cfg)` rebuilds the task when the run resumes.
+A config holds a task as a TaskSpec (engine/config/task.py): the family's name and its options, the
+fields of the same names (and the CLI's flags); `spec.build()` rebuilds the task when a run resumes.
 """
 
 from __future__ import annotations
@@ -38,18 +38,4 @@ def option_names(name: str) -> tuple[str, ...]:
     return tuple(inspect.signature(TASKS[name].__init__).parameters)[1:]
 
 
-def task_options(name: str, source) -> dict:
-    """A task's options picked from a config object or dict (fields of the same names)."""
-    get = source.get if isinstance(source, dict) else lambda k, d=None: getattr(source, k, d)
-    return {k: get(k) for k in option_names(name) if get(k) is not None}
-
-
-def task_from_config(source) -> Task:
-    """The task a config (object or dict with `task` and its options) describes."""
-    get = source.get if isinstance(source, dict) else lambda k, d=None: getattr(source, k, d)
-    name = get("task", "multistep")
-    return get_task(name, **task_options(name, source))
-
-
-__all__ = ["Problem", "Score", "Task", "TASKS", "TaskOptionError", "get_task", "option_names", "task_options",
-           "task_from_config"]
+__all__ = ["Problem", "Score", "Task", "TASKS", "TaskOptionError", "get_task", "option_names"]

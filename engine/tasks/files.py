@@ -42,8 +42,11 @@ class TaskOptionError(ReasonlabError):
     after the option's name: `data: /x.jsonl, line 3: not valid JSON`."""
 
     def __init__(self, option: str, message: str):
-        super().__init__(message)
+        super().__init__(message, field=option)
         self.option = option
+
+    def __reduce__(self):
+        return type(self), (self.option, str(self))
 
 
 class BadRecord(ValueError):

@@ -1,19 +1,12 @@
-"""One config dataclass per training algorithm; every field documented, stored whole with each run.
-
-`make_config("ei", base=..., sets=["k=32", "rounds=2"])` builds one from the command line's
-`--set field=value` pairs and validates it, so a bad value is refused before any process starts
-with an error that names the field.
-"""
+"""The training runs' configs: one dataclass per algorithm, every field documented, stored whole
+with each run (engine/config/__init__.py builds them from `--set field=value`)."""
 
 from __future__ import annotations
 
-import dataclasses
-import math
-import typing
-from dataclasses import dataclass
-from pathlib import Path
+from dataclasses import dataclass, field
 
 from engine.algorithms import ALGORITHMS
+from engine.config.task import TASK_FIELDS, TaskSpec
 from engine.errors import ReasonlabError
 from engine.limits import RANGES, budget_problems, check_fields, device_problem
 from engine.model.checkpoint import DTYPES, read_meta
@@ -25,9 +18,6 @@ REWARDS = ("sparse", "dense", "orm")
 SAMPLERS = ("torch", "vllm")
 # Made absolute (~ expanded) when a config is made: a background worker runs in another directory.
 PATH_FIELDS = ("base", "orm", "data", "eval_data")
-# Options of the task families (engine/tasks/__init__.py says which task takes which).
-TASK_FIELDS = ("data", "eval_data", "question_field", "answer_field", "skip_bad", "gym_name", "gym_options",
-               "gym_size", "gym_seed")
 
 
 @dataclass
@@ -37,28 +27,8 @@ class RunConfig:
     base: str = ""
     """Checkpoint training starts from (an HF directory: from `reasonlab sft`, or any local causal LM
     such as a downloaded Qwen2.5-0.5B-Instruct)."""
-    task: str = "multistep"
-    """Task family whose train split gives the problems: multistep (built in), gsm8k, svamp, jsonl
-    (a data file) or gym (a reasoning-gym generator)."""
-    data: str = ""
-    """Data file of a gsm8k / svamp / jsonl task: its train split (and its test split, about 10% of
-    it by question hash, when eval_data is empty)."""
-    eval_data: str = ""
-    """Optional separate data file for the test split (same format as data)."""
-    question_field: str = "question"
-    """jsonl task: the field holding the question."""
-    answer_field: str = "answer"
-    """jsonl task: the field holding the answer (a number, free-form text, or a `#### N` solution)."""
-    skip_bad: bool = False
-    """Skip malformed lines of the data files (their count is reported) instead of refusing the file."""
-    gym_name: str = ""
-    """gym task: the reasoning-gym generator, e.g. gsm_symbolic, basic_arithmetic, chain_sum."""
-    gym_options: str = ""
-    """gym task: the generator's options as a JSON object, e.g. {"min_terms": 2, "max_terms": 4}."""
-    gym_size: int = 1000
-    """gym task: problems per split by default (train draws at most train_problems)."""
-    gym_seed: int = 0
-    """gym task: seed of the generated stream (test: its first gym_size items; train: distinct ones after)."""
+    task: TaskSpec = field(default_factory=TaskSpec)
+    """Where the problems come from: a task family and its options (engine/config/task.py)."""
     seed: int = 0
     """Seed of problem order, sampling and training; the same seed replays the same run."""
     temperature: float = 1.0
@@ -116,12 +86,12 @@ class RunConfig:
             _check_path(self, "base", check_checkpoint)
             _check_path(self, "base", read_meta)  # the run reads its prompt format there
         task = check_task(self)
-        if self.task == "gym":  # a generator's train pool must hold train_problems distinct questions
+        if self.task.name == "gym":  # a generator's train pool must hold train_problems distinct questions
             check_train_pool(self, task)
         _check(self, self.eval_split in task.splits, "eval_split", f"must be one of {', '.join(task.splits)}")
-        _check(self, bool(task.problems("train", 1)), "data", f"gives no train problems (task {self.task})")
-        _check(self, bool(task.problems(self.eval_split, 1)), "eval_data" if self.eval_data else "eval_split",
-               f"gives no {self.eval_split} problems (task {self.task}); give eval_data")
+        _check(self, bool(task.problems("train", 1)), "data", f"gives no train problems (task {self.task.name})")
+        _check(self, bool(task.problems(self.eval_split, 1)), "eval_data" if self.task.eval_data else "eval_split",
+               f"gives no {self.eval_split} problems (task {self.task.name}); give eval_data")
         _check(self, self.dtype in DTYPES, "dtype", f"must be one of {', '.join(DTYPES)}")
         _check(self, self.sampler in SAMPLERS, "sampler", f"must be one of {', '.join(SAMPLERS)}")
         if self.sampler == "vllm":
@@ -300,22 +270,7 @@ CONFIGS: dict[str, type[RunConfig]] = {name: globals()[a.config] for name, a in 
 def check_task(cfg):
     """The config's task, built (data files read, the generator set up); a problem is an error
     naming the config field at fault: task, data, eval_data, gym_name, gym_options..."""
-    from engine.tasks import TASKS, TaskOptionError, option_names, task_from_config
-
-    _check(cfg, cfg.task in TASKS, "task", f"must be one of {', '.join(sorted(TASKS))}")
-    used = option_names(cfg.task)
-    for f in dataclasses.fields(RunConfig):
-        if f.name in TASK_FIELDS and f.name not in used and getattr(cfg, f.name) != f.default:
-            _check(cfg, False, f.name, f"is not an option of task {cfg.task}"
-                   + (f" (its options: {', '.join(used)})" if used else " (it has none)"))
-    for name in ("question_field", "answer_field"):
-        _check(cfg, bool(getattr(cfg, name).strip()), name, "must name a field")
-    try:
-        return task_from_config(cfg)
-    except TaskOptionError as e:
-        raise ReasonlabError(f"{cfg.algo} config field {e.option}: {e}") from None
-    except ReasonlabError as e:
-        raise ReasonlabError(f"{cfg.algo} config field task: {e}") from None
+    return cfg.task.check(cfg.algo)
 
 
 def _check_path(cfg, field: str, check) -> None:
@@ -334,80 +289,25 @@ def check_train_pool(cfg, task) -> None:
     try:
         task.problems("train", cfg.train_problems)
     except TaskOptionError as e:
-        raise ReasonlabError(f"{cfg.algo} config field {e.option}: {e}") from None
+        raise ReasonlabError(f"{cfg.algo} config field {e.option}: {e}", field=e.option) from None
+
+
+def field_value(cfg, field: str):
+    """A config field's value; a task option's (data, gym_size...) is in cfg.task."""
+    return getattr(cfg.task, field) if field in TASK_FIELDS else getattr(cfg, field)
 
 
 def _check(cfg, ok: bool, field: str, problem: str) -> None:
     if not ok:
-        raise ReasonlabError(f"{cfg.algo} config field {field} {problem}, got {getattr(cfg, field)!r}")
+        raise ReasonlabError(f"{cfg.algo} config field {field} {problem}, got {field_value(cfg, field)!r}", field=field)
 
 
 def check_limits(cfg) -> None:
     """Every int and float field in its range (engine/limits.py: finite, within SQLite's integers),
-    the sizes that multiply within their memory budgets, and a device this machine has."""
+    the task's too, the sizes that multiply within their memory budgets, and a device this machine has."""
     check_fields(cfg.algo, cfg, RANGES)
+    check_fields(cfg.algo, cfg.task, RANGES)
     for name, problem in budget_problems(cfg):
         _check(cfg, False, name, problem)
     problem = device_problem(cfg.device)
     _check(cfg, problem is None, "device", problem or "")
-
-
-def parse_bool(text: str) -> bool:
-    """1/true/yes/on or 0/false/no/off, in any case; ValueError otherwise."""
-    if text.lower() in ("1", "true", "yes", "on"):
-        return True
-    if text.lower() in ("0", "false", "no", "off"):
-        return False
-    raise ValueError(f"not a yes or no: {text!r}")
-
-
-def _coerce(cls, name: str, text: str, algo: str):
-    hint = typing.get_type_hints(cls)[name]
-    try:
-        if hint is bool:
-            return parse_bool(text)
-        value = hint(text) if hint in (int, float, str) else text
-    except ValueError:
-        kind = {int: "int (a whole number)", float: "float (a number)"}.get(hint, hint.__name__)
-        raise ReasonlabError(f"{algo} config field {name} must be {kind}, got {text!r}") from None
-    if hint is float and not math.isfinite(value):  # float() takes nan, inf and 1e999
-        raise ReasonlabError(f"{algo} config field {name} must be a finite number, got {text!r}")
-    return value
-
-
-def make_config(algo: str, base: str | Path | None = None, sets: list[str] | dict | None = None,
-                validate: bool = True) -> RunConfig:
-    """Build (and validate) an algorithm's config from defaults, `base` and `field=value` overrides."""
-    if algo not in CONFIGS:
-        raise ReasonlabError(f"unknown algorithm {algo!r}; choose one of {', '.join(CONFIGS)}")
-    cls = CONFIGS[algo]
-    names = {f.name for f in dataclasses.fields(cls)}
-    values: dict = {}
-    items = sets.items() if isinstance(sets, dict) else [_split(s) for s in sets or []]
-    for name, value in items:
-        if name not in names:
-            raise ReasonlabError(f"{algo} config has no field {name!r}; fields: {', '.join(sorted(names))}")
-        values[name] = _coerce(cls, name, value, algo) if isinstance(value, str) else value
-    if base is not None:
-        values["base"] = str(base)
-    for name in PATH_FIELDS:
-        if isinstance(values.get(name), str | Path) and str(values[name]).strip():
-            values[name] = str(Path(str(values[name]).strip()).expanduser().resolve())
-    cfg = cls(**values)
-    if validate:
-        cfg.validate()
-    return cfg
-
-
-def config_from_dict(algo: str, values: dict) -> RunConfig:
-    """The config a run was stored with (unknown keys from older versions are dropped)."""
-    cls = CONFIGS[algo]
-    names = {f.name for f in dataclasses.fields(cls)}
-    return cls(**{k: v for k, v in values.items() if k in names})
-
-
-def _split(item: str) -> tuple[str, str]:
-    name, eq, value = item.partition("=")
-    if not eq or not name.strip():
-        raise ReasonlabError(f"--set expects field=value, got {item!r}")
-    return name.strip(), value.strip()
