@@ -262,16 +262,17 @@ def test_the_heartbeat_thread_has_ended_when_execute_returns(store, tiny_checkpo
     from engine.algorithms import grpo
     from engine.algorithms.context import RunContext
 
-    inside = threading.Event()
+    inside, ended = threading.Event(), threading.Event()
     real_poll = RunContext.poll_cancel
 
-    def slow_poll(ctx):  # a store read that is slow to come back (a busy database)
+    def slow_poll(ctx):  # a store read that comes back only after training has ended (a busy database)
         inside.set()
-        time.sleep(0.3)
+        ended.wait(30)
         real_poll(ctx)
 
     def train(ctx, cfg):  # ends while the heartbeat is inside its read
         assert inside.wait(30)
+        ended.set()
 
     monkeypatch.setattr(jobs, "CANCEL_POLL_S", 0.01)
     monkeypatch.setattr(RunContext, "poll_cancel", slow_poll)

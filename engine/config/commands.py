@@ -1,6 +1,6 @@
 """The configs of the commands that are not training runs: `reasonlab sft` (SFTConfig), `reasonlab
 eval` (EvalConfig) and the outcome reward model a reward=orm run or the findings train (ORMConfig).
-The CLI's flags of sft and eval are these fields (engine/cli.py reads their defaults and docs here)."""
+The CLI's flags of sft and eval are these fields (engine/cli/models.py reads their defaults and docs here)."""
 
 from __future__ import annotations
 
