@@ -135,3 +135,17 @@ def test_every_page_showing_run_statuses_shows_a_dead_run_as_interrupted(name, f
         assert at.dataframe[0].value.set_index("id").at[run_id, "status"] == "interrupted"
     else:  # the run picker's labels name each run's status
         assert f"run {run_id} · ei · interrupted" in next(box for box in at.selectbox if box.label == "Run").options
+
+
+def test_the_findings_queries_read_and_leave_copying_the_base_to_the_page(store, workspace):
+    from engine.dashboard import findings as board
+    from engine.errors import ReasonlabError
+
+    s, _ = store
+    before = writes(s)
+    with pytest.raises(ReasonlabError, match="base"):  # nothing to start from until the page copies it
+        board.suite_runs(s, "smoke")
+    assert not (workspace / "checkpoints" / SHIPPED_NAME).exists() and writes(s) == before
+    assert actions.copy_shipped_base() == workspace / "checkpoints" / SHIPPED_NAME
+    runs = board.suite_runs(s, "smoke")
+    assert runs["status"].eq("missing").all() and writes(s) == before

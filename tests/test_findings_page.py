@@ -20,6 +20,7 @@ def base(tmp_path, monkeypatch):
 
     path = untrained_checkpoint(tmp_path / "base")
     monkeypatch.setattr(suite, "default_base", lambda: path)
+    monkeypatch.setattr(suite, "default_base_path", lambda: path)
     monkeypatch.setattr(jobs, "spawn_worker", lambda **_: 0)
     return path
 

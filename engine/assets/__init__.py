@@ -18,6 +18,11 @@ SHIPPED_BASE_DIR = Path(__file__).resolve().parent / "base-tiny"
 SHIPPED_NAME = "base-shipped"
 
 
+def shipped_base_path() -> Path:
+    """Where the workspace's copy of the shipped base lives (nothing is copied: see shipped_base)."""
+    return workspace.checkpoints_dir() / SHIPPED_NAME
+
+
 def shipped_base() -> Path:
     """The workspace's copy of the shipped base, copied there atomically if absent. A whole
     checkpoint already there is used as it is (runs that started from it must find it unchanged);
@@ -26,7 +31,7 @@ def shipped_base() -> Path:
     from engine.model.checkpoint import META, check_checkpoint, copy_checkpoint, recover
     from engine.model.validity import is_checkpoint
 
-    out = workspace.checkpoints_dir() / SHIPPED_NAME
+    out = shipped_base_path()
     recover(out)  # a copy a crash cut short
     if is_checkpoint(out):
         return out

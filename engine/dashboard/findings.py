@@ -18,7 +18,7 @@ def suite_runs(store: Store, size: str = "suite", base=None) -> pd.DataFrame:
     """One row per run of the suite: key, run (label), run_id (None: missing), status, progress,
     checkpoints (evaluated so far). Its rows change whenever a verdict or figure could: the
     cards' cache key."""
-    matched = suite.match(store, suite.configs(base, size))
+    matched = suite.match(store, suite.configs(suite.default_base_path() if base is None else base, size))
     rows = []
     for key in suite.RUN_KEYS:
         run = matched.get(key)
@@ -37,7 +37,8 @@ def missing(runs: pd.DataFrame) -> list[str]:
 
 
 def cards(store: Store, size: str = "suite", base=None, orm: bool = False) -> list:
-    return findings.cards(store, size, base, orm=orm)
+    """Every finding's card from the suite's runs (the base as in suite_runs)."""
+    return findings.cards(store, size, suite.default_base_path() if base is None else base, orm=orm)
 
 
 # what the button starts, in wall time on 2 CPU cores (bench/findings.py measures it)

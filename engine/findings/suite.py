@@ -81,10 +81,19 @@ def run_settings(key: str, size: Size) -> tuple[str, list[str]]:
 
 
 def default_base() -> Path:
-    """The base every finding starts from: the weak base that ships with reasonlab."""
+    """The base every finding starts from: the weak base that ships with reasonlab, copied into
+    the workspace on first use."""
     from engine.assets import shipped_base
 
     return shipped_base()
+
+
+def default_base_path() -> Path:
+    """Where default_base is, without copying it (the dashboard's queries only read; the page copies
+    it first through engine.dashboard.actions.copy_shipped_base)."""
+    from engine.assets import shipped_base_path
+
+    return shipped_base_path()
 
 
 def configs(base: str | Path | None = None, size: str = "suite", keys=RUN_KEYS) -> dict[str, RunConfig]:
