@@ -95,6 +95,24 @@ def test_gradients_equal_the_plain_pass(tiny):
     model.eval()
 
 
+def test_each_layer_computes_the_real_tokens_only(tiny):
+    """The norms, projections and MLP see each prompt's real tokens once and each completion's
+    real tokens, none of the padding that completions of unequal length leave in a minibatch."""
+    model, tokenizer = tiny
+    prompts, completions = [[7, 8, 9, 10, 11], [12, 13]], [[20] * 9, [21], [], [22, 23, 24], [25] * 6]
+    mb = make_batch(prompts, [0, 0, 0, 1, 1], completions, tokenizer.pad_token_id)
+    seen = []
+    hook = model.model.layers[0].mlp.register_forward_hook(lambda mod, args, out: seen.append(args[0].shape[:-1]))
+    try:
+        with torch.no_grad():
+            shared_prefix.forward_logprobs(model, mb)
+    finally:
+        hook.remove()
+    real = sum(map(len, prompts)) + sum(map(len, completions))
+    assert [s.numel() for s in seen] == [real]  # padded, the prompts alone were 2 x 5 and the completions 5 x 9
+    assert_same(model, mb)
+
+
 def test_a_chat_model_with_grouped_query_heads_and_lora_adapters(tmp_path):
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
