@@ -7,7 +7,7 @@ from functools import partial
 import streamlit as st
 
 import app
-from engine import dashboard, export, imports, jobs, report, viz, workspace
+from engine import dashboard, export, import_formats, imports, jobs, report, viz, workspace
 from engine.dashboard import actions
 from engine.errors import ReasonlabError
 
@@ -130,7 +130,7 @@ def import_samples():
                                  help="a path on the machine running the dashboard: lm-eval's `--log_samples` file, or "
                                       "JSONL of {problem_id or question, completion, answer?, correct?, greedy?}")
             c1, c2, c3, c4 = st.columns(4)
-            fmt = c1.selectbox("Format", ["detect", *imports.FORMATS], key="import_format")
+            fmt = c1.selectbox("Format", ["detect", *import_formats.FORMATS], key="import_format")
             task = c2.selectbox("Task", ["default", *imports.TASKS], key="import_task",
                                 help="scores samples that carry no `correct`: gsm8k for lm-eval files; for JSONL, "
                                      "multistep when every line names a built-in problem id, else jsonl")

@@ -13,7 +13,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from engine import dashboard, imports, jobs
+from engine import dashboard, import_formats, imports, jobs
 from engine.config import TaskSpec
 from engine.errors import ReasonlabError
 from engine.store import Store
@@ -209,7 +209,7 @@ def test_any_json_line_is_read_or_refused_naming_it(tmp_path, value):
     path = tmp_path / "any.jsonl"
     path.write_text(json.dumps({"problem_id": "test-0", "completion": "#### 1"}) + "\n" + json.dumps(value) + "\n")
     try:
-        source = imports.read(path, "jsonl")
+        source = import_formats.read(path, "jsonl")
     except ReasonlabError as e:
         assert str(e).startswith(f"{path}, line 2: ")
     else:
@@ -220,7 +220,7 @@ def test_any_json_line_is_read_or_refused_naming_it(tmp_path, value):
 @given(text=st.text())
 def test_a_completion_is_read_exactly_as_written(tmp_path, text):
     path = write_jsonl(tmp_path / "texts.jsonl", [{"problem_id": "test-0", "completion": text}])
-    assert imports.read(path).samples[0].text == text
+    assert import_formats.read(path).samples[0].text == text
 
 
 def test_unicode_and_html_are_stored_exactly_as_written(tmp_path):
