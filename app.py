@@ -1,11 +1,15 @@
 """reasonlab dashboard entry: page config and navigation (pages/ hold the screens), and what every
 page shares: arriving through a link, and keeping its view in the URL."""
 
+import time
+
 import streamlit as st
 
 from engine.dashboard import links
 
 NAVIGATED = "reasonlab_navigation"  # set in session state by every run that goes through main()
+REFRESHED = "reasonlab_refreshed_at"  # when this session last refreshed the runs' status
+REFRESH_EVERY_S = 1.0
 
 
 def main():
@@ -32,6 +36,22 @@ def through_navigation():
     if not st.session_state.get(NAVIGATED):
         main()
         st.stop()
+
+
+def refresh_runs(home: str, *loaders) -> None:
+    """Mark the runs whose process died (or went silent) as interrupted (actions.refresh, as
+    `reasonlab runs` does), then clear the page's cached `loaders` if that changed a run. At most
+    once a second per session: a page's body and its live fragment both ask on one rerun."""
+    from engine import dashboard
+    from engine.dashboard import actions
+
+    now = time.monotonic()
+    if now - st.session_state.get(REFRESHED, float("-inf")) < REFRESH_EVERY_S:
+        return
+    st.session_state[REFRESHED] = now
+    if actions.refresh(dashboard.store_at(home)):
+        for load in loaders:
+            load.clear()
 
 
 def from_url(name: str, options, default: int = 0) -> int:

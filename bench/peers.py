@@ -80,10 +80,10 @@ def run_trl(base: Path, steps: int, device: str, home: Path) -> dict:
     from transformers import AutoModelForCausalLM, AutoTokenizer
     from trl import GRPOConfig, GRPOTrainer
 
-    from engine.algorithms.rewards import sparse
     from engine.algorithms.rollout import draw_problems
     from engine.config import make_config
     from engine.model.prompts import Prompter
+    from engine.tasks.base import score_safely
 
     cfg = make_config("grpo", base=base, sets=settings(steps, device))
     task = cfg.task.build()
@@ -93,8 +93,8 @@ def run_trl(base: Path, steps: int, device: str, home: Path) -> dict:
     by_id = {p.id: p for p in drawn}
     data = datasets.Dataset.from_list([{"prompt": prompter(p), "problem_id": p.id} for p in drawn])
 
-    def correct(prompts, completions, problem_id, **_):  # TRL's reward signature around reasonlab's sparse reward
-        return sparse([by_id[i] for i in problem_id], completions, task=task)
+    def correct(prompts, completions, problem_id, **_):  # TRL's reward signature; reasonlab's sparse reward is this score
+        return [float(score_safely(task, by_id[i], c).correct) for i, c in zip(problem_id, completions, strict=True)]
 
     args = GRPOConfig(output_dir=str(home / "trl"), per_device_train_batch_size=MINIBATCH,
                       steps_per_generation=PROMPTS * N // MINIBATCH, num_generations=N, num_iterations=EPOCHS,

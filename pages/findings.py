@@ -58,8 +58,7 @@ def card(c):
 
 def live(size, focus, orm):
     """Refreshed every few seconds while a run of the suite is queued or running."""
-    if actions.refresh(dashboard.store_at(HOME)):
-        load_runs.clear()
+    app.refresh_runs(HOME, load_runs)
     runs = load_runs(HOME, size)
     active = runs["status"].isin(["queued", "running"]).any()
     todo = board.missing(runs)
@@ -114,8 +113,7 @@ orm = s3.toggle("F5: rerank@K by the ORM that the ORM-reward run trained", key="
 app.share(link_slot, "findings", finding=None if focus == ALL else focus, size=size, orm=int(orm) or None)
 try:
     actions.copy_shipped_base()  # the suite starts from it: the queries below only read
-    if actions.refresh(dashboard.store_at(HOME)):  # a run whose process died shows as interrupted
-        load_runs.clear()
+    app.refresh_runs(HOME, load_runs)  # a run whose process died shows as interrupted
     busy = load_runs(HOME, size)["status"].isin(["queued", "running"]).any()
     st.fragment(live, run_every=LIVE_EVERY_S if busy else None)(size, focus, orm)
 except ReasonlabError as e:

@@ -67,8 +67,7 @@ def watch_the_base(state):
 
 @st.fragment(run_every=3)
 def live_runs_table():
-    if actions.refresh(dashboard.store_at(HOME)):
-        load_runs.clear()
+    app.refresh_runs(HOME, load_runs)
     st.dataframe(load_runs(HOME), hide_index=True, column_config=RUN_COLUMNS)
 
 
@@ -78,8 +77,7 @@ st.write("Fine-tune a small language model on math word problems with reinforcem
 st.caption(f"Workspace: {dashboard.literal(HOME)}")
 
 try:
-    if actions.refresh(dashboard.store_at(HOME)):  # runs whose process died show as interrupted
-        load_runs.clear()
+    app.refresh_runs(HOME, load_runs)  # runs whose process died show as interrupted
     runs = load_runs(HOME)
     state = quickstart.status()
     if state and state["phase"] in quickstart.WORKING:

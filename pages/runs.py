@@ -65,8 +65,7 @@ def controls(run):
 
 def live_view(run_id, live):
     store = dashboard.store_at(HOME)
-    if actions.refresh(store):  # every few seconds while live: a run whose process died stops being "running"
-        load_runs.clear()
+    app.refresh_runs(HOME, load_runs)  # every few seconds while live: a run whose process died stops being "running"
     run = dashboard.run_detail(store, run_id)
     if live and run["status"] not in dashboard.ACTIVE:
         load_runs.clear()
@@ -163,8 +162,7 @@ if imported := st.session_state.pop("imported", None):
                  query_params={"run": imported[0], "kind": "eval", "step": 0})
 import_samples()
 try:
-    if actions.refresh(dashboard.store_at(HOME)):  # runs whose process died show as interrupted
-        load_runs.clear()
+    app.refresh_runs(HOME, load_runs)  # runs whose process died show as interrupted
     runs = load_runs(HOME)
     if runs.empty:
         st.info("No runs yet. Launch one, or start the quickstart on Home: it runs expert iteration on the "

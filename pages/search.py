@@ -6,7 +6,6 @@ import streamlit as st
 
 import app
 from engine import dashboard, search, workspace
-from engine.dashboard import actions
 from engine.errors import ReasonlabError
 
 app.through_navigation()  # a link opened before app.py first ran (app.py says why)
@@ -33,8 +32,7 @@ def load_results(home, filters):
 head, link_slot = st.columns([6, 1], vertical_alignment="bottom")
 head.title("Search")
 try:
-    if actions.refresh(dashboard.store_at(HOME)):  # the run labels show each run's status
-        load_runs.clear()
+    app.refresh_runs(HOME, load_runs)  # the run labels show each run's status
     runs = load_runs(HOME)
     if runs.empty:
         st.info("No runs yet, so no samples to search. Launch one (or start the quickstart on Home).")

@@ -96,8 +96,7 @@ def show_texts(samples):
 head, link_slot = st.columns([6, 1], vertical_alignment="bottom")
 head.title("Solutions")
 try:
-    if actions.refresh(dashboard.store_at(HOME)):  # the run labels show each run's status
-        load_runs.clear()
+    app.refresh_runs(HOME, load_runs)  # the run labels show each run's status
     runs = load_runs(HOME)
     if runs.empty:
         st.info("No runs yet. Launch one (or start the quickstart on Home); its base checkpoint is evaluated "

@@ -55,6 +55,13 @@ def assert_one_line_error(result, *fragments):
         assert f in lines[0]
 
 
+def dead_pid() -> int:
+    """A pid no process has now: a child that exited and was reaped."""
+    proc = subprocess.Popen([sys.executable, "-c", "pass"])
+    proc.wait()
+    return proc.pid
+
+
 def wait_for(condition, timeout=300, what="condition"):
     """Poll the store until `condition()` is truthy (a wait on state, not a fixed sleep)."""
     deadline = time.time() + timeout

@@ -20,6 +20,7 @@ from engine.errors import ReasonlabError
 from engine.model.checkpoint import check_checkpoint, load_checkpoint, read_meta, recover, save_checkpoint
 from engine.model.validity import ORM_HEAD, check_orm
 from engine.store import Store
+from tests.helpers import dead_pid
 
 WEIGHTS = "model.safetensors"
 
@@ -33,12 +34,6 @@ def ck(tmp_path, tiny_checkpoint):
 @pytest.fixture(scope="module")
 def model_and_tokenizer(tiny_checkpoint):
     return load_checkpoint(tiny_checkpoint)
-
-
-def dead_pid() -> int:
-    proc = subprocess.Popen([sys.executable, "-c", "pass"])
-    proc.wait()
-    return proc.pid
 
 
 # -- validation ---------------------------------------------------------------------------------

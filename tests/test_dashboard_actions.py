@@ -2,8 +2,6 @@
 engine/dashboard/actions.py, and a run whose process died reads as interrupted once refreshed."""
 
 import os
-import subprocess
-import sys
 import time
 
 import pytest
@@ -12,18 +10,13 @@ from engine import dashboard
 from engine.assets import SHIPPED_NAME
 from engine.dashboard import actions
 from engine.store import Store
+from tests.helpers import dead_pid
 
 
 @pytest.fixture
 def store(fabricated):
     with Store() as s:
         yield s, fabricated
-
-
-def dead_pid() -> int:
-    proc = subprocess.Popen([sys.executable, "-c", "pass"])
-    proc.wait()  # reaped: no process has this pid now
-    return proc.pid
 
 
 def writes(store) -> tuple[int, int]:

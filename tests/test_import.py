@@ -4,9 +4,6 @@ lm_eval_lines) in lm-eval 0.4.9.1's logged-sample format from a fabricated gsm8k
 downloaded."""
 
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -14,13 +11,12 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from engine import dashboard, import_formats, imports, jobs
-from engine.config import TaskSpec
 from engine.errors import ReasonlabError
 from engine.store import Store
 from engine.tasks import get_task
 from engine.tasks.multistep import MultiStep
 from tests.data_files import gsm8k_rows, write_gsm8k, write_jsonl
-from tests.helpers import import_lines, lm_eval_lines, open_page
+from tests.helpers import import_lines, lm_eval_lines, open_page, reasonlab
 
 
 def gsm8k_scoring(tmp_path, rows):
@@ -48,7 +44,7 @@ def test_an_lm_eval_file_becomes_one_finished_evaluation_only_run(tmp_path):
     assert (run["algo"], run["status"]) == ("import", "finished")
     assert run["config"]["source"] == str(path.resolve()) and Path(run["config"]["source"]).is_absolute()
     assert {k: run["config"][k] for k in ("format", "split")} == {"format": "lm-eval", "split": "test"}
-    assert TaskSpec.from_stored(run["config"]).name == "gsm8k"
+    assert run["config"]["task"]["name"] == "gsm8k"  # stored nested, as every run now
     assert checkpoints["step"].tolist() == [0] and checkpoints["metrics"][0]["problems"] == 6
     assert set(samples["kind"]) == {"eval"} and set(samples["step"]) == {0}
     assert len(samples) == 6 * 3  # two filters, each document's three responses once
@@ -127,7 +123,7 @@ def test_plain_jsonl_with_builtin_problem_ids_is_scored_by_the_builtin_task(tmp_
     lines = [{"problem_id": p.id, "completion": text} for p in problems for text in (p.reference, "1 + 1 = 3\n#### 3")]
     made, _ = import_lines(tmp_path, lines, name="mine.jsonl")
     run, _, samples = stored(made.run_id)
-    assert (TaskSpec.from_stored(run["config"]).name, made.split) == ("multistep", "test")
+    assert (run["config"]["task"]["name"], made.split) == ("multistep", "test")
     expected = [int(MultiStep().score(p, text).correct) for p in problems
                 for text in (p.reference, "1 + 1 = 3\n#### 3")]
     assert samples["correct"].tolist() == expected and expected[::2] == [1] * 5
@@ -141,8 +137,8 @@ def test_plain_jsonl_with_questions_keeps_its_problems_in_the_runs_own_directory
              {"question": "Half of 9?", "completion": "#### 4.5", "answer": "#### 4.5"}]
     made, _ = import_lines(tmp_path, lines, name="qa.jsonl")
     run, _, samples = stored(made.run_id)
-    assert TaskSpec.from_stored(run["config"]).name == "jsonl" and samples["correct"].tolist() == [1, 0, 1]
-    assert Path(TaskSpec.from_stored(run["config"]).data).parent == jobs.run_dir(made.run_id)
+    assert run["config"]["task"]["name"] == "jsonl" and samples["correct"].tolist() == [1, 0, 1]
+    assert Path(run["config"]["task"]["data"]).parent == jobs.run_dir(made.run_id)
     with Store() as store:
         assert dashboard.problem_info(store, made.run_id, "test", "test-1")["question"] == "Half of 9?"
         assert dashboard.problem_table(store, made.run_id, "eval", 0)["question"].tolist() == ["What is 2 + 3?",
@@ -338,11 +334,6 @@ def test_a_file_inside_the_new_runs_directory_is_refused(tmp_path, workspace):
     with Store() as store, pytest.raises(ReasonlabError, match="inside run 1's directory"):
         imports.import_file(store, path)
     assert nothing_stored() and path.is_file()
-
-
-def reasonlab(*args):
-    return subprocess.run([sys.executable, "-m", "engine.cli", *map(str, args)], capture_output=True, text=True,
-                          input="", env=dict(os.environ), timeout=300)
 
 
 def test_the_cli_imports_prints_the_run_first_lists_it_and_refuses_to_resume_it(tmp_path):

@@ -1,8 +1,6 @@
 """The job layer in-process: queue claims, dead-process detection, crash records, cancel/resume rules."""
 
 import os
-import subprocess
-import sys
 import time
 
 import pytest
@@ -11,6 +9,7 @@ from engine import jobs
 from engine.config import make_config
 from engine.errors import ReasonlabError
 from engine.store import Store
+from tests.helpers import dead_pid
 
 
 @pytest.fixture
@@ -47,15 +46,14 @@ def test_a_foreground_run_is_claimed_only_by_its_owner_and_only_in_turn(store):
 
 
 def test_dead_or_silent_processes_are_marked_interrupted(store):
-    dead = subprocess.Popen([sys.executable, "-c", "pass"])
-    dead.wait()
+    gone = dead_pid()
     a, b, c, d = queue(store, 4)
-    store.update_run(a, status="running", pid=dead.pid, heartbeat_at=time.time())
+    store.update_run(a, status="running", pid=gone, heartbeat_at=time.time())
     store.update_run(b, status="running", pid=os.getpid(), heartbeat_at=time.time() - jobs.STALE_S - 5)
     store.update_run(c, status="running", pid=os.getpid(), heartbeat_at=time.time())
-    store.update_run(d, pid=dead.pid)  # a foreground run whose terminal was closed while it waited
+    store.update_run(d, pid=gone)  # a foreground run whose terminal was closed while it waited
     jobs.reconcile(store, spawn=False)
-    assert store.get_run(a)["status"] == "interrupted" and f"process {dead.pid} died" in store.get_run(a)["error"]
+    assert store.get_run(a)["status"] == "interrupted" and f"process {gone} died" in store.get_run(a)["error"]
     assert store.get_run(b)["status"] == "interrupted" and "heartbeat stale" in store.get_run(b)["error"]
     assert store.get_run(c)["status"] == "running"
     assert store.get_run(d)["status"] == "interrupted"
@@ -64,10 +62,9 @@ def test_dead_or_silent_processes_are_marked_interrupted(store):
 def test_a_launch_killed_after_another_process_crashed_is_marked_failed_with_that_error(store, monkeypatch):
     """The launcher may kill rank 0 before it records anything: the next reconcile finds the
     traceback the crashed process left, and a new launch of the run clears it."""
-    dead = subprocess.Popen([sys.executable, "-c", "pass"])
-    dead.wait()
+    gone = dead_pid()
     (a,) = queue(store, 1)
-    store.update_run(a, status="running", pid=dead.pid, heartbeat_at=time.time())
+    store.update_run(a, status="running", pid=gone, heartbeat_at=time.time())
     jobs.run_dir(a).mkdir(parents=True)
     (jobs.run_dir(a) / "process-3.error").write_text("Traceback (most recent call last):\n  ...\nOSError: disk full\n")
     (jobs.run_dir(a) / "process-1.error").write_text("Traceback (most recent call last):\n  ...\nKeyError: 'x'\n")
@@ -176,10 +173,9 @@ def test_delete_refuses_a_queued_or_running_run_and_says_to_cancel_it(store, tmp
 
 
 def test_delete_takes_a_run_whose_process_died(store, tmp_path):
-    dead = subprocess.Popen([sys.executable, "-c", "pass"])
-    dead.wait()
+    gone = dead_pid()
     run_id, ckpt = finished_run(store, tmp_path)
-    store.update_run(run_id, status="running", pid=dead.pid, heartbeat_at=time.time())
+    store.update_run(run_id, status="running", pid=gone, heartbeat_at=time.time())
     assert jobs.delete(store, run_id).startswith(f"run {run_id} deleted")
     assert not ckpt.exists()
 
@@ -265,15 +261,21 @@ def test_the_heartbeat_thread_has_ended_when_execute_returns(store, tiny_checkpo
     inside, ended = threading.Event(), threading.Event()
     real_poll = RunContext.poll_cancel
 
-    def slow_poll(ctx):  # a store read that comes back only after training has ended (a busy database)
+    def slow_poll(ctx):  # a store read that comes back only once execute() joins its thread (a busy database)
         inside.set()
         ended.wait(30)
         real_poll(ctx)
 
     def train(ctx, cfg):  # ends while the heartbeat is inside its read
         assert inside.wait(30)
-        ended.set()
 
+    real_join = threading.Thread.join
+
+    def join(thread, timeout=None):  # the read ends when execute() waits for it, not before
+        ended.set()
+        return real_join(thread, timeout)
+
+    monkeypatch.setattr(threading.Thread, "join", join)
     monkeypatch.setattr(jobs, "CANCEL_POLL_S", 0.01)
     monkeypatch.setattr(RunContext, "poll_cancel", slow_poll)
     monkeypatch.setattr(grpo, "train", train)

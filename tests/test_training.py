@@ -482,8 +482,8 @@ def test_grpo_leaves_out_the_rows_without_a_gradient_and_learns_exactly_the_same
 
     from engine.algorithms import common, rewards
 
-    def sparse(problems, completions, task):  # per step, one group learns (its first sample solved it)
-        return [float(i == 0) for i in range(len(problems))]
+    def sparse(rollouts):  # per step, one group learns (its first sample solved it)
+        return [float(i == 0) for i in range(len(rollouts))]
 
     monkeypatch.setattr(rewards, "sparse", sparse)  # the run's reward (sparse), as reward_function picks it
     skipping = common.PolicyRun.update_batches

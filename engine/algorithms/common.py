@@ -170,7 +170,7 @@ class PolicyRun:
             ctx.progress(0, cfg.steps, 0.0, "evaluating the base checkpoint")
             ctx.evaluate_base(self.policy, self.tokenizer)
         orm_model = self._reward_model() if cfg.reward == "orm" else None
-        self.reward = rewards.reward_function(cfg.reward, ctx.task, orm_model, ctx.prompt)
+        self.reward = rewards.reward_function(cfg.reward, orm_model)
         self.minibatch_size = cfg.minibatch_size // ctx.world
         # the torch sampler's log-probabilities are the update's up to float rounding in float32
         # (tests/test_shared_prefix.py); vLLM's come from its own copy, kernels and dtype
@@ -310,7 +310,8 @@ def train_orm_from_samples(ctx: RunContext, cfg, policy, tokenizer, out: Path, p
     this run's step-0 rollouts) and train an outcome reward model on them. Each problem's reference
     solution is added as a correct example, so a weak base that solves little still gives both
     classes."""
-    from engine.algorithms.orm import ORMConfig, train_orm
+    from engine.algorithms.orm import train_orm
+    from engine.config import ORMConfig
 
     ctx.progress(0, getattr(cfg, "steps", 0), 0.0, "training the outcome reward model")
     pool = train_pool(ctx.task, cfg)
@@ -318,7 +319,7 @@ def train_orm_from_samples(ctx: RunContext, cfg, policy, tokenizer, out: Path, p
     chosen = rng.sample(pool[len(pool) // 2:], min(problems, len(pool) // 2))  # apart from early RL steps
     rollouts = sample_rollouts(policy, tokenizer, ctx.task, chosen, n, cfg, seed=step_seed(cfg.seed, 0, salt=4),
                                prompt=ctx.prompt, stop=ctx.stop, cancel=ctx.interrupt)
-    rollouts = with_rewards(rollouts, rewards.reward_function("sparse", ctx.task))  # the labels, as rewards
+    rollouts = with_rewards(rollouts, rewards.sparse)  # the labels, as rewards
     ctx.log_rollouts(0, rollouts)
     examples = [(r.prompt_text, r.completion.text, bool(r.score.correct)) for r in rollouts]
     examples += [(ctx.prompt(p), p.reference, True) for p in chosen]

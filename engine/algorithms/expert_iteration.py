@@ -20,7 +20,7 @@ from collections.abc import Callable
 
 from engine.algorithms.common import Rounds
 from engine.algorithms.context import RunContext
-from engine.algorithms.rewards import reward_function
+from engine.algorithms.rewards import sparse
 from engine.algorithms.rollout import Rollout, draw_problems, sample_rollouts, step_seed, summary, with_rewards
 from engine.config import EIConfig
 from engine.sampling import make_sampler
@@ -79,7 +79,7 @@ def run_rounds(ctx: RunContext, cfg: EIConfig, select: Selection, sample_suffix:
         sample_s = time.time() - t0
         ctx.phases.count("sample_tokens", tokens)
         rollouts = ctx.gather(rollouts)  # every process holds every rollout: the same D_i everywhere
-        rollouts = with_rewards(rollouts, reward_function("sparse", ctx.task))  # logged, not trained on
+        rollouts = with_rewards(rollouts, sparse)  # logged, not trained on
         ctx.samples_seen += len(rollouts)
         ctx.log_rollouts(r, rollouts)
 

@@ -59,9 +59,9 @@ def sample_rollouts(policy, tokenizer, task, problems: list[Problem], n: int, cf
 
 
 def with_rewards(rollouts: list[Rollout], reward) -> list[Rollout]:
-    """The rollouts, as new ones, with the rewards `reward(problems, completion texts)` gives them
-    (a function of engine/algorithms/rewards.py)."""
-    values = reward([r.problem for r in rollouts], [r.completion.text for r in rollouts])
+    """The rollouts, as new ones, with the rewards `reward(rollouts)` gives them (a function of
+    engine/algorithms/rewards.py)."""
+    values = reward(rollouts)
     return [replace(r, reward=float(v)) for r, v in zip(rollouts, values, strict=True)]
 
 

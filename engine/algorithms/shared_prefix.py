@@ -53,19 +53,21 @@ def inner(model):
 def layout(batch: TokenBatch):
     """From a right-padded prompt + completion batch (rollout.TokenBatch, its `prompt_len` and
     `group`): (group (B,) index of each row's prompt among the batch's distinct ones, prompts
-    (G, Lp) ids right-padded, prompt_len (G,), completions (B, Lc) ids right-padded, completion_len (B,))."""
+    (G, Lp) ids, prompt_len (G,), completions (B, Lc) ids, completion_len (B,)). Past a prompt's or
+    a completion's length the ids are whatever the rows hold there: forward_logprobs reads only
+    the real positions."""
     ids, total, plen = batch.input_ids, batch.attention_mask.sum(1), batch.prompt_len
     _, group = torch.unique(batch.group, return_inverse=True)
     first = torch.zeros(int(group.max()) + 1, dtype=torch.long, device=ids.device)
     first.scatter_(0, group, torch.arange(len(group), device=ids.device))  # a row of each prompt
     prompt_len = plen[first]
     lp = int(prompt_len.max())
-    prompts = ids[first, :lp] * (torch.arange(lp, device=ids.device) < prompt_len[:, None])
+    prompts = ids[first, :lp]
     clen = total - plen
     lc = max(1, int(clen.max()))
     j = torch.arange(lc, device=ids.device)
     cols = (plen[:, None] + j).clamp(max=ids.shape[1] - 1)
-    completions = ids.gather(1, cols) * (j < clen[:, None])
+    completions = ids.gather(1, cols)
     return group, prompts, prompt_len, completions, clen
 
 

@@ -13,14 +13,14 @@ starts with an error that names the field. A task option is set by its own name 
 from __future__ import annotations
 
 import dataclasses
+import functools
 import math
 import typing
 from pathlib import Path
 
-from engine.config.commands import EVAL_RANGES, EvalConfig, ORMConfig, SFTConfig
+from engine.config.commands import EvalConfig, ORMConfig, SFTConfig
 from engine.config.runs import (CONFIGS, PATH_FIELDS, REWARDS, SAMPLERS, ContinuedSFTConfig, EIConfig, GRPOConfig,
-                                PolicyGradientConfig, PPOConfig, RCRLConfig, RoundsConfig, RunConfig, check_limits,
-                                check_task, check_train_pool, field_value)
+                                PolicyGradientConfig, PPOConfig, RCRLConfig, RoundsConfig, RunConfig, check_limits)
 from engine.config.task import TASK_FIELDS, TaskSpec
 from engine.errors import ReasonlabError
 
@@ -115,7 +115,13 @@ def _split(item: str) -> tuple[str, str]:
 
 def field_docs(cls) -> dict[str, str]:
     """{field: its docstring} of a config dataclass (the docstring under the field, the most
-    derived class's): the CLI's help and the Launch form's help texts."""
+    derived class's): the CLI's help and the Launch form's help texts. Read from the source once
+    per class (every command builds the parser; the Launch page asks on every rerun)."""
+    return dict(_field_docs(cls))
+
+
+@functools.cache
+def _field_docs(cls) -> dict[str, str]:
     import ast
     import inspect
 
@@ -130,7 +136,7 @@ def field_docs(cls) -> dict[str, str]:
     return docs
 
 
-__all__ = ["CONFIGS", "EVAL_RANGES", "PATH_FIELDS", "REWARDS", "SAMPLERS", "TASK_FIELDS", "ContinuedSFTConfig",
-           "EIConfig", "EvalConfig", "GRPOConfig", "ORMConfig", "PPOConfig", "PolicyGradientConfig", "RCRLConfig",
-           "RoundsConfig", "RunConfig", "SFTConfig", "TaskSpec", "check_limits", "check_task", "check_train_pool",
-           "config_from_dict", "field_docs", "field_value", "make_config", "parse_bool"]
+__all__ = ["CONFIGS", "PATH_FIELDS", "REWARDS", "SAMPLERS", "TASK_FIELDS", "ContinuedSFTConfig", "EIConfig",
+           "EvalConfig", "GRPOConfig", "ORMConfig", "PPOConfig", "PolicyGradientConfig", "RCRLConfig", "RoundsConfig",
+           "RunConfig", "SFTConfig", "TaskSpec", "check_limits", "config_from_dict", "field_docs", "make_config",
+           "parse_bool"]

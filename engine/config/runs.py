@@ -85,7 +85,7 @@ class RunConfig:
         if self.base:
             _check_path(self, "base", check_checkpoint)
             _check_path(self, "base", read_meta)  # the run reads its prompt format there
-        task = check_task(self)
+        task = self.task.check(self.algo)  # built: data files read, the generator set up
         if self.task.name == "gym":  # a generator's train pool must hold train_problems distinct questions
             check_train_pool(self, task)
         _check(self, self.eval_split in task.splits, "eval_split", f"must be one of {', '.join(task.splits)}")
@@ -169,7 +169,7 @@ class ContinuedSFTConfig(RoundsConfig):
 
     def validate(self) -> None:
         super().validate()
-        task = check_task(self)  # built again (its data files are cached): super() keeps none
+        task = self.task.check(self.algo)  # built again (its data files are cached): super() keeps none
         shown = task.problems("train", min(self.train_problems, 64))
         answer_only = sum(len(task.steps(p.reference)) < 2 for p in shown)  # `#### N` is one step
         _check(self, answer_only == 0, "task",
@@ -265,12 +265,6 @@ class GRPOConfig(PolicyGradientConfig):
 
 
 CONFIGS: dict[str, type[RunConfig]] = {name: globals()[a.config] for name, a in ALGORITHMS.items()}
-
-
-def check_task(cfg):
-    """The config's task, built (data files read, the generator set up); a problem is an error
-    naming the config field at fault: task, data, eval_data, gym_name, gym_options..."""
-    return cfg.task.check(cfg.algo)
 
 
 def _check_path(cfg, field: str, check) -> None:
