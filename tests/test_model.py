@@ -2,6 +2,8 @@ import json
 
 import pytest
 import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from engine.errors import ReasonlabError
@@ -98,6 +100,23 @@ def test_load_checkpoint_errors_name_the_path(tmp_path, tokenizer):
     with pytest.raises(ReasonlabError, match=f"cannot load checkpoint {ck}"):
         load_checkpoint(ck)
     json.loads((ck / "tokenizer_config.json").read_text())  # the rest is untouched
+
+
+@settings(max_examples=60, deadline=None)
+@given(pairs=st.lists(st.tuples(st.text(st.sampled_from("0123456789+-*= \nQA:."), max_size=40),
+                                st.text(st.sampled_from("0123456789+-*= \nans."), max_size=40)), min_size=1, max_size=6))
+def test_completion_batch_tokenizes_each_row_as_alone(tokenizer, pairs):
+    """SFT's batches (tokenized a list at a time): each row is its prompt's tokens and its
+    completion's, then EOS, as each tokenized alone; labels only on the completion and EOS."""
+    from engine.algorithms.sft import completion_batch
+
+    batch = completion_batch(tokenizer, *zip(*pairs))
+    for i, (prompt, completion) in enumerate(pairs):
+        p = tokenizer(prompt, add_special_tokens=False)["input_ids"]
+        c = tokenizer(completion, add_special_tokens=False)["input_ids"] + [tokenizer.eos_token_id]
+        n = int(batch["attention_mask"][i].sum())
+        assert batch["input_ids"][i, :n].tolist() == p + c and n == len(p) + len(c)
+        assert batch["labels"][i].tolist() == [-100] * len(p) + c + [-100] * (batch["labels"].shape[1] - n)
 
 
 def test_sft_can_be_watched_as_it_learns_without_changing_what_it_learns(tmp_path):

@@ -113,6 +113,78 @@ def test_each_layer_computes_the_real_tokens_only(tiny):
     assert_same(model, mb)
 
 
+@settings(max_examples=40, deadline=None)
+@given(n=st.integers(1, 6), heads=st.integers(1, 4), half=st.integers(1, 8), seed=st.integers(0, 2**16))
+def test_rope_equals_transformers_rotary_embedding(n, heads, half, seed):
+    """shared_prefix.rope on (N, heads, D) is transformers' apply_rotary_pos_emb, values and
+    gradients, to the bit."""
+    from transformers.models.llama.modeling_llama import apply_rotary_pos_emb
+
+    g = torch.Generator().manual_seed(seed)
+    x = torch.randn(n, heads, 2 * half, generator=g, requires_grad=True)
+    angles = torch.randn(n, half, generator=g).repeat(1, 2)  # (N, D): transformers repeats the halves
+    cos, sin = angles.cos(), angles.sin()
+    ours = shared_prefix.rope(x, cos[:, None], sin[:, None])
+    (ours_grad,) = torch.autograd.grad(ours, x, ours.detach() ** 2)
+    theirs = apply_rotary_pos_emb(x.transpose(0, 1)[None], x.transpose(0, 1)[None], cos[None], sin[None])[0]
+    theirs = theirs[0].transpose(0, 1)
+    (theirs_grad,) = torch.autograd.grad(theirs, x, theirs.detach() ** 2)
+    assert torch.equal(ours, theirs) and torch.equal(ours_grad, theirs_grad)
+
+
+def test_the_backward_slices_nothing(tiny):
+    """The graph holds splits, never slices: a slice's backward fills a zero tensor the size of
+    what it was cut from (q, k and v of every token, twice a layer, before), a split's is one cat."""
+    model, tokenizer = tiny
+    mb = random_batch(tokenizer.pad_token_id, 200)
+    logprobs = shared_prefix.forward_logprobs(model.train(), mb)[0]
+    model.eval()
+    seen, todo = set(), [logprobs.grad_fn]
+    while todo:
+        node = todo.pop()
+        if node is not None and node not in seen:
+            seen.add(node)
+            todo.extend(next_fn for next_fn, _ in node.next_functions)
+    names = {type(node).__name__ for node in seen}
+    assert "SplitWithSizesBackward0" in names and "SliceBackward0" not in names
+
+
+def sft_batch(prompts, completions, pad_id):
+    """Right-padded rows as sft.completion_batch makes them: labels -100 on the prompt and padding."""
+    rows = [p + c for p, c in zip(prompts, completions)]
+    width = max(map(len, rows))
+    return {"input_ids": torch.tensor([r + [pad_id] * (width - len(r)) for r in rows]),
+            "attention_mask": torch.tensor([[1] * len(r) + [0] * (width - len(r)) for r in rows]),
+            "labels": torch.tensor([[-100] * len(p) + c + [-100] * (width - len(p) - len(c))
+                                    for p, c in zip(prompts, completions)])}
+
+
+def assert_same_loss(model, inputs):
+    """causal_lm_loss equals the model's own loss, and so do their gradients."""
+    params = [p for p in model.parameters() if p.requires_grad]
+    losses, grads = [], []
+    for fn in (lambda: model(**inputs).loss, lambda: shared_prefix.causal_lm_loss(model, **inputs)):
+        loss = fn()
+        losses.append(loss.item())
+        grads.append(torch.autograd.grad(loss, params))
+    assert abs(losses[0] - losses[1]) <= 1e-5 * abs(losses[0])
+    for a, b in zip(*grads):
+        assert torch.allclose(a, b, atol=1e-6, rtol=1e-4)
+
+
+@settings(max_examples=25, deadline=None)
+@given(data=st.data())
+def test_causal_lm_loss_equals_the_models_own_on_any_batch(tiny, data):
+    """SFT's packed loss: rows of any lengths, a label on one token or on all but the first."""
+    model, tokenizer = tiny
+    token = st.integers(5, 200)
+    n = data.draw(st.integers(1, 6))
+    prompts = data.draw(st.lists(st.lists(token, min_size=1, max_size=12), min_size=n, max_size=n))
+    completions = data.draw(st.lists(st.lists(token, min_size=1, max_size=16), min_size=n, max_size=n))
+    assert_same_loss(model.train(), sft_batch(prompts, completions, tokenizer.pad_token_id))
+    model.eval()
+
+
 def test_a_chat_model_with_grouped_query_heads_and_lora_adapters(tmp_path):
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
@@ -123,6 +195,7 @@ def test_a_chat_model_with_grouped_query_heads_and_lora_adapters(tmp_path):
     model, tokenizer = AutoModelForCausalLM.from_pretrained(path), AutoTokenizer.from_pretrained(path)
     mb = random_batch(tokenizer.pad_token_id, len(tokenizer), seed=1)
     assert shared_prefix.inner(model) is model
+    assert_same_loss(model.train(), sft_batch([[5, 6, 7], [8]], [[9, 10], [11, 12, 13, 14]], tokenizer.pad_token_id))
     assert_same(model.eval(), mb)
     assert_same_gradients(model.train(), mb)
     lora = add_lora(model, r=4, alpha=8)
@@ -132,6 +205,7 @@ def test_a_chat_model_with_grouped_query_heads_and_lora_adapters(tmp_path):
                 p.normal_(0, 0.1)
     assert shared_prefix.inner(lora) is lora.get_base_model()
     assert_same(lora.eval(), mb)
+    assert_same_loss(lora.train(), sft_batch([[5, 6, 7], [8]], [[9, 10], [11, 12, 13, 14]], tokenizer.pad_token_id))
     grads = gradients(lora.train(), shared_prefix.forward_logprobs, mb)
     assert grads and all("lora_" in name for name in grads)  # only the adapters train
     plain = gradients(lora, plain_logprobs, mb)
@@ -146,8 +220,51 @@ def test_other_architectures_take_the_plain_pass():
     mb = random_batch(0, 64)
     with torch.no_grad():
         assert torch.equal(forward_logprobs(model, mb)[0], plain_logprobs(model, mb)[0])
+    inputs = sft_batch([[5, 6], [7]], [[8, 9, 10], [11]], 0)
+    with torch.no_grad():
+        assert torch.equal(shared_prefix.causal_lm_loss(model, **inputs), model(**inputs).loss)
     ddp_like = torch.nn.parallel.DistributedDataParallel.__new__(torch.nn.parallel.DistributedDataParallel)
     assert shared_prefix.inner(ddp_like) is None  # its gradient sync needs its own forward
+
+
+def test_a_model_whose_forward_accelerate_wrapped_takes_its_own_forward(tiny_checkpoint):
+    """Under `accelerate launch --mixed_precision`, prepare wraps the model's forward in autocast:
+    the packed pass, which calls the modules, would run outside it. (In a process of its own:
+    accelerate's state is one per process, and this one's is set up by other tests.)"""
+    import subprocess
+    import sys
+
+    code = f"""
+from accelerate import Accelerator
+from engine.algorithms import shared_prefix
+from engine.model.checkpoint import load_checkpoint
+model = load_checkpoint({str(tiny_checkpoint)!r})[0]
+assert shared_prefix.inner(model) is model
+prepared = Accelerator(cpu=True, mixed_precision="bf16", device_placement=False).prepare(model)
+assert prepared.forward != prepared._original_forward, "accelerate no longer wraps forward this way"
+print(shared_prefix.inner(prepared) is None)
+"""
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.split() == ["True"]
+
+
+def test_adamw_is_fused_and_steps_as_the_loop_does():
+    from engine.algorithms.optim import adamw
+
+    torch.manual_seed(0)
+    weights = [torch.randn(7, 5, requires_grad=True), torch.randn(5, requires_grad=True)]
+    copies = [w.detach().clone().requires_grad_() for w in weights]
+    fused = adamw(weights, lr=1e-2, weight_decay=0.1)
+    loop = torch.optim.AdamW(copies, lr=1e-2, weight_decay=0.1, betas=(0.9, 0.95), foreach=False)
+    assert fused.defaults["fused"] and not loop.defaults["fused"]
+    for step in range(5):
+        for opt, ws in ((fused, weights), (loop, copies)):
+            opt.zero_grad()
+            (ws[0].sin().sum() * (step + 1) + (ws[1] ** 2).sum()).backward()
+            opt.step()
+    assert all(torch.allclose(a, b, atol=1e-6) for a, b in zip(weights, copies))
+    assert not adamw([torch.zeros(2, device="meta", requires_grad=True)], lr=1e-3).defaults["fused"]
 
 
 @settings(max_examples=150, deadline=None)

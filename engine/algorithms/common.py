@@ -17,6 +17,7 @@ import torch
 
 from engine.algorithms import rewards
 from engine.algorithms.context import RunContext
+from engine.algorithms.optim import adamw
 from engine.algorithms.rollout import (Rollout, TokenBatch, batch_logprobs, draw_problems, minibatches, rows,
                                        sample_rollouts, sampled_hidden, sampled_logprobs, step_seed, train_pool,
                                        with_rewards)
@@ -159,7 +160,7 @@ class PolicyRun:
             self.first_step, self.last_saved = step + 1, step
         # the one optimizer of the run, over the policy it trains (the resumed one's, on resume)
         params = trainable(self.policy) + [p for h in self.heads.values() for p in h.parameters()]
-        self.opt = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=0.0, betas=(0.9, 0.95))
+        self.opt = adamw(params, lr=cfg.lr)
         if resume is not None:
             self.opt.load_state_dict(state["optimizer"])
             for name, head in self.heads.items():

@@ -21,6 +21,7 @@ import torch
 import torch.nn.functional as F
 from tqdm.auto import tqdm
 
+from engine.algorithms.optim import adamw
 from engine.algorithms.sft import completion_batch
 from engine.errors import ReasonlabError
 from engine.config import ORMConfig
@@ -131,7 +132,7 @@ def train_orm(base: str | Path, examples: list[Example], out: str | Path, cfg: O
     orm = OutcomeRewardModel.from_base(base, cfg.device, cfg.dtype, cfg.trust_remote_code)
     orm.train()
     rng = random.Random(cfg.seed)
-    opt = torch.optim.AdamW(orm.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay, betas=(0.9, 0.95))
+    opt = adamw(orm.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     loss_ema = acc_ema = None
     bar = tqdm(range(cfg.steps), desc="orm", disable=not progress, unit="step")
     for step in bar:

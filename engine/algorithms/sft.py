@@ -20,6 +20,8 @@ import torch
 from tqdm.auto import tqdm
 
 from engine import distributed
+from engine.algorithms.optim import adamw
+from engine.algorithms.shared_prefix import causal_lm_loss
 from engine.config import SFTConfig
 from engine.model.checkpoint import check_target, recover, save_checkpoint
 from engine.model.presets import new_model
@@ -43,9 +45,11 @@ def lr_at(step: int, cfg: SFTConfig) -> float:
 def completion_batch(tokenizer, prompts: list[str], completions: list[str]) -> dict[str, torch.Tensor]:
     """Right-padded input_ids / attention_mask / labels; the loss covers completion + EOS only."""
     rows, labels = [], []
-    for p, c in zip(prompts, completions):
-        p_ids = tokenizer(p, add_special_tokens=False)["input_ids"]
-        c_ids = tokenizer(c, add_special_tokens=False)["input_ids"] + [tokenizer.eos_token_id]
+    # one call each for the prompts and the completions: the fast tokenizer encodes a list at once
+    prompt_ids = tokenizer(list(prompts), add_special_tokens=False)["input_ids"]
+    completion_ids = tokenizer(list(completions), add_special_tokens=False)["input_ids"]
+    for p_ids, c_ids in zip(prompt_ids, completion_ids):
+        c_ids = c_ids + [tokenizer.eos_token_id]
         rows.append(p_ids + c_ids)
         labels.append([-100] * len(p_ids) + c_ids)
     width = max(map(len, rows))
@@ -92,7 +96,7 @@ def train_sft(cfg: SFTConfig, out: str | Path, progress: bool = True, on_step=No
     problems = task.problems("train", cfg.train_problems)
     watched = task.problems("test" if "test" in task.splits else "train", 1)[0] if watch_every else None
     rng = random.Random(cfg.seed)
-    opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay, betas=(0.9, 0.95))
+    opt = adamw(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     tokens, loss_ema = 0, None
     pending: list[dict] = []
     bar = tqdm(range(cfg.steps), desc=f"sft {cfg.preset}", disable=not progress, unit="step")
@@ -103,7 +107,7 @@ def train_sft(cfg: SFTConfig, out: str | Path, progress: bool = True, on_step=No
         inputs = pending.pop()
         for group in opt.param_groups:
             group["lr"] = lr_at(step, cfg)
-        loss = model(**inputs).loss
+        loss = causal_lm_loss(model, **inputs)  # the model's loss, without computing padding
         opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
@@ -146,7 +150,7 @@ def finetune(model, tokenizer, pairs: list[tuple[str, str]], steps: int, batch_s
     rng = random.Random(seed)
     model.train()
     params = [p for p in model.parameters() if p.requires_grad]  # the adapters only, under LoRA
-    opt = torch.optim.AdamW(params, lr=lr, weight_decay=weight_decay, betas=(0.9, 0.95))
+    opt = adamw(params, lr=lr, weight_decay=weight_decay)
     acc = distributed.accelerator(model.device.type)
     trained, opt = acc.prepare(model, opt)
     order: list[tuple[str, str]] = []
@@ -168,7 +172,7 @@ def finetune(model, tokenizer, pairs: list[tuple[str, str]], steps: int, batch_s
         inputs = pending.pop()
         for group in opt.param_groups:
             group["lr"] = cosine_lr(step, steps, lr, warmup=max(1, steps // 10))
-        loss = trained(**{k: v.to(model.device) for k, v in inputs.items()}).loss
+        loss = causal_lm_loss(trained, **{k: v.to(model.device) for k, v in inputs.items()})
         opt.zero_grad(set_to_none=True)
         targets = (inputs["labels"][:, 1:] != -100).sum()  # the tokens the loss averages over
         acc.backward(loss * distributed.share_weight(targets, acc))
