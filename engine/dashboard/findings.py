@@ -9,7 +9,7 @@ from engine import findings
 from engine.findings import suite
 from engine.store import Store
 
-SIZE_HELP = ("suite: every run at the budget the verdicts need (about 14 minutes on 2 CPU cores, two runs at a time, "
+SIZE_HELP = ("suite: every run at the budget the verdicts need (about 12 minutes on 2 CPU cores, two runs at a time, "
              "see bench/findings.py); "
              "smoke: seconds, checks the pipeline end to end and learns nothing")
 
@@ -42,7 +42,7 @@ def cards(store: Store, size: str = "suite", base=None, orm: bool = False) -> li
 
 
 # what the button starts, in wall time on 2 CPU cores (bench/findings.py measures it)
-SIZE_TIME = {"suite": "The suite takes about 14 minutes on 2 CPU cores; the first verdicts come after about 200 seconds.",
+SIZE_TIME = {"suite": "The suite takes about 12 minutes on 2 CPU cores; the first verdicts come after about 3 minutes.",
              "smoke": "The smoke size takes a few minutes and learns nothing."}
 
 
