@@ -181,7 +181,13 @@ def test_causal_lm_loss_equals_the_models_own_on_any_batch(tiny, data):
     n = data.draw(st.integers(1, 6))
     prompts = data.draw(st.lists(st.lists(token, min_size=1, max_size=12), min_size=n, max_size=n))
     completions = data.draw(st.lists(st.lists(token, min_size=1, max_size=16), min_size=n, max_size=n))
-    assert_same_loss(model.train(), sft_batch(prompts, completions, tokenizer.pad_token_id))
+    inputs = sft_batch(prompts, completions, tokenizer.pad_token_id)
+    assert_same_loss(model.train(), inputs)
+    # left-padded rows (one causal attention would let a token see the padding before it) take
+    # the model's own pass
+    shift = (inputs["attention_mask"] == 0).sum(1)
+    left = {k: torch.stack([row.roll(int(n)) for row, n in zip(v, shift)]) for k, v in inputs.items()}
+    assert_same_loss(model, left)
     model.eval()
 
 

@@ -194,12 +194,12 @@ def causal_lm_loss(model, input_ids: torch.Tensor, attention_mask: torch.Tensor,
     rounding (tests/test_shared_prefix.py); a model this pass cannot run (see `inner`) computes
     its own. SFT and expert iteration's fine-tuning train through it."""
     lm = inner(model)
-    if lm is None:
+    real = attention_mask.bool()
+    if lm is None or (real[:, 1:] & ~real[:, :-1]).any():  # padding before a token: not right-padded
         return model(input_ids=input_ids, attention_mask=attention_mask, labels=labels).loss
     cfg = lm.config
     nh, nkv = cfg.num_attention_heads, cfg.num_key_value_heads
     B, L = input_ids.shape
-    real = attention_mask.bool()
     at = real.flatten().nonzero()[:, 0]  # (N,) where each real token lies in the (B, L) layout
     ids, pos = input_ids.flatten()[at], at % L
 
