@@ -272,3 +272,26 @@ def test_an_unset_cancel_changes_no_sample(tiny_model):
     watched = TorchSampler(model, tokenizer, batch_size=4, cancel=threading.Event()).sample(
         PROMPTS, n=2, max_new_tokens=24, seed=5)
     assert [[c.token_ids for c in cs] for cs in plain] == [[c.token_ids for c in cs] for cs in watched]
+
+
+
+def test_a_decode_step_reads_the_prompt_cache_without_copying_it(tiny_model):
+    """The prompts' keys and values are read at every decode step, by each layer. Kept as the
+    rotary embedding leaves them (a transposed view), each read made a copy of them: 15% of the
+    sampling time at 64 prompts x 4. They are made contiguous once, at prefill: a sample() call
+    copies them 2 x layers times, however many steps it decodes."""
+    from torch.profiler import ProfilerActivity, profile
+
+    model, tokenizer = tiny_model
+    cfg = model.config
+    prompts, n, steps = PROMPTS[:4], 4, 12
+    lp = tokenizer(prompts, return_tensors="pt", padding=True, add_special_tokens=False)["input_ids"].shape[1]
+    head_dim = getattr(cfg, "head_dim", None) or cfg.hidden_size // cfg.num_attention_heads
+    cache = [len(prompts), cfg.num_key_value_heads, lp, head_dim]
+    transposed = [*cache[:2], head_dim, lp]
+    with profile(activities=[ProfilerActivity.CPU], record_shapes=True) as prof:
+        out = TorchSampler(model, tokenizer).sample(prompts, n=n, max_new_tokens=steps, seed=0, stop=["never"])
+    assert max(len(c.token_ids) for cs in out for c in cs) == steps  # it decoded every step
+    copies = [e for e in prof.events() if e.name == "aten::copy_" and e.input_shapes
+              and list(e.input_shapes[0]) in (cache, transposed)]
+    assert len(copies) <= 2 * cfg.num_hidden_layers

@@ -78,7 +78,9 @@ class _StaticKV:
             q, k = apply_rotary_pos_emb(q.transpose(1, 2), k.transpose(1, 2), cos, sin)
             v = attn.v_proj(h).view(B, T, -1, self.head_dim).transpose(1, 2)
             if prefill:
-                self.prefix.append((k, v))
+                # read by every decode step: stored contiguous (rotary leaves k a transposed view, and
+                # each matmul over it would copy it again)
+                self.prefix.append((k.contiguous(), v.contiguous()))
                 o = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, scale=attn.scaling, enable_gqa=self.gqa)
             else:
                 self.k[i][:, :, self.t] = k[:, :, 0]
