@@ -49,9 +49,12 @@ def test_a_config_stored_without_a_task_is_the_built_in_task():
     assert TaskSpec.from_stored({}) == TaskSpec.from_stored(None) == TaskSpec.from_stored({"task": None}) == TaskSpec()
 
 
+# a usable path: no NUL byte, no lone surrogate, and no `~user` of a user who may not exist (each is
+# refused, naming its field: test_a_path_that_cannot_be_a_path_names_its_field)
+PATHS = st.text(st.characters(exclude_characters="\x00", exclude_categories=("Cs",)), max_size=8).filter(
+    lambda p: not p.strip().startswith("~") or p.strip() == "~" or p.strip().startswith("~/"))
 OPTIONS = st.fixed_dictionaries({}, optional={
-    "data": st.text(st.characters(exclude_characters="\x00", exclude_categories=("Cs",)), max_size=8),
-    "eval_data": st.text(st.characters(exclude_characters="\x00", exclude_categories=("Cs",)), max_size=8), "skip_bad": st.booleans(),
+    "data": PATHS, "eval_data": PATHS, "skip_bad": st.booleans(),
     "gym_name": st.text(max_size=8), "gym_size": st.integers(1, 10_000), "gym_seed": st.integers(0, 99)})
 
 
@@ -66,7 +69,7 @@ def test_an_old_flat_run_config_resumes_as_the_nested_one(name, options):
                                          else v for k, v in options.items()})
 
 
-@pytest.mark.parametrize("value", ["runs/\x00x", "\ud800"])  # a NUL byte; a lone surrogate
+@pytest.mark.parametrize("value", ["runs/\x00x", "\ud800", "~0", "~no-such-user/x"])  # NUL; lone surrogate; ~user
 @pytest.mark.parametrize("name", ["base", "orm", "data", "eval_data", "task.data"])
 def test_a_path_that_cannot_be_a_path_names_its_field(name, value):
     with pytest.raises(ReasonlabError, match="config field .* is not a usable path") as e:
