@@ -274,7 +274,6 @@ def test_an_unset_cancel_changes_no_sample(tiny_model):
     assert [[c.token_ids for c in cs] for cs in plain] == [[c.token_ids for c in cs] for cs in watched]
 
 
-
 def test_a_decode_step_reads_the_prompt_cache_without_copying_it(tiny_model):
     """The prompts' keys and values are read at every decode step, by each layer. Kept as the
     rotary embedding leaves them (a transposed view), each read made a copy of them: 15% of the

@@ -80,7 +80,8 @@ class _StaticKV:
             if prefill:
                 # read by every decode step: stored contiguous (rotary leaves k a transposed view, and
                 # each matmul over it would copy it again)
-                self.prefix.append((k.contiguous(), v.contiguous()))
+                k, v = k.contiguous(), v.contiguous()
+                self.prefix.append((k, v))
                 o = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, scale=attn.scaling, enable_gqa=self.gqa)
             else:
                 self.k[i][:, :, self.t] = k[:, :, 0]
